@@ -1,0 +1,179 @@
+"""Write a study's results: volumes.csv, summary.json, masks, transforms, QC pictures.
+
+Everything goes into a hidden temporary folder next to the destination, which is
+renamed into place only when complete: an interrupted run leaves no half-written
+results, and an existing result folder is replaced only when asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from lesionvol.errors import OutputExistsError
+from lesionvol.io import write_image
+from lesionvol.study import StudyResult, Timepoint
+
+RESULT_FILES = ("volumes.csv", "summary.json")
+
+
+def has_results(folder: str | os.PathLike) -> bool:
+    """True when ``folder`` already holds a finished lesionvol result.
+
+    Example
+    -------
+    >>> has_results(tempfile.mkdtemp())
+    False
+    """
+    return any((Path(folder) / name).exists() for name in RESULT_FILES)
+
+
+@contextlib.contextmanager
+def atomic_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder that replaces ``out_dir`` only if the block succeeds.
+
+    Raises
+    ------
+    OutputExistsError
+        ``out_dir`` holds results (or other files) and ``overwrite`` is False.
+
+    Example
+    -------
+    >>> out = Path(tempfile.mkdtemp()) / "results"
+    >>> with atomic_folder(out) as tmp:
+    ...     _ = (tmp / "volumes.csv").write_text("timepoint\\n")
+    >>> sorted(p.name for p in out.iterdir())
+    ['volumes.csv']
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        if has_results(out_dir):
+            raise OutputExistsError(f"'{out_dir}' already holds results; use --overwrite to replace them")
+        if any(out_dir.iterdir()):
+            raise OutputExistsError(f"'{out_dir}' is not empty; choose an empty folder or use --overwrite")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        yield tmp
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _csv_value(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, float | np.floating):
+        return f"{float(value):.6g}"
+    return value
+
+
+def write_rows_csv(rows: list[dict], path: str | os.PathLike) -> None:
+    """Write dict rows as CSV (union of keys, in first-seen order; empty cell for None).
+
+    Example
+    -------
+    >>> p = Path(tempfile.mkdtemp()) / "v.csv"
+    >>> write_rows_csv([{"a_ml": 1.0, "b": None}], p)
+    >>> p.read_text().splitlines()
+    ['a_ml,b', '1,']
+    """
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(v) for k, v in row.items()})
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def write_json(data: dict, path: str | os.PathLike) -> None:
+    """Write JSON with numpy scalars converted and NaN written as null."""
+    text = json.dumps(data, indent=2, default=_json_default, allow_nan=True).replace("NaN", "null")
+    Path(path).write_text(text + "\n", encoding="utf-8")
+
+
+def qc_picture(tp: Timepoint, path: str | os.PathLike) -> None:
+    """Save a mid-coronal slice through the head with the head and lesion outlined.
+
+    The image is reoriented to the nearest LPS axes first, so the picture is coronal
+    whatever the acquisition plane; patient's right is on the picture's left.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    image = sitk.DICOMOrient(tp.scan.image, "LPS")
+    head = sitk.GetArrayFromImage(sitk.DICOMOrient(tp.head, "LPS"))
+    lesion = sitk.GetArrayFromImage(sitk.DICOMOrient(tp.lesion, "LPS"))
+    array = sitk.GetArrayFromImage(image).astype(np.float32)
+    where = np.nonzero(head) if head.any() else np.nonzero(np.ones_like(head))
+    y = int(np.round(np.mean(where[1])))
+    spacing = image.GetSpacing()
+    fig, ax = plt.subplots(figsize=(5, 5 * array.shape[0] * spacing[2] / (array.shape[2] * spacing[0]) + 0.6))
+    lo, hi = np.percentile(array, [1, 99.5])
+    ax.imshow(array[:, y, :], cmap="gray", origin="lower", vmin=lo, vmax=hi, aspect=spacing[2] / spacing[0])
+    if head[:, y, :].any():
+        ax.contour(head[:, y, :], levels=[0.5], colors="deepskyblue", linewidths=0.8)
+    if lesion[:, y, :].any():
+        ax.contour(lesion[:, y, :], levels=[0.5], colors="red", linewidths=1.2)
+    ax.set_title(
+        f"{tp.label}: lesion {tp.volumes.lesion_volume_ml:.2f} mL, "
+        f"{tp.volumes.lesion_pct_head:.1f} % of head", fontsize=9
+    )
+    ax.set_xlabel("R ← → L (coronal)")
+    ax.set_xticks([]); ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_study(result: StudyResult, out_dir: str | os.PathLike, overwrite: bool = False,
+                extra_summary: dict | None = None) -> Path:
+    """Write all outputs of a study into ``out_dir`` atomically; return the folder.
+
+    Layout: ``volumes.csv``, ``summary.json``, ``masks/<tp>_{lesion,head}.nii.gz``,
+    ``transforms/<tp>.tfm`` (follow-ups), ``change/<tp>_{regenerated,new}.nii.gz``
+    (baseline space), ``qc/<tp>.png``.
+    """
+    with atomic_folder(out_dir, overwrite) as tmp:
+        for name in ("masks", "transforms", "change", "qc"):
+            (tmp / name).mkdir()
+        for tp in result.timepoints:
+            write_image(tp.lesion, tmp / "masks" / f"{tp.label}_lesion.nii.gz")
+            write_image(tp.head, tmp / "masks" / f"{tp.label}_head.nii.gz")
+            if tp.transform is not None:
+                sitk.WriteTransform(tp.transform, str(tmp / "transforms" / f"{tp.label}.tfm"))
+            if tp.change is not None:
+                write_image(tp.change.regenerated, tmp / "change" / f"{tp.label}_regenerated.nii.gz")
+                write_image(tp.change.new_lesion, tmp / "change" / f"{tp.label}_new.nii.gz")
+            qc_picture(tp, tmp / "qc" / f"{tp.label}.png")
+        write_rows_csv(result.rows(), tmp / "volumes.csv")
+        write_json({**result.summary(), **(extra_summary or {})}, tmp / "summary.json")
+    return Path(out_dir)

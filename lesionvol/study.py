@@ -1,0 +1,236 @@
+"""One hip over time: read the scans, get the masks, register, measure, tabulate.
+
+This is the library function behind ``lesionvol analyze`` and ``lesionvol demo``; the
+batch runner calls it once per study.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import SimpleITK as sitk
+
+from lesionvol import __version__
+from lesionvol.change import ChangeMaps, change_maps
+from lesionvol.errors import InputError
+from lesionvol.geometry import same_grid
+from lesionvol.io import Scan, read_mask, read_scan
+from lesionvol.measure import (
+    STEINBERG_RULE,
+    THRESHOLD_PCT,
+    THRESHOLD_SOURCE,
+    Volumes,
+    measure_volumes,
+    residual_pct_baseline,
+    steinberg_extent,
+    threshold_flag,
+)
+
+PathLike = str | os.PathLike
+Progress = Callable[[str], None]
+
+DEFINITIONS = {
+    "volume": "voxel count x voxel volume on each scan's native grid (mL); *_mesh_volume_ml: marching-cubes surface volume",
+    "lesion_pct_head": "LF = 100 * lesion_volume_ml / head_volume_ml, same timepoint",
+    "residual_pct_baseline": "RF = 100 * lesion_volume_ml / baseline lesion_volume_ml (native-space volumes)",
+    "regenerated_ml": "baseline lesion voxels not lesion at this timepoint, in baseline space (after registration)",
+    "new_lesion_ml": "lesion voxels at this timepoint outside the baseline lesion, in baseline space",
+    "steinberg_extent": STEINBERG_RULE,
+    "days": "days since the baseline scan (given, or from DICOM study dates); empty if unknown",
+}
+
+
+@dataclass
+class Timepoint:
+    """Everything known about one visit after analysis."""
+
+    label: str
+    scan: Scan
+    lesion: sitk.Image
+    head: sitk.Image
+    mask_source: str
+    volumes: Volumes
+    days: float | None = None
+    transform: sitk.Transform | None = None
+    change: ChangeMaps | None = None
+    registration_qc: dict = field(default_factory=dict)
+    location: dict = field(default_factory=dict)
+
+
+@dataclass
+class StudyResult:
+    """The analysed series (oldest first), the table rows and the provenance."""
+
+    timepoints: list[Timepoint]
+    threshold_pct: float
+    parameters: dict
+
+    def rows(self) -> list[dict]:
+        """One dict per timepoint with the columns of ``volumes.csv``."""
+        baseline_ml = self.timepoints[0].volumes.lesion_volume_ml
+        rows = []
+        for tp in self.timepoints:
+            v = tp.volumes
+            lf = v.lesion_pct_head
+            spacing = tp.scan.image.GetSpacing()
+            row = {
+                "timepoint": tp.label,
+                "days": tp.days,
+                "spacing_x_mm": spacing[0],
+                "spacing_y_mm": spacing[1],
+                "spacing_z_mm": spacing[2],
+                "head_volume_ml": v.head_volume_ml,
+                "lesion_volume_ml": v.lesion_volume_ml,
+                "lesion_pct_head": lf,
+                "residual_pct_baseline": residual_pct_baseline(v.lesion_volume_ml, baseline_ml),
+                "regenerated_ml": tp.change.regenerated_ml if tp.change else None,
+                "new_lesion_ml": tp.change.new_lesion_ml if tp.change else None,
+                "threshold_pct": self.threshold_pct,
+                "threshold_flag": threshold_flag(lf, self.threshold_pct),
+                "steinberg_extent": steinberg_extent(lf),
+                "head_mesh_volume_ml": v.head_mesh_volume_ml,
+                "lesion_mesh_volume_ml": v.lesion_mesh_volume_ml,
+                "lesion_outside_head_ml": v.lesion_outside_head_ml,
+                **tp.registration_qc,
+                **tp.location,
+                "mask_source": tp.mask_source,
+                "image_sha256": tp.scan.sha256,
+            }
+            rows.append({k: (None if isinstance(x, float) and math.isnan(x) else x) for k, x in row.items()})
+        return rows
+
+    def summary(self) -> dict:
+        """Provenance and definitions for ``summary.json`` (no patient identifiers)."""
+        return {
+            "lesionvol_version": __version__,
+            "threshold": {
+                "lesion_pct_head_threshold_pct": self.threshold_pct,
+                "rule": f"threshold_flag = 'below' if lesion_pct_head < {self.threshold_pct:g} else 'at_or_above'",
+                "source": THRESHOLD_SOURCE,
+            },
+            "definitions": DEFINITIONS,
+            "parameters": self.parameters,
+            "inputs": [
+                {"timepoint": tp.label, "file": os.path.basename(tp.scan.source), "sha256": tp.scan.sha256,
+                 "mask_source": tp.mask_source}
+                for tp in self.timepoints
+            ],
+            "timepoints": self.rows(),
+        }
+
+
+def _days_from_dates(scans: Sequence[Scan]) -> list[float | None]:
+    base = scans[0].study_date
+    return [float((s.study_date - base).days) if base and s.study_date else None for s in scans]
+
+
+def _masks_for(scan: Scan, lesion_path: PathLike | None, head_path: PathLike | None, options: dict):
+    if lesion_path is not None and head_path is not None:
+        return read_mask(lesion_path, scan.image), read_mask(head_path, scan.image), "user"
+    if lesion_path is not None or head_path is not None:
+        raise InputError("give both a lesion and a head mask for a timepoint, or neither (then both are segmented)")
+    from lesionvol.segment import segment_hip
+
+    seg = segment_hip(scan.image, side=options["side"], lesion_definition=options["lesion_definition"])
+    return seg.lesion, seg.head, "segmented"
+
+
+def analyze(
+    images: Sequence[PathLike],
+    *,
+    lesion_masks: Sequence[PathLike | None] | None = None,
+    head_masks: Sequence[PathLike | None] | None = None,
+    labels: Sequence[str] | None = None,
+    days: Sequence[float | None] | None = None,
+    threshold_pct: float = THRESHOLD_PCT,
+    side: str = "auto",
+    lesion_definition: str = "enclosed",
+    register: bool = True,
+    volume_index: int | None = None,
+    progress: Progress | None = None,
+) -> StudyResult:
+    """Analyse one hip's serial scans, oldest first.
+
+    Parameters
+    ----------
+    images : sequence of path-like
+        Baseline first, then follow-ups (NIfTI, NRRD, MHA or DICOM series folders).
+    lesion_masks, head_masks : sequence of path-like or None, optional
+        Masks drawn by a reader, one per image (``None`` entries are segmented).
+    labels : sequence of str, optional
+        Timepoint names; ``t0, t1, …`` by default.
+    days : sequence of float, optional
+        Days since baseline; taken from DICOM study dates when not given.
+    threshold_pct : float
+        LF threshold for ``threshold_flag`` (10 % by default, see ``THRESHOLD_SOURCE``).
+    side, lesion_definition : str
+        Passed to the segmenter when masks are missing.
+    register : bool
+        Register each follow-up to the baseline for the change maps. When ``False``,
+        change maps are computed only for scans on the baseline's grid.
+    volume_index : int, optional
+        Which volume to take from 4D images.
+    progress : callable, optional
+        Called with a short message before each step.
+
+    Returns
+    -------
+    StudyResult
+
+    Example
+    -------
+    >>> from lesionvol.sample import sample_series_paths, sample_mask_paths
+    >>> result = analyze(sample_series_paths(), lesion_masks=sample_mask_paths("lesion"),
+    ...                  head_masks=sample_mask_paths("head"), register=False)
+    >>> [row["timepoint"] for row in result.rows()]
+    ['t0', 't1', 't2']
+    """
+    n = len(images)
+    if n == 0:
+        raise InputError("no images given")
+    for name, seq in (("lesion masks", lesion_masks), ("head masks", head_masks), ("labels", labels), ("days", days)):
+        if seq is not None and len(seq) != n:
+            raise InputError(f"{len(seq)} {name} for {n} images")
+    labels = list(labels) if labels is not None else [f"t{i}" for i in range(n)]
+    if len(set(labels)) != n:
+        raise InputError(f"timepoint labels must be unique: {labels}")
+    lesion_masks = list(lesion_masks) if lesion_masks is not None else [None] * n
+    head_masks = list(head_masks) if head_masks is not None else [None] * n
+    say = progress or (lambda message: None)
+    options = {"side": side, "lesion_definition": lesion_definition}
+
+    scans = []
+    for label, path in zip(labels, images):
+        say(f"{label}: reading {os.path.basename(os.fspath(path))}")
+        scans.append(read_scan(path, volume_index))
+    days = list(days) if days is not None else _days_from_dates(scans)
+
+    timepoints: list[Timepoint] = []
+    for i, scan in enumerate(scans):
+        say(f"{labels[i]}: masks")
+        lesion, head, source = _masks_for(scan, lesion_masks[i], head_masks[i], options)
+        timepoints.append(
+            Timepoint(labels[i], scan, lesion, head, source, measure_volumes(lesion, head), days[i])
+        )
+
+    baseline = timepoints[0]
+    for tp in timepoints[1:]:
+        if register:
+            say(f"{tp.label}: registering to {baseline.label}")
+            from lesionvol.register import register_followup
+
+            registration = register_followup(
+                baseline.scan.image, tp.scan.image, fixed_head=baseline.head, moving_head=tp.head
+            )
+            tp.transform = registration.transform
+            tp.registration_qc = registration.qc
+            tp.change = change_maps(baseline.lesion, tp.lesion, tp.transform)
+        elif same_grid(baseline.scan.image, tp.scan.image):
+            tp.change = change_maps(baseline.lesion, tp.lesion)
+
+    parameters = {"threshold_pct": threshold_pct, "side": side, "lesion_definition": lesion_definition,
+                  "register": register, "labels": labels}
+    return StudyResult(timepoints, threshold_pct, parameters)

@@ -1,0 +1,1 @@
+"""napari plugin for lesionvol: review and correct serial ONFH lesion measurements."""
