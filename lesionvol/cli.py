@@ -134,6 +134,53 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_segment(args: argparse.Namespace) -> int:
+    from lesionvol.io import read_scan, write_image
+    from lesionvol.measure import mask_volume_ml
+    from lesionvol.segment import segment_hip
+
+    scan = read_scan(args.image, args.volume)
+    seg = segment_hip(scan.image, side=args.side, lesion_definition=args.lesion_definition,
+                      head_definition=args.head_definition, seed_mm=args.seed_mm)
+    write_image(seg.lesion, args.out_lesion)
+    write_image(seg.head, args.out_head)
+    print(f"{seg.side} hip: head {mask_volume_ml(seg.head):.2f} mL ({seg.head_definition}), "
+          f"lesion {mask_volume_ml(seg.lesion):.2f} mL ({seg.lesion_definition})")
+    return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    import SimpleITK as sitk
+
+    from lesionvol.io import read_mask, read_scan
+    from lesionvol.register import register_followup
+
+    fixed, moving = read_scan(args.fixed, args.volume), read_scan(args.moving, args.volume)
+    fixed_head = read_mask(args.fixed_head, fixed.image) if args.fixed_head else None
+    moving_head = read_mask(args.moving_head, moving.image) if args.moving_head else None
+    result = register_followup(fixed.image, moving.image, fixed_head=fixed_head, moving_head=moving_head,
+                               affine=args.affine)
+    out = Path(args.out)
+    tmp = out.with_name(f".{out.name}.partial.tfm")
+    sitk.WriteTransform(result.transform, str(tmp))
+    tmp.replace(out)
+    for key, value in result.qc.items():
+        print(f"{key:>32}  {_fmt(value, 4) if isinstance(value, float) else value}")
+    return 3 if result.doubtful else 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from lesionvol.batch import run_batch
+
+    summary = run_batch(
+        args.manifest, args.out, workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite,
+        threshold_pct=args.threshold_pct, lesion_definition=args.lesion_definition,
+        register=not args.no_register, show_progress=not args.quiet,
+    )
+    print(summary.describe())
+    return 0 if summary.n_failed == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lesionvol", description=(
         "Necrotic and residual lesion volume of the femoral head (ONFH) on serial MRI."))
@@ -168,6 +215,36 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--volume", type=int, help="volume index to take from a 4D image")
     measure.add_argument("--json", action="store_true", help="print JSON instead of a table")
     measure.set_defaults(run=cmd_measure)
+
+    segment = commands.add_parser("segment", help="segment the femoral head and the necrotic lesion")
+    segment.add_argument("image")
+    segment.add_argument("--out-lesion", required=True, metavar="MASK", help="lesion mask to write")
+    segment.add_argument("--out-head", required=True, metavar="MASK", help="head mask to write")
+    segment.add_argument("--side", choices=["auto", "left", "right"], default="auto")
+    segment.add_argument("--lesion-definition", choices=["enclosed", "dark"], default="enclosed")
+    segment.add_argument("--head-definition", choices=["anatomical", "sphere"], default="anatomical")
+    segment.add_argument("--seed-mm", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                         help="a point inside the femoral head, LPS mm (as clicked in a viewer)")
+    segment.add_argument("--volume", type=int, help="volume index to take from a 4D image")
+    segment.set_defaults(run=cmd_segment)
+
+    register = commands.add_parser("register", help="rigid registration of a follow-up to the baseline")
+    register.add_argument("fixed", help="baseline image")
+    register.add_argument("moving", help="follow-up image")
+    register.add_argument("--out", required=True, metavar="T.tfm", help="ITK transform file (fixed -> moving points)")
+    register.add_argument("--fixed-head", metavar="MASK", help="baseline head mask (segmented when not given)")
+    register.add_argument("--moving-head", metavar="MASK", help="follow-up head mask (segmented when not given)")
+    register.add_argument("--affine", action="store_true", help="affine instead of rigid")
+    register.add_argument("--volume", type=int, help="volume index to take from 4D images")
+    register.set_defaults(run=cmd_register)
+
+    batch = commands.add_parser("batch", help="a cohort from a manifest CSV, on Dask")
+    batch.add_argument("manifest", help="CSV: subject,side,timepoint,days,image[,lesion_mask,head_mask]")
+    batch.add_argument("--out", required=True, help="output folder")
+    batch.add_argument("--workers", type=int, default=2, help="local Dask workers (default 2)")
+    batch.add_argument("--scheduler", metavar="ADDRESS", help="address of an existing Dask scheduler")
+    _analyze_args(batch)
+    batch.set_defaults(run=cmd_batch)
     return parser
 
 
