@@ -87,6 +87,22 @@ def _parse_dicom_date(value: str) -> dt.date | None:
         return None
 
 
+def _check_nifti_data(path: Path) -> None:
+    """Refuse a truncated NIfTI file or one with NaN/inf values.
+
+    ITK's NIfTI reader does neither: it silently zero-fills missing data and turns NaN
+    into 0, which would make a damaged scan look valid. nibabel reads the raw data.
+    """
+    try:
+        data = np.asanyarray(nib.load(path).dataobj)
+    except Exception as exc:  # nibabel raises EOFError, OSError, ValueError, zlib.error ...
+        raise InputError(f"cannot read '{path}': truncated or corrupt NIfTI ({type(exc).__name__}: {str(exc)[:100]})") from None
+    if np.issubdtype(data.dtype, np.floating):
+        n_bad = int(np.count_nonzero(~np.isfinite(data)))
+        if n_bad:
+            raise InputError(f"'{path}' has {n_bad} NaN or infinite voxels")
+
+
 def _read_any(path: Path) -> tuple[sitk.Image, dt.date | None]:
     """Read an image file or DICOM folder; return it with its DICOM study date if any."""
     if not path.exists():
@@ -103,8 +119,11 @@ def _read_any(path: Path) -> tuple[sitk.Image, dt.date | None]:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
         reader.ReadImageInformation()
-        if reader.GetImageIO() == "GDCMImageIO" and (reader.GetDimension() == 2 or reader.GetSize()[-1] == 1):
+        is_dicom = reader.GetImageIOFromFileName(str(path)) == "GDCMImageIO"
+        if is_dicom and (reader.GetDimension() == 2 or reader.GetSize()[-1] == 1):
             return _read_any(path.parent)  # one slice of a series: read the whole series
+        if path.name.lower().endswith((".nii", ".nii.gz")):
+            _check_nifti_data(path)
         image = reader.Execute()
         keys = reader.GetMetaDataKeys()
         value = next((reader.GetMetaData(t) for t in _DATE_TAGS if t in keys), "")
