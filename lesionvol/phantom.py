@@ -543,10 +543,36 @@ def _analytic_ok(geo: _HipGeometry, lesions: Sequence[LesionSpec], side: str) ->
     return float(c @ geo.neck_axis) + lesions[0].radius_mm <= geo.junction_mm
 
 
+def _lens_centroid(R: float, r: float, c: np.ndarray) -> np.ndarray:
+    """Centroid of ball(0, R) ∩ ball(c, r): two spherical caps either side of the radical plane."""
+    d = float(np.linalg.norm(c))
+    if d <= abs(R - r):
+        return np.zeros(3) if R < r else np.asarray(c, float).copy()
+    n = c / d
+    x0 = (d * d + R * R - r * r) / (2 * d)          # radical plane, from the head centre along n
+    h1, h2 = R - x0, r - (d - x0)                   # cap heights of the head ball and the lesion ball
+
+    def offset(a: float, h: float) -> float:        # cap centroid distance from its sphere centre
+        return 3 * (2 * a - h) ** 2 / (4 * (3 * a - h))
+
+    v1, v2 = cap_volume_mm3(R, h1), cap_volume_mm3(r, h2)
+    return n * (v1 * offset(R, h1) + v2 * (d - offset(r, h2))) / (v1 + v2)
+
+
 def _lesion_volumes(geo, lesions, side, step_mm=INTEGRATION_STEP_MM):
     """(enclosed mm³, dark mm³, centroid local or None, method, rel error)."""
     if not lesions:
         return 0.0, 0.0, None, "analytic", 0.0
+    if _analytic_ok(geo, lesions, side):
+        les = lesions[0]
+        c = np.asarray(les.centre_offset_mm, float) * _mirror(side)
+        d = float(np.linalg.norm(c))
+        v_enc = lens_volume_mm3(geo.R, les.radius_mm, d)
+        v_dark = v_enc
+        if les.bright_centre:
+            v_dark = v_enc - lens_volume_mm3(geo.R, max(les.radius_mm - les.band_mm, 0.0), d)
+        centroid = None if v_enc == 0 else _lens_centroid(geo.R, les.radius_mm, c)
+        return v_enc, v_dark, centroid, "analytic", 0.0
     loc = _local_lesions(lesions, side)
 
     def enc(x, y):
@@ -558,21 +584,13 @@ def _lesion_volumes(geo, lesions, side, step_mm=INTEGRATION_STEP_MM):
     (ve, me), (vd, _) = _integrate(geo, [enc, drk], step_mm)
     (ve2, _), (vd2, _) = _integrate(geo, [enc, drk], 2 * step_mm)
     centroid = me / ve if ve > 0 else None
-    if _analytic_ok(geo, lesions, side):
-        les = lesions[0]
-        d = float(np.linalg.norm(les.centre_offset_mm))
-        v_enc = lens_volume_mm3(geo.R, les.radius_mm, d)
-        v_dark = v_enc
-        if les.bright_centre:
-            v_dark = v_enc - lens_volume_mm3(geo.R, max(les.radius_mm - les.band_mm, 0.0), d)
-        return v_enc, v_dark, centroid, "analytic", 0.0
     err = max(abs(ve - ve2) / ve if ve else 0.0, abs(vd - vd2) / vd if vd else 0.0)
     return ve, vd, centroid, "numerical", err
 
 
-def _change(geo, base: Sequence[LesionSpec], follow: Sequence[LesionSpec], side: str) -> ChangeTruth:
-    v0 = _lesion_volumes(geo, base, side)[0]
-    v1 = _lesion_volumes(geo, follow, side)[0]
+def _change(geo, base: Sequence[LesionSpec], follow: Sequence[LesionSpec], side: str,
+            v0: float, v1: float) -> ChangeTruth:
+    """Regenerated/new volumes; v0, v1 are the enclosed volumes (mm³) of base and follow."""
     nested = all(
         f.is_ball and any(
             b.is_ball and np.linalg.norm(np.subtract(f.centre_offset_mm, b.centre_offset_mm)) + f.radius_mm
@@ -651,8 +669,21 @@ class _Scene:
         return dict(femur=femur, cup=cup, cup_marrow=cup_marrow, joint=joint, head=head,
                     enc=enc, inner=inner)
 
-    def evaluate(self, p, with_truth: bool):
-        """Intensity (and truth masks, boundary distance) at object-frame points p (N, 3)."""
+    def near_hip(self, q, margin_mm: float):
+        """Cheap bound: points farther than ``margin_mm`` from every hip structure are False."""
+        geo = self.geo
+        reach = max(geo.cup_outer_mm, geo.neck_length_mm + 0.8 * geo.R) + margin_mm
+        qj = q - geo.trochanter_centre
+        in_shaft = (np.hypot(qj[:, 0], qj[:, 1]) < 0.8 * geo.R + margin_mm) & (qj[:, 2] < 0.8 * geo.R + margin_mm)
+        return (np.einsum("ij,ij->i", q, q) < reach * reach) | in_shaft
+
+    def evaluate(self, p, with_truth: bool, margin_mm: float = 0.0):
+        """Intensity (and truth masks, boundary distance) at object-frame points p (N, 3).
+
+        With ``with_truth``, hip shapes are evaluated only near the hip (within ``margin_mm``);
+        elsewhere the boundary distance stays at the body's value, which is correct as long as
+        ``margin_mm`` is at least the distance the caller compares it with.
+        """
         n = len(p)
         val = np.full(n, T1_MUSCLE, np.float32)
         outer, inner = self.body(p)
@@ -661,8 +692,14 @@ class _Scene:
         bd = np.minimum(np.abs(outer), np.abs(inner)) if with_truth else None
         truth = {k: np.zeros(n, bool) for k in ("head", "enc", "dark")} if with_truth else None
         for s in self.sides:
-            sel = slice(None) if len(self.sides) == 1 else (p[:, 0] < 0 if s == "right" else p[:, 0] >= 0)
+            if len(self.sides) == 1:
+                sel = np.ones(n, bool)
+            else:
+                sel = p[:, 0] < 0 if s == "right" else p[:, 0] >= 0
             q = (p[sel] - self.origins[s]) * _mirror(s)
+            near = self.near_hip(q, margin_mm if with_truth else 0.0)
+            sel = np.flatnonzero(sel)[near]
+            q = q[near]
             f = self.hip(q, self.lesions[s])
             v = val[sel]
             v[f["joint"] <= 0] = T1_CARTILAGE
@@ -722,15 +759,20 @@ def _grid_centre(side: str) -> np.ndarray:
     return base + np.asarray(roi)
 
 
-def _bias_field(points: np.ndarray, centre: np.ndarray, fov_mm: float, amplitude: float,
-                rng: np.random.Generator) -> np.ndarray:
-    """Smooth multiplicative field in [1 − a, 1 + a] (two random low-frequency cosines)."""
+def _bias_field(amplitude: float, fov_mm: float, rng: np.random.Generator):
+    """Smooth multiplicative field in [1 − a, 1 + a]: two random cosines of wavelength 2·FOV.
+
+    Returns a function of physical offsets from the grid centre (N, 3) → float32 factors.
+    """
     k = rng.normal(size=(2, 3))
     k = k / np.linalg.norm(k, axis=1, keepdims=True) * (2 * math.pi / (2.0 * fov_mm))
     phase = rng.uniform(0, 2 * math.pi, 2)
-    d = points - centre
-    g = 0.5 * (np.cos(d @ k[0] + phase[0]) + np.cos(d @ k[1] + phase[1]))
-    return (1.0 + amplitude * g).astype(np.float32)
+
+    def field_at(d: np.ndarray) -> np.ndarray:
+        g = 0.5 * (np.cos(d @ k[0] + phase[0]) + np.cos(d @ k[1] + phase[1]))
+        return (1.0 + amplitude * g).astype(np.float32)
+
+    return field_at
 
 
 def make_visit(spec: VisitSpec, *, seed: int, side: str = "right", head_radius_mm: float = 23.0,
@@ -780,6 +822,9 @@ def make_visit(spec: VisitSpec, *, seed: int, side: str = "right", head_radius_m
                                (np.arange(n_slice) + 0.5) / n_slice - 0.5, indexing="ij"), -1).reshape(-1, 3)
     image = np.empty((nz, ny, nx), np.float32)
     masks = {k: np.empty((nz, ny, nx), np.uint8) for k in ("head", "enc", "dark")}
+    scale = spec.intensity_scale if spec.intensity_scale is not None else float(np.exp(rng.uniform(np.log(200), np.log(2000))))
+    bias = _bias_field(spec.bias_amplitude, float(np.max(shape * spacing)), rng)
+    centre = _grid_centre(side)
     ii, jj = np.meshgrid(np.arange(nx), np.arange(ny), indexing="xy")   # (ny, nx)
     plane_idx = np.stack([ii.ravel(), jj.ravel()], -1).astype(float)
     block = max(1, 1_500_000 // (nx * ny))
@@ -787,27 +832,26 @@ def make_visit(spec: VisitSpec, *, seed: int, side: str = "right", head_radius_m
         ks = np.arange(k0, min(nz, k0 + block))
         idx = np.concatenate([np.column_stack([plane_idx, np.full(len(plane_idx), k)]) for k in ks])
         p = idx @ A.T + b
-        val, truth, bd = scene.evaluate(p, with_truth=True)
+        val, truth, bd = scene.evaluate(p, with_truth=True, margin_mm=half_diag + 1.0)
         mixed = np.flatnonzero(bd < half_diag)
         if len(mixed):
             ps = (idx[mixed, None, :] + sub[None]).reshape(-1, 3) @ A.T + b
             vs, _, _ = scene.evaluate(ps, with_truth=False)
             val[mixed] = vs.reshape(len(mixed), len(sub)).mean(axis=1)
+        if spec.bias_amplitude:
+            val *= bias(idx @ (D @ np.diag(spacing)).T + (origin - centre))
         sl = slice(ks[0], ks[-1] + 1)
         image[sl] = val.reshape(len(ks), ny, nx)
         for key in masks:
             masks[key][sl] = truth[key].reshape(len(ks), ny, nx)
 
-    scale = spec.intensity_scale if spec.intensity_scale is not None else float(np.exp(rng.uniform(np.log(200), np.log(2000))))
-    if spec.bias_amplitude:
-        centres = np.stack(np.meshgrid(np.arange(nx), np.arange(ny), np.arange(nz), indexing="ij"), -1)
-        centres = centres.transpose(2, 1, 0, 3).reshape(-1, 3) @ (D @ np.diag(spacing)).T + origin
-        fov = float(np.max(shape * spacing))
-        image *= _bias_field(centres, _grid_centre(side), fov, spec.bias_amplitude, rng).reshape(image.shape)
     sigma = T1_FAT / spec.snr
-    n1 = rng.normal(0.0, sigma, image.shape).astype(np.float32)
-    n2 = rng.normal(0.0, sigma, image.shape).astype(np.float32)
-    image = (np.sqrt((image + n1) ** 2 + n2**2) * scale).astype(np.float32)
+    # Rician magnitude: |signal + complex Gaussian noise|; SNR = marrow (1.0) / sigma
+    image += sigma * rng.standard_normal(image.shape, dtype=np.float32)
+    image **= 2
+    image += (sigma * rng.standard_normal(image.shape, dtype=np.float32)) ** 2
+    np.sqrt(image, out=image)
+    image *= np.float32(scale)
 
     def to_sitk(a: np.ndarray) -> sitk.Image:
         im = sitk.GetImageFromArray(a)
@@ -1025,7 +1069,8 @@ def make_series(seed: int, n_followups: int = 2, *, side: str = "right", head_ra
         for s in scans[0].truths:
             b_les = scans[0].visit.lesions_left if (side == "both" and s == "left") else scans[0].visit.lesions
             f_les = scans[v].visit.lesions_left if (side == "both" and s == "left") else scans[v].visit.lesions
-            ch[s] = _change(geo, b_les, f_les, s)
+            ch[s] = _change(geo, b_les, f_les, s, 1000 * scans[0].truths[s].lesion_enclosed_ml,
+                            1000 * scans[v].truths[s].lesion_enclosed_ml)
         changes.append(ch)
     opts = dict(side=side, head_radius_mm=R, n_followups=n_followups)
     return Series(scans=scans, transforms=transforms, changes=changes,
