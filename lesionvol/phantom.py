@@ -350,7 +350,7 @@ def head_volume_mm3(radius_mm: float, junction_mm: float) -> float:
     Example
     -------
     >>> round(head_volume_mm3(23.0, 0.55 * 23.0) / 1000, 3)
-    44.387
+    44.386
     """
     return ball_volume_mm3(radius_mm) - cap_volume_mm3(radius_mm, radius_mm - junction_mm)
 
@@ -801,7 +801,7 @@ def make_visit(spec: VisitSpec, *, seed: int, side: str = "right", head_radius_m
     >>> scan = make_visit(VisitSpec(lesions=(LesionSpec((-3.0, -9.0, 17.0), 10.0),),
     ...                             shape=(64, 64, 20), spacing_mm=(2, 2, 6)), seed=0)
     >>> round(scan.truth.lesion_enclosed_ml, 3)
-    3.089
+    2.849
     """
     if side not in ("right", "left", "both"):
         raise ValueError(f"side must be 'right', 'left' or 'both', got {side!r}")
