@@ -1,0 +1,78 @@
+"""Fixtures for the napari tests: a real viewer on a virtual display (pytest-xvfb).
+
+Offscreen Qt has no OpenGL context, so nothing here sets QT_QPA_PLATFORM=offscreen;
+pytest-xvfb starts Xvfb for the session (CI installs it, see .ci/run).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+
+def _process_events():
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()
+
+
+def wait_until(condition, timeout_s: float = 60.0, what: str = "condition"):
+    """Run the Qt event loop until ``condition()`` is true (what pytest-qt's waitUntil does)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
+        _process_events()
+        time.sleep(0.01)
+    _process_events()
+
+
+def wait_for_worker(widget, timeout_s: float = 120.0):
+    wait_until(lambda: widget.worker is not None and not widget.worker.is_running and
+               (widget.session is not None or widget.last_error is not None), timeout_s, "the analysis worker")
+    if widget.last_error:
+        raise AssertionError(widget.last_error)
+
+
+@pytest.fixture
+def make_viewer():
+    """Factory for napari viewers, closed at the end of the test."""
+    import napari
+
+    viewers = []
+
+    def make(show: bool = False, **kwargs):
+        viewer = napari.Viewer(show=show, **kwargs)
+        viewers.append(viewer)
+        return viewer
+
+    yield make
+    for viewer in viewers:
+        viewer.close()
+    _process_events()
+
+
+@pytest.fixture(scope="session")
+def sample_transforms():
+    """The true baseline→follow-up transforms of the sample series (ITK convention)."""
+    from lesionvol.sample import sample_truth
+
+    transforms = []
+    for t in sample_truth()["transforms"]:
+        euler = sitk.Euler3DTransform()
+        euler.SetCenter(t["center_mm"])
+        euler.SetComputeZYX(bool(t.get("compute_zyx", False)))
+        euler.SetParameters(t["parameters"])
+        transforms.append(euler)
+    return transforms
+
+
+@pytest.fixture(scope="session")
+def sample_truth_json():
+    from lesionvol.sample import sample_data_dir
+
+    return json.loads((sample_data_dir() / "truth.json").read_text())
