@@ -1,0 +1,138 @@
+"""One hip end to end, through the library and the command line, on the bundled sample series."""
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from lesionvol.cli import main
+from lesionvol.io import sha256_of
+from lesionvol.sample import sample_mask_paths, sample_series_paths, sample_truth
+from lesionvol.study import analyze
+
+IMAGES = [str(p) for p in sample_series_paths()]
+LESIONS = [str(p) for p in sample_mask_paths("lesion")]
+HEADS = [str(p) for p in sample_mask_paths("head")]
+
+
+def analyze_cli(out, *extra):
+    return main(["analyze", *IMAGES, "--lesion", *LESIONS, "--head", *HEADS, "--out", str(out),
+                 "--days", "0", "91", "365", "--no-register", "--quiet", *extra])
+
+
+@pytest.fixture(scope="module")
+def result():
+    return analyze(IMAGES, lesion_masks=LESIONS, head_masks=HEADS, register=False)
+
+
+def test_reference_masks_measure_the_true_volumes(result):
+    truth = sample_truth()
+    rows = result.rows()
+    for row, head_ml, lesion_ml, lf in zip(
+        rows, truth["head_volume_ml"], truth["lesion_volume_ml"], truth["lesion_pct_head"]
+    ):
+        # voxel-centre masks of analytic shapes: within the voxelisation error
+        assert row["head_volume_ml"] == pytest.approx(head_ml, rel=0.02)
+        assert row["lesion_volume_ml"] == pytest.approx(lesion_ml, rel=0.05)
+        assert row["lesion_pct_head"] == pytest.approx(lf, abs=0.5)
+    assert rows[0]["residual_pct_baseline"] == pytest.approx(100.0)
+    for row, rf in zip(rows[1:], truth["residual_pct_baseline"][1:]):
+        assert row["residual_pct_baseline"] == pytest.approx(rf, abs=3.0)
+    assert [row["threshold_flag"] for row in rows] == ["at_or_above", "at_or_above", "below"]
+
+
+def test_csv_json_masks_and_qc_pictures_are_written(tmp_path):
+    out = tmp_path / "hip"
+    assert analyze_cli(out) == 0
+    with open(out / "volumes.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["timepoint"] for r in rows] == ["t0", "t1", "t2"]
+    assert [float(r["days"]) for r in rows] == [0, 91, 365]
+    for column in ("head_volume_ml", "lesion_volume_ml", "lesion_pct_head", "residual_pct_baseline",
+                   "regenerated_ml", "new_lesion_ml", "threshold_flag", "steinberg_extent"):
+        assert column in rows[0]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["threshold"]["lesion_pct_head_threshold_pct"] == 10.0
+    assert "Gomez-Barrena" in summary["threshold"]["source"]
+    assert [i["sha256"] for i in summary["inputs"]] == [sha256_of(p) for p in IMAGES]
+    assert sorted(p.name for p in (out / "masks").iterdir()) == sorted(
+        f"t{i}_{k}.nii.gz" for i in range(3) for k in ("head", "lesion"))
+    assert all((out / "qc" / f"t{i}.png").stat().st_size > 5000 for i in range(3))
+
+
+def test_existing_results_are_refused_then_replaced_with_overwrite(tmp_path, capsys):
+    out = tmp_path / "hip"
+    assert analyze_cli(out) == 0
+    before = (out / "volumes.csv").stat().st_mtime_ns
+    capsys.readouterr()
+    assert analyze_cli(out) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "already holds results" in err and "--overwrite" in err
+    assert (out / "volumes.csv").stat().st_mtime_ns == before
+    assert analyze_cli(out, "--overwrite") == 0
+    assert (out / "volumes.csv").stat().st_mtime_ns != before
+
+
+def test_interrupted_run_leaves_nothing_half_written(tmp_path, monkeypatch, capsys):
+    import lesionvol.report as report
+
+    calls = []
+
+    def interrupted(tp, path):
+        calls.append(tp.label)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "qc_picture", interrupted)
+    assert analyze_cli(tmp_path / "hip") == 130
+    assert list(tmp_path.iterdir()) == []  # no result folder and no temporary folder
+
+
+def test_inputs_are_never_modified(tmp_path):
+    before = [sha256_of(p) for p in IMAGES + LESIONS + HEADS]
+    assert analyze_cli(tmp_path / "hip") == 0
+    assert [sha256_of(p) for p in IMAGES + LESIONS + HEADS] == before
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing image", "does not exist"),
+        ("mask from another visit", "not on its image's grid"),
+        ("two masks for three images", "2 lesion masks for 3 images"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, message):
+    images, lesions = list(IMAGES), list(LESIONS)
+    if case == "missing image":
+        images[1] = str(tmp_path / "gone.nii.gz")
+    elif case == "mask from another visit":
+        lesions[0] = LESIONS[2]
+    else:
+        lesions = lesions[:2]
+    code = main(["analyze", *images, "--lesion", *lesions, "--head", *HEADS, "--out", str(tmp_path / "o"),
+                 "--no-register", "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0 and message in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_measure_command_json(capsys):
+    assert main(["measure", IMAGES[0], "--lesion", LESIONS[0], "--head", HEADS[0], "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    truth = sample_truth()
+    assert measured["lesion_volume_ml"] == pytest.approx(truth["lesion_volume_ml"][0], rel=0.05)
+    assert measured["threshold_flag"] == "at_or_above"
+    assert measured["steinberg_extent"] == "B"
+
+
+def test_empty_lesion_mask_is_a_valid_zero(tmp_path, capsys):
+    import SimpleITK as sitk
+
+    empty = sitk.Image(sitk.ReadImage(LESIONS[0]))
+    empty *= 0
+    sitk.WriteImage(empty, str(tmp_path / "empty.nii.gz"))
+    assert main(["measure", IMAGES[0], "--lesion", str(tmp_path / "empty.nii.gz"), "--head", HEADS[0], "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["lesion_volume_ml"] == 0.0 and measured["steinberg_extent"] == "none"
