@@ -38,6 +38,7 @@ DEFINITIONS = {
     "residual_pct_baseline": "RF = 100 * lesion_volume_ml / baseline lesion_volume_ml (native-space volumes)",
     "regenerated_ml": "baseline lesion voxels not lesion at this timepoint, in baseline space (after registration)",
     "new_lesion_ml": "lesion voxels at this timepoint outside the baseline lesion, in baseline space",
+    "change_method": "how the follow-up lesion was brought into baseline space for regenerated_ml / new_lesion_ml",
     "steinberg_extent": STEINBERG_RULE,
     "days": "days since the baseline scan (given, or from DICOM study dates); empty if unknown",
 }
@@ -88,6 +89,7 @@ class StudyResult:
                 "residual_pct_baseline": residual_pct_baseline(v.lesion_volume_ml, baseline_ml),
                 "regenerated_ml": tp.change.regenerated_ml if tp.change else None,
                 "new_lesion_ml": tp.change.new_lesion_ml if tp.change else None,
+                "change_method": _change_method(tp),
                 "threshold_pct": self.threshold_pct,
                 "threshold_flag": threshold_flag(lf, self.threshold_pct),
                 "steinberg_extent": steinberg_extent(lf),
@@ -120,6 +122,14 @@ class StudyResult:
             ],
             "timepoints": self.rows(),
         }
+
+
+def _change_method(tp: Timepoint) -> str:
+    if tp.change is None:
+        return ""
+    if tp.transform is None:
+        return "same grid, not registered (assumes the hip did not move)"
+    return "registered to baseline"
 
 
 def _days_from_dates(scans: Sequence[Scan]) -> list[float | None]:
