@@ -672,10 +672,16 @@ class _Scene:
     def near_hip(self, q, margin_mm: float):
         """Cheap bound: points farther than ``margin_mm`` from every hip structure are False."""
         geo = self.geo
-        reach = max(geo.cup_outer_mm, geo.neck_length_mm + 0.8 * geo.R) + margin_mm
+        # head, joint, cup and lesions lie within the cup's outer sphere; neck and trochanter
+        # within 0.8 R of the neck segment; the shaft within 0.8 R of its axis below the trochanter
+        qq = np.einsum("ij,ij->i", q, q)
+        near = qq < (geo.cup_outer_mm + margin_mm) ** 2
+        t = np.clip(q @ geo.neck_axis, 0.0, geo.neck_length_mm)
+        width = 0.8 * geo.R + margin_mm
+        near |= qq - 2 * t * (q @ geo.neck_axis) + t * t < width * width
         qj = q - geo.trochanter_centre
-        in_shaft = (np.hypot(qj[:, 0], qj[:, 1]) < 0.8 * geo.R + margin_mm) & (qj[:, 2] < 0.8 * geo.R + margin_mm)
-        return (np.einsum("ij,ij->i", q, q) < reach * reach) | in_shaft
+        near |= (qj[:, 0] ** 2 + qj[:, 1] ** 2 < width * width) & (qj[:, 2] < width)
+        return near
 
     def evaluate(self, p, with_truth: bool, margin_mm: float = 0.0):
         """Intensity (and truth masks, boundary distance) at object-frame points p (N, 3).
@@ -827,20 +833,27 @@ def make_visit(spec: VisitSpec, *, seed: int, side: str = "right", head_radius_m
     centre = _grid_centre(side)
     ii, jj = np.meshgrid(np.arange(nx), np.arange(ny), indexing="xy")   # (ny, nx)
     plane_idx = np.stack([ii.ravel(), jj.ravel()], -1).astype(float)
+    to_phys = D @ np.diag(spacing)
+
+    def points(M: np.ndarray, offset: np.ndarray, ks: np.ndarray) -> np.ndarray:
+        """Points M · (i, j, k) + offset of whole slices ks, in array order (k, j, i)."""
+        in_plane = plane_idx @ M[:, :2].T
+        return (in_plane[None] + (ks[:, None] * M[:, 2] + offset)[:, None, :]).reshape(-1, 3)
+
     block = max(1, 1_500_000 // (nx * ny))
     for k0 in range(0, nz, block):
-        ks = np.arange(k0, min(nz, k0 + block))
-        idx = np.concatenate([np.column_stack([plane_idx, np.full(len(plane_idx), k)]) for k in ks])
-        p = idx @ A.T + b
+        ks = np.arange(k0, min(nz, k0 + block), dtype=float)
+        p = points(A, b, ks)
         val, truth, bd = scene.evaluate(p, with_truth=True, margin_mm=half_diag + 1.0)
         mixed = np.flatnonzero(bd < half_diag)
         if len(mixed):
-            ps = (idx[mixed, None, :] + sub[None]).reshape(-1, 3) @ A.T + b
+            idx = np.column_stack([mixed % nx, (mixed // nx) % ny, k0 + mixed // (nx * ny)]).astype(float)
+            ps = (idx[:, None, :] + sub[None]).reshape(-1, 3) @ A.T + b
             vs, _, _ = scene.evaluate(ps, with_truth=False)
             val[mixed] = vs.reshape(len(mixed), len(sub)).mean(axis=1)
         if spec.bias_amplitude:
-            val *= bias(idx @ (D @ np.diag(spacing)).T + (origin - centre))
-        sl = slice(ks[0], ks[-1] + 1)
+            val *= bias(points(to_phys, origin - centre, ks))
+        sl = slice(k0, k0 + len(ks))
         image[sl] = val.reshape(len(ks), ny, nx)
         for key in masks:
             masks[key][sl] = truth[key].reshape(len(ks), ny, nx)
