@@ -25,6 +25,7 @@ measurements, the writer and the review widget work on the scan's own voxels.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -165,21 +166,63 @@ def to_native(data: np.ndarray, meta: dict, is_label: bool = True) -> sitk.Image
     return sitk.Resample(display, native_ref, sitk.Transform(), interpolator, 0, pixel)
 
 
+def labels_to_native(data: np.ndarray, meta: dict) -> sitk.Image:
+    """A Labels layer's data on its native grid, exactly whenever possible.
+
+    A mask shown resampled (oblique scan) cannot be brought back voxel for voxel. When the
+    layer still shows what its source file holds, the file's own mask is returned; when
+    it was edited, the nearest-neighbour resampling is the best there is (use
+    :func:`apply_display_edit` to carry edits over onto a known native mask instead).
+    """
+    data = np.asarray(data)
+    if meta.get("display") == "resampled" and meta.get("source") and Path(meta["source"]).is_file():
+        from lesionvol.io import sha256_of
+
+        if not meta.get("sha256") or sha256_of(meta["source"]) == meta["sha256"]:
+            native = sitk.ReadImage(meta["source"])
+            if grid_difference(native, reference_image(meta["native_grid"])) is None:
+                display, _ = to_display(native, is_label=True)
+                if np.array_equal(sitk.GetArrayViewFromImage(display), data):
+                    return native
+    return to_native(data, meta, is_label=True)
+
+
 def mask_from_layer(data: np.ndarray, meta: dict | None, scale, translate, rotate, reference: sitk.Image) -> tuple[sitk.Image, str]:
     """A 0/1 uint8 mask on ``reference``'s grid from a Labels layer, and how it got there.
 
     Layers made by this plugin carry their native grid; when it is ``reference``'s grid the
-    mask is exact. Any other layer is placed by its napari transform and, if its grid
-    differs from ``reference``, resampled with nearest neighbour (returned note says so).
+    mask is exact (see :func:`labels_to_native` for oblique scans). Any other layer is placed
+    by its napari transform and, if its grid differs from ``reference``, resampled with
+    nearest neighbour (the returned note says so).
     """
     binary = (np.asarray(data) != 0).astype(np.uint8)
     if meta and "native_grid" in meta:
-        native = to_native(binary, meta, is_label=True)
+        native = labels_to_native(binary, meta)
     else:
         native = layer_image(binary, scale, translate, rotate)
-    native = sitk.Cast(native, sitk.sitkUInt8)
+    native = sitk.Cast(native != 0, sitk.sitkUInt8)
     if grid_difference(native, reference) is None:
         native.CopyInformation(reference)
         return native, "same grid"
     out = sitk.Resample(native, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     return out, "resampled to the image grid (nearest neighbour)"
+
+
+def apply_display_edit(native: sitk.Image, before: np.ndarray, after: np.ndarray, meta: dict) -> sitk.Image:
+    """Carry the voxels painted or erased on a display array over onto the native mask.
+
+    Native voxels whose display voxel did not change keep their value, so an oblique
+    scan's mask is not degraded by a round trip through the display grid; painted
+    (erased) display voxels set (clear) the native voxels nearest to them. For a
+    reoriented display this is the exact voxel-for-voxel edit.
+    """
+    before = np.asarray(before) != 0
+    after = np.asarray(after) != 0
+    added = to_native((after & ~before).astype(np.uint8), meta, is_label=True)
+    removed = to_native((before & ~after).astype(np.uint8), meta, is_label=True)
+    values = sitk.GetArrayFromImage(native) != 0
+    values |= sitk.GetArrayViewFromImage(added) != 0
+    values &= sitk.GetArrayViewFromImage(removed) == 0
+    out = sitk.GetImageFromArray(values.astype(np.uint8))
+    out.CopyInformation(native)
+    return out

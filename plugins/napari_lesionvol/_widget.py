@@ -42,12 +42,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from lesionvol.geometry import same_grid
 from napari_lesionvol._geometry import (
     META_KEY,
+    apply_display_edit,
     display_meta,
     layer_image,
     layer_transform,
     mask_from_layer,
+    reference_image,
     to_display,
     to_native,
 )
@@ -116,6 +119,7 @@ class ReviewWidget(QWidget):
         self.last_error: str | None = None
         self._mask_layers: dict[tuple[str, str], object] = {}
         self._digests: dict[tuple[str, str], str] = {}
+        self._shown: dict[tuple[str, str], np.ndarray] = {}  # mask as displayed at the last update
         self._dirty: set[tuple[str, str]] = set()
         self._connections: list[tuple[object, object]] = []
         self._edit_timer = QTimer(self)
@@ -375,6 +379,7 @@ class ReviewWidget(QWidget):
                 layer = self._mask_layer(tp, kind)
                 self._mask_layers[(tp.label, kind)] = layer
                 self._digests[(tp.label, kind)] = _digest(np.asarray(layer.data))
+                self._shown[(tp.label, kind)] = np.asarray(layer.data) != 0
                 for emitter in (layer.events.paint, layer.events.data, layer.events.set_data):
                     callback = partial(self._on_edit, tp.label, kind)
                     emitter.connect(callback)
@@ -455,8 +460,15 @@ class ReviewWidget(QWidget):
             self._digests[(label, kind)] = digest
             index = self.session.index_of(label)
             tp = self.session.timepoints[index]
-            mask, _ = mask_from_layer(layer.data, layer.metadata.get(META_KEY), layer.scale, layer.translate,
-                                      layer.rotate, tp.scan.image)
+            shown = np.asarray(layer.data) != 0
+            meta = layer.metadata.get(META_KEY) or {}
+            if "native_grid" in meta and same_grid(reference_image(meta["native_grid"]), tp.scan.image):
+                # carry the painted voxels over; untouched voxels keep their native values
+                mask = apply_display_edit(getattr(tp, kind), self._shown[(label, kind)], shown, meta)
+            else:
+                mask, _ = mask_from_layer(shown, meta or None, layer.scale, layer.translate, layer.rotate,
+                                          tp.scan.image)
+            self._shown[(label, kind)] = shown
             for i in self.session.update_mask(index, kind, mask):
                 follow = self.session.timepoints[i]
                 name = f"{follow.label} change"
@@ -517,6 +529,7 @@ class ReviewWidget(QWidget):
         self._connections.clear()
         self._mask_layers.clear()
         self._digests.clear()
+        self._shown.clear()
 
 
 def _scan_from_state(state: dict):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from napari_lesionvol._geometry import META_KEY, layer_image, to_native
+from napari_lesionvol._geometry import META_KEY, labels_to_native, layer_image
 
 
 def labels_to_image(data: np.ndarray, attributes: dict) -> sitk.Image:
@@ -27,7 +27,7 @@ def labels_to_image(data: np.ndarray, attributes: dict) -> sitk.Image:
     array = array.astype(dtype)
     meta = (attributes.get("metadata") or {}).get(META_KEY)
     if meta and "native_grid" in meta:
-        return to_native(array, meta, is_label=True)
+        return sitk.Cast(labels_to_native(array, meta), sitk.sitkUInt8 if dtype == np.uint8 else sitk.sitkUInt16)
     return layer_image(array, attributes.get("scale", (1, 1, 1)), attributes.get("translate", (0, 0, 0)),
                        attributes.get("rotate"))
 

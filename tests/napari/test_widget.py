@@ -1,0 +1,169 @@
+"""The review widget on the bundled sample series, as a reader would use it."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import wait_for_worker, wait_until
+
+from lesionvol.change import change_maps
+from lesionvol.geometry import voxel_volume_mm3
+from lesionvol.io import read_mask, read_scan
+from lesionvol.measure import measure_volumes, residual_pct_baseline, steinberg_extent, threshold_flag
+from lesionvol.sample import SAMPLE_VISITS, sample_mask_paths, sample_series_paths
+
+
+def _open_sample(viewer):
+    from napari_lesionvol._sample_data import make_sample_data
+
+    for data, attributes, kind in make_sample_data():
+        viewer._add_layer_from_data(data, attributes, kind)
+
+
+@pytest.fixture
+def reviewed(make_viewer, sample_transforms):
+    """A viewer with the sample series and its reference masks, analysed by the widget
+    with the true transforms (registration has its own tests; here it would only cost time)."""
+    from napari_lesionvol._widget import ReviewWidget
+
+    viewer = make_viewer()
+    _open_sample(viewer)
+    widget = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Lesion review")
+    widget.run(transforms=sample_transforms)
+    wait_for_worker(widget)
+    return viewer, widget
+
+
+def _expected_rows(transforms):
+    scans = [read_scan(p) for p in sample_series_paths()]
+    lesions = [read_mask(p, s.image) for p, s in zip(sample_mask_paths("lesion"), scans)]
+    heads = [read_mask(p, s.image) for p, s in zip(sample_mask_paths("head"), scans)]
+    volumes = [measure_volumes(lesion, head) for lesion, head in zip(lesions, heads)]
+    changes = [None] + [change_maps(lesions[0], lesion, t) for lesion, t in zip(lesions[1:], transforms)]
+    return volumes, changes
+
+
+def test_widget_picks_the_series_and_masks_by_name(make_viewer):
+    from napari_lesionvol._widget import ReviewWidget
+
+    viewer = make_viewer()
+    _open_sample(viewer)
+    widget = ReviewWidget(viewer)
+    assert [r.image.currentText() for r in widget.rows] == list(SAMPLE_VISITS)
+    assert [r.lesion.currentText() for r in widget.rows] == [f"{v}_lesion" for v in SAMPLE_VISITS]
+    assert [r.head.currentText() for r in widget.rows] == [f"{v}_head" for v in SAMPLE_VISITS]
+
+
+def test_table_on_the_sample_equals_the_core_measurements(reviewed, sample_transforms, sample_truth_json):
+    viewer, widget = reviewed
+    volumes, changes = _expected_rows(sample_transforms)
+    rows = widget.table_rows()
+    assert [r["timepoint"] for r in rows] == list(SAMPLE_VISITS)
+    for row, v, change in zip(rows, volumes, changes):
+        assert row["head_volume_ml"] == pytest.approx(v.head_volume_ml, rel=1e-12)
+        assert row["lesion_volume_ml"] == pytest.approx(v.lesion_volume_ml, rel=1e-12)
+        assert row["lesion_pct_head"] == pytest.approx(v.lesion_pct_head, rel=1e-12)
+        assert row["residual_pct_baseline"] == pytest.approx(
+            residual_pct_baseline(v.lesion_volume_ml, volumes[0].lesion_volume_ml), rel=1e-12)
+        assert row["threshold_flag"] == threshold_flag(v.lesion_pct_head)
+        assert row["steinberg_extent"] == steinberg_extent(v.lesion_pct_head)
+        assert row["mask_source"] == "user"
+        if change is None:
+            assert row["regenerated_ml"] is None
+        else:
+            assert row["regenerated_ml"] == pytest.approx(change.regenerated_ml, rel=1e-12)
+            assert row["new_lesion_ml"] == pytest.approx(change.new_lesion_ml, rel=1e-12)
+    # the sample's story: 18 % -> 11 % -> 4 % of the head, flags and stages follow
+    assert [r["threshold_flag"] for r in rows] == ["at_or_above", "at_or_above", "below"]
+    assert [r["steinberg_extent"] for r in rows] == ["B", "A", "A"]
+    truth = sample_truth_json
+    for row, lf in zip(rows, truth["lesion_pct_head"]):
+        assert row["lesion_pct_head"] == pytest.approx(lf, abs=1.0)
+    for row, regenerated in zip(rows[1:], truth["regenerated_ml"][1:]):
+        assert row["regenerated_ml"] == pytest.approx(regenerated, rel=0.1)
+    # what the reader sees in the table
+    table = widget.table
+    assert table.rowCount() == 3
+    headers = [table.horizontalHeaderItem(c).text() for c in range(table.columnCount())]
+    assert table.item(0, headers.index("lesion mL")).text() == f"{volumes[0].lesion_volume_ml:.3f}"
+    assert table.item(2, headers.index("flag")).text() == "below"
+
+
+def test_derived_layers_carry_the_baseline_geometry(reviewed):
+    viewer, widget = reviewed
+    base = viewer.layers["baseline"]
+    for name in ("month03 in baseline space", "month03 change", "month12 in baseline space", "month12 change"):
+        layer = viewer.layers[name]
+        assert layer.data.shape == base.data.shape, name
+        np.testing.assert_allclose(layer.scale, base.scale)
+        np.testing.assert_allclose(layer.translate, base.translate)
+        np.testing.assert_allclose(layer.rotate, base.rotate)
+    change = viewer.layers["month12 change"].data
+    regenerated_ml = np.count_nonzero(change == 2) * np.prod(base.scale) / 1000
+    assert regenerated_ml == pytest.approx(widget.table_rows()[2]["regenerated_ml"], rel=1e-12)
+
+
+def test_painting_changes_the_lesion_volume_by_the_painted_amount(reviewed, tmp_path):
+    viewer, widget = reviewed
+    lesion_layer = viewer.layers["baseline_lesion"]
+    head = viewer.layers["baseline_head"].data
+    voxel_ml = voxel_volume_mm3(read_scan(sample_series_paths()[0]).image) / 1000.0
+    before = widget.table_rows()
+    # paint N voxels of head that are not lesion yet, as the brush would (undoable, paint event)
+    candidates = np.argwhere((head == 1) & (lesion_layer.data == 0))
+    n_painted = 123
+    chosen = candidates[np.linspace(0, len(candidates) - 1, n_painted).astype(int)]
+    lesion_layer.data_setitem(tuple(chosen.T), 1)
+    wait_until(lambda: widget.table_rows()[0]["lesion_volume_ml"] != before[0]["lesion_volume_ml"], 10,
+               "the table to follow the paint event")
+    after = widget.table_rows()
+    assert after[0]["lesion_volume_ml"] - before[0]["lesion_volume_ml"] == pytest.approx(n_painted * voxel_ml, rel=1e-9)
+    assert after[0]["head_volume_ml"] == before[0]["head_volume_ml"]
+    assert after[0]["mask_source"] == "user+edited"
+    assert after[1]["lesion_volume_ml"] == before[1]["lesion_volume_ml"]
+    assert after[1]["residual_pct_baseline"] < before[1]["residual_pct_baseline"]  # bigger baseline lesion
+    # erase M voxels of the 3-month lesion: its volume drops by M voxels of its own grid
+    follow = viewer.layers["month03_lesion"]
+    follow.visible = True  # a reader edits the layer they look at (hidden layers are not refreshed)
+    lesion_voxels = np.argwhere(follow.data == 1)[:50]
+    follow.data_setitem(tuple(lesion_voxels.T), 0)
+    assert widget.apply_edits()
+    voxel03 = voxel_volume_mm3(read_scan(sample_series_paths()[1]).image) / 1000.0
+    assert widget.table_rows()[1]["lesion_volume_ml"] == pytest.approx(before[1]["lesion_volume_ml"] - 50 * voxel03, rel=1e-9)
+    # undo restores the 3-month numbers
+    follow.undo()
+    wait_until(lambda: widget.table_rows()[1]["lesion_volume_ml"] == pytest.approx(before[1]["lesion_volume_ml"]), 10,
+               "the table to follow undo")
+
+    out = widget.export(tmp_path / "review")
+    with open(out / "volumes.csv", newline="") as handle:
+        csv_rows = list(csv.DictReader(handle))
+    assert float(csv_rows[0]["lesion_volume_ml"]) == pytest.approx(after[0]["lesion_volume_ml"], rel=1e-5)
+    summary = json.loads((out / "summary.json").read_text())
+    edits = summary["review"]["mask_edits"]
+    assert edits["baseline"]["lesion"]["edited_by_hand"] is True
+    assert edits["baseline"]["lesion"]["voxels_changed"] == n_painted
+    assert edits["month03"]["lesion"]["edited_by_hand"] is False  # undone
+    assert edits["baseline"]["head"]["edited_by_hand"] is False
+    assert "baseline_lesion.nii.gz" in edits["baseline"]["lesion"]["from"]
+    saved = read_mask(out / "masks" / "baseline_lesion.nii.gz", read_scan(sample_series_paths()[0]).image)
+    original = read_mask(sample_mask_paths("lesion")[0])
+    assert int(sitk.GetArrayViewFromImage(saved).sum()) == int(sitk.GetArrayViewFromImage(original).sum()) + n_painted
+    assert (out / "transforms" / "month03.tfm").exists()
+
+
+def test_missing_segmenter_or_bad_input_is_reported_not_raised(make_viewer):
+    from napari_lesionvol._widget import ReviewWidget
+
+    viewer = make_viewer()
+    _open_sample(viewer)
+    widget = ReviewWidget(viewer)
+    widget.days.setText("0, 91")  # three visits
+    assert widget.run() is None
+    assert "3 visits" in widget.last_error
+    assert widget.run_button.isEnabled()
