@@ -99,7 +99,7 @@ def test_lesion_for_fraction_hits_target_and_touches_the_surface():
     dist = float(np.linalg.norm(les.centre_offset_mm))
     assert 100 * lens_volume_mm3(R, les.radius_mm, dist) / head_volume_mm3(R, 0.55 * R) == pytest.approx(18.0, rel=1e-9)
     assert dist + les.radius_mm > R + 1.0   # the lens reaches the subchondral plate
-    scan = make_visit(VisitSpec(lesions=(les,)), seed=1)
+    scan = make_visit(VisitSpec(lesions=(les,), shape=(100, 100, 40), spacing_mm=(1.2, 1.2, 3.0)), seed=1)
     pts = _voxel_points(scan.image)[sitk.GetArrayFromImage(scan.lesion_enclosed_mask) > 0]
     reach = np.linalg.norm(pts - scan.truth.head_centre_mm, axis=1).max()
     assert reach > R - 0.5 * np.linalg.norm(scan.image.GetSpacing())
