@@ -49,7 +49,9 @@ import os
 import re
 import resource
 import shutil
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -196,6 +198,21 @@ def _thread_plugin(n: int):
 
 
 @contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start worker processes with SIGINT ignored (they inherit it), so Ctrl-C in a terminal,
+    which reaches the whole process group, interrupts the driver only; the driver then closes
+    the cluster and cleans up instead of every worker printing a traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
 def _dask_client(workers: int, scheduler: str | None, itk_threads: int) -> Iterator:
     from distributed import Client, LocalCluster
 
@@ -210,8 +227,9 @@ def _dask_client(workers: int, scheduler: str | None, itk_threads: int) -> Itera
             raise InputError(f"--workers must be at least 1, not {workers}")
         env = {ITK_THREADS_ENV: str(itk_threads), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1"}
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               silence_logs=logging.ERROR, env=env)
+        with _workers_ignore_ctrl_c():
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                   silence_logs=logging.ERROR, env=env)
         client = Client(cluster)
     try:
         client.register_plugin(_thread_plugin(itk_threads))
