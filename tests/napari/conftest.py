@@ -7,35 +7,10 @@ pytest-xvfb starts Xvfb for the session (CI installs it, see .ci/run).
 from __future__ import annotations
 
 import json
-import time
 
-import numpy as np
 import pytest
 import SimpleITK as sitk
-
-
-def _process_events():
-    from qtpy.QtWidgets import QApplication
-
-    QApplication.processEvents()
-
-
-def wait_until(condition, timeout_s: float = 60.0, what: str = "condition"):
-    """Run the Qt event loop until ``condition()`` is true (what pytest-qt's waitUntil does)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
-        _process_events()
-        time.sleep(0.01)
-    _process_events()
-
-
-def wait_for_worker(widget, timeout_s: float = 120.0):
-    wait_until(lambda: widget.worker is not None and not widget.worker.is_running and
-               (widget.session is not None or widget.last_error is not None), timeout_s, "the analysis worker")
-    if widget.last_error:
-        raise AssertionError(widget.last_error)
+from _napari_testing import _process_events
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import wait_for_worker, wait_until
+from _napari_testing import wait_for_worker, wait_until
 
 from lesionvol.change import change_maps
 from lesionvol.geometry import voxel_volume_mm3
