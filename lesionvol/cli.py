@@ -176,6 +176,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         args.manifest, args.out, workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite,
         threshold_pct=args.threshold_pct, lesion_definition=args.lesion_definition,
         register=not args.no_register, show_progress=not args.quiet,
+        side=None if args.side == "auto" else args.side, itk_threads=args.itk_threads,
     )
     print(summary.describe())
     return 0 if summary.n_failed == 0 else 1
@@ -238,11 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--volume", type=int, help="volume index to take from 4D images")
     register.set_defaults(run=cmd_register)
 
-    batch = commands.add_parser("batch", help="a cohort from a manifest CSV, on Dask")
-    batch.add_argument("manifest", help="CSV: subject,side,timepoint,days,image[,lesion_mask,head_mask]")
-    batch.add_argument("--out", required=True, help="output folder")
-    batch.add_argument("--workers", type=int, default=2, help="local Dask workers (default 2)")
-    batch.add_argument("--scheduler", metavar="ADDRESS", help="address of an existing Dask scheduler")
+    batch = commands.add_parser("batch", help="a cohort from a manifest CSV or a subject/session folder, on Dask")
+    batch.add_argument("manifest", help="CSV: subject,side,timepoint,days,image[,lesion_mask,head_mask], or a "
+                                        "folder SUBJECT/SESSION/image.nii.gz[+lesion,head] (see lesionvol.manifest)")
+    batch.add_argument("--out", required=True, help="output folder (one SUBJECT_SIDE/ per study + cohort tables)")
+    batch.add_argument("--workers", type=int, default=2, help="local Dask worker processes (default 2)")
+    batch.add_argument("--scheduler", metavar="ADDRESS", help="address of an existing Dask scheduler, "
+                                                             "e.g. tcp://host:8786 (inputs and --out on a shared disk)")
+    batch.add_argument("--itk-threads", type=int, default=1, metavar="N",
+                       help="ITK threads per study (default 1: the cores go to worker processes)")
     _analyze_args(batch)
     batch.set_defaults(run=cmd_batch)
     return parser

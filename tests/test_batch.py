@@ -141,6 +141,20 @@ def test_folder_layout(tmp_path):
 
 # ----------------------------------------------------------------------------- the batch
 
+def test_folder_cohort_through_the_cli(tmp_path, cluster, capsys):
+    for subject in ("S01", "S02"):
+        for label in ("d0", "d91"):
+            make_scan(tmp_path / "in" / subject / label, RADII["baseline" if label == "d0" else "3mo"], 0)
+    out = tmp_path / "out"
+    code = main(["batch", str(tmp_path / "in"), "--out", str(out), "--scheduler", cluster, "--side", "left",
+                 "--no-register", "--quiet"])
+    assert code == 0, capsys.readouterr()
+    table = pd.read_csv(out / "cohort_volumes.csv")
+    assert list(zip(table["subject"], table["side"], table["timepoint"], table["days"])) == [
+        ("S01", "left", "d0", 0), ("S01", "left", "d91", 91), ("S02", "left", "d0", 0), ("S02", "left", "d91", 91)]
+    assert table["residual_pct_baseline"].iloc[1] == pytest.approx(100 * _ball(5.0).sum() / _ball(6.0).sum(), rel=1e-4)
+
+
 def test_end_to_end_cli_on_embedded_cluster(tmp_path, capsys):
     """`lesionvol batch` with its own 2-worker LocalCluster: tables equal the studies' volumes.csv."""
     manifest = make_cohort(tmp_path / "in")
