@@ -1,0 +1,409 @@
+"""Rigid (or affine) registration of a follow-up scan to the baseline, per hip, with QC.
+
+The transform follows ITK's convention: it maps points of the *fixed* image (baseline)
+to the same anatomical points of the *moving* image (follow-up), in physical LPS mm.
+It is what :func:`SimpleITK.Resample` needs to bring a follow-up mask onto the baseline
+grid, and what ``sitk.WriteTransform`` writes as a ``.tfm`` that 3D Slicer and ITK read.
+
+How it works
+------------
+1. **Region.** When femoral-head masks are given, both images are cropped to the head plus
+   a margin (``CROP_MARGIN_MM``) and the metric is restricted to the head dilated by
+   ``METRIC_MARGIN_MM``: the proximal femur drives the registration, not the pelvis,
+   which moves independently of the femur between visits.
+2. **Initialisation** that survives large moves: the rotation centre is the baseline head
+   centre (head-mask centroid, else image centre of mass) and the initial translation
+   brings it onto the follow-up head centre. A few rotation starts (±``START_ANGLE_DEG``
+   about each axis) are each optimised briefly on the coarsest level; the best one wins.
+3. **Multi-resolution** (own pyramid in mm, so 1 × 1 × 5 mm grids are not shrunk into
+   20 mm slices): smoothed, resampled copies at ``LEVEL_SPACING_MM``, then the native
+   grids. Mattes mutual information tolerates the contrast change between visits and
+   sequences; regular-step gradient descent with parameter scales from physical shift.
+4. **QC** (:func:`registration_qc`): final metric, head Dice after registration, head
+   volume change, the residual between the mapped and the follow-up head centre, and a
+   ``doubtful`` flag with its reason. A head that collapsed is no longer rigid: its shape
+   changes, so its Dice and volume change flag the registration for review.
+
+Example
+-------
+>>> from lesionvol.phantom import make_series
+>>> s = make_series(seed=2, n_followups=1, shape=(64, 64, 24), spacing_mm=(2.0, 2.0, 5.0))
+>>> reg = register_followup(s.scans[0].image, s.scans[1].image,
+...                         fixed_head=s.scans[0].head_mask, moving_head=s.scans[1].head_mask)
+>>> bool(reg.doubtful)
+False
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+
+from lesionvol.errors import InputError
+from lesionvol.geometry import physical_points, voxel_volume_mm3
+
+#: Images are cropped to the head bounding box plus this margin (mm) before registering.
+CROP_MARGIN_MM = 30.0
+#: The metric sees the head mask dilated by this margin (mm): head, neck start, joint space.
+METRIC_MARGIN_MM = 12.0
+#: Target spacing (mm) of the coarse pyramid levels; the last level is the native grid.
+LEVEL_SPACING_MM = (4.0, 2.0)
+#: Rotation starts tried on the coarsest level, degrees about each LPS axis.
+START_ANGLE_DEG = 20.0
+HISTOGRAM_BINS = 32
+#: QC limits for the ``doubtful`` flag (see :func:`registration_qc`).
+MIN_HEAD_DICE = 0.85
+MAX_HEAD_VOLUME_CHANGE_PCT = 10.0
+MAX_HEAD_CENTRE_RESIDUAL_MM = 2.0
+MAX_METRIC = -0.05  # Mattes MI is negative; closer to 0 means the images share little information
+
+METHOD = "rigid 6-DOF, Mattes MI, multi-resolution (4, 2 mm, native), head-driven"
+
+
+@dataclass
+class Registration:
+    """A follow-up → baseline registration.
+
+    Attributes
+    ----------
+    transform : sitk.Transform
+        Maps baseline (fixed) physical points to follow-up (moving) physical points (ITK
+        convention); ``Euler3DTransform`` for rigid, ``AffineTransform`` for affine.
+    qc : dict
+        Quality figures whose keys become ``volumes.csv`` columns (units in the names).
+    doubtful : bool
+        True when a QC figure is outside its limit; change maps then need review.
+    """
+
+    transform: sitk.Transform
+    qc: dict = field(default_factory=dict)
+    doubtful: bool = False
+
+
+# ----------------------------------------------------------------------------- helpers
+def _as_float(image: sitk.Image) -> sitk.Image:
+    if image.GetDimension() != 3:
+        raise InputError(f"registration needs 3D images, got {image.GetDimension()}D")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError("registration needs single-component (scalar) images")
+    return sitk.Cast(image, sitk.sitkFloat32)
+
+
+def _binary(mask: sitk.Image | None, reference: sitk.Image, name: str) -> sitk.Image | None:
+    if mask is None:
+        return None
+    mask = sitk.Cast(mask != 0, sitk.sitkUInt8)
+    if mask.GetSize() != reference.GetSize() or not np.allclose(
+        mask.GetSpacing(), reference.GetSpacing(), rtol=1e-4
+    ) or not np.allclose(mask.GetOrigin(), reference.GetOrigin(), atol=1e-3):
+        # A mask drawn on another grid: bring it onto the image grid.
+        mask = sitk.Resample(mask, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    if not np.any(sitk.GetArrayViewFromImage(mask)):
+        raise InputError(f"{name} is empty")
+    return mask
+
+
+def mask_centroid_mm(mask: sitk.Image) -> np.ndarray:
+    """Centroid of a binary mask in physical LPS mm.
+
+    Example
+    -------
+    >>> m = sitk.Image([5, 5, 5], sitk.sitkUInt8); m[1:4, 1:4, 1:4] = 1
+    >>> mask_centroid_mm(m)
+    array([2., 2., 2.])
+    """
+    zyx = np.argwhere(sitk.GetArrayViewFromImage(mask) != 0)
+    return physical_points(mask, zyx.mean(axis=0, keepdims=True))[0]
+
+
+def _intensity_centre_mm(image: sitk.Image) -> np.ndarray:
+    array = sitk.GetArrayViewFromImage(image).astype(np.float64)
+    weights = np.clip(array - np.percentile(array, 50), 0, None)
+    total = weights.sum()
+    if total <= 0:
+        size = np.asarray(image.GetSize(), float)
+        return np.asarray(image.TransformContinuousIndexToPhysicalPoint((size - 1) / 2))
+    zyx = [(weights.sum(axis=tuple(a for a in range(3) if a != k)) * np.arange(array.shape[k])).sum() / total
+           for k in range(3)]
+    return physical_points(image, np.array([zyx]))[0]
+
+
+def _crop(image: sitk.Image, mask: sitk.Image, margin_mm: float) -> sitk.Image:
+    """Crop to the mask's bounding box plus ``margin_mm`` (physical geometry is kept)."""
+    zyx = np.argwhere(sitk.GetArrayViewFromImage(mask) != 0)
+    margin = np.ceil(margin_mm / np.asarray(image.GetSpacing()))[::-1].astype(int)
+    lo = np.maximum(zyx.min(axis=0) - margin, 0)
+    hi = np.minimum(zyx.max(axis=0) + margin + 1, np.asarray(image.GetSize())[::-1])
+    return sitk.RegionOfInterest(image, [int(v) for v in (hi - lo)[::-1]], [int(v) for v in lo[::-1]])
+
+
+def _dilate_mm(mask: sitk.Image, margin_mm: float) -> sitk.Image:
+    distance = sitk.SignedMaurerDistanceMap(mask, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
+    return sitk.Cast(distance <= margin_mm, sitk.sitkUInt8)
+
+
+def _level(image: sitk.Image, spacing_mm: float, label: bool = False) -> sitk.Image:
+    """Copy of ``image`` on a grid of about ``spacing_mm`` (never finer than native), smoothed."""
+    native = np.asarray(image.GetSpacing(), float)
+    spacing = np.maximum(native, spacing_mm)
+    if np.allclose(spacing, native):
+        return image
+    if not label:
+        sigma = 0.5 * np.sqrt(np.clip(spacing**2 - native**2, 0, None))
+        image = sitk.SmoothingRecursiveGaussian(image, [float(max(s, 1e-3)) for s in sigma])
+    size = np.maximum(np.round(np.asarray(image.GetSize()) * native / spacing), 2).astype(int)
+    # keep the same physical box: first voxel centre moves by half the change of voxel size
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    origin = np.asarray(image.GetOrigin()) + direction @ ((spacing - native) / 2)
+    interpolator = sitk.sitkNearestNeighbor if label else sitk.sitkLinear
+    return sitk.Resample(image, [int(s) for s in size], sitk.Transform(), interpolator, origin.tolist(),
+                         spacing.tolist(), image.GetDirection(), 0.0, image.GetPixelID())
+
+
+def _method(fixed_mask, moving_mask, iterations: int, learning_rate: float, sampling: float, seed: int = 17):
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsMattesMutualInformation(HISTOGRAM_BINS)
+    if sampling < 1.0:
+        reg.SetMetricSamplingStrategy(reg.RANDOM)
+        reg.SetMetricSamplingPercentage(sampling, seed)
+    else:
+        reg.SetMetricSamplingStrategy(reg.NONE)
+    if fixed_mask is not None:
+        reg.SetMetricFixedMask(fixed_mask)
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=learning_rate, minStep=0.002 * learning_rate, numberOfIterations=iterations,
+        relaxationFactor=0.6, gradientMagnitudeTolerance=1e-8,
+    )
+    reg.SetOptimizerScalesFromPhysicalShift()
+    return reg
+
+
+def _euler_from_rotation(matrix: np.ndarray, centre: np.ndarray, translation: np.ndarray) -> sitk.Euler3DTransform:
+    t = sitk.Euler3DTransform()
+    t.SetCenter([float(v) for v in centre])
+    t.SetMatrix([float(v) for v in matrix.ravel()], 1e-6)
+    t.SetTranslation([float(v) for v in translation])
+    return t
+
+
+def _axis_rotation(axis: int, angle_deg: float) -> np.ndarray:
+    a = math.radians(angle_deg)
+    c, s = math.cos(a), math.sin(a)
+    i, j = [k for k in range(3) if k != axis]
+    m = np.eye(3)
+    m[i, i], m[i, j], m[j, i], m[j, j] = c, -s, s, c
+    return m
+
+
+# ----------------------------------------------------------------------------- registration
+def register_followup(
+    fixed_image: sitk.Image,
+    moving_image: sitk.Image,
+    *,
+    fixed_head: sitk.Image | None = None,
+    moving_head: sitk.Image | None = None,
+    affine: bool = False,
+) -> Registration:
+    """Register a follow-up (moving) scan to the baseline (fixed) scan of the same hip.
+
+    Parameters
+    ----------
+    fixed_image, moving_image : sitk.Image
+        Baseline and follow-up, any grids, slice planes and thicknesses (physical LPS space).
+    fixed_head, moving_head : sitk.Image, optional
+        Femoral-head masks on (or resampled to) the image grids. When both are given the
+        registration is driven by the proximal femur (see module docstring); with neither,
+        the whole images are used and the centres of mass start the search.
+    affine : bool
+        Add an affine (12-parameter) stage after the rigid one. Rigid is right for bone;
+        affine absorbs scanner scaling/shear but also a collapsing head's deformation.
+
+    Returns
+    -------
+    Registration
+        ``transform`` maps baseline → follow-up points (ITK convention), ``qc`` and ``doubtful``.
+
+    Example
+    -------
+    >>> from lesionvol.phantom import make_series
+    >>> s = make_series(seed=4, n_followups=1, shape=(64, 64, 24), spacing_mm=(2.0, 2.0, 5.0))
+    >>> reg = register_followup(s.scans[0].image, s.scans[1].image,
+    ...                         fixed_head=s.scans[0].head_mask, moving_head=s.scans[1].head_mask)
+    >>> p0, p1 = s.head_points_mm(0), s.head_points_mm(1)
+    >>> tre = np.linalg.norm([np.subtract(reg.transform.TransformPoint(p), q) for p, q in zip(p0, p1)], axis=1)
+    >>> bool(tre.mean() < 0.5)
+    True
+    """
+    fixed, moving = _as_float(fixed_image), _as_float(moving_image)
+    f_head = _binary(fixed_head, fixed, "baseline head mask")
+    m_head = _binary(moving_head, moving, "follow-up head mask")
+
+    if f_head is not None:
+        fixed = _crop(fixed, f_head, CROP_MARGIN_MM)
+        f_head_c = _crop(f_head, f_head, CROP_MARGIN_MM)
+        f_mask = _dilate_mm(f_head_c, METRIC_MARGIN_MM)
+        f_centre = mask_centroid_mm(f_head)
+    else:
+        f_mask, f_centre = None, _intensity_centre_mm(fixed)
+    if m_head is not None:
+        moving = _crop(moving, m_head, CROP_MARGIN_MM + 10.0)
+        m_head_c = _crop(m_head, m_head, CROP_MARGIN_MM + 10.0)
+        m_mask = _dilate_mm(m_head_c, METRIC_MARGIN_MM + 8.0)
+        m_centre = mask_centroid_mm(m_head)
+    else:
+        m_mask, m_centre = None, _intensity_centre_mm(moving)
+    if f_head is None and m_head is not None:
+        f_centre = m_centre  # best guess without a baseline head: no initial translation
+    if m_head is None and f_head is not None:
+        m_centre = f_centre
+
+    levels = [*LEVEL_SPACING_MM, 0.0]
+    pyramid = []
+    for spacing in levels:
+        pyramid.append((
+            _level(fixed, spacing), _level(moving, spacing),
+            None if f_mask is None else _level(f_mask, spacing, label=True),
+            None if m_mask is None else _level(m_mask, spacing, label=True),
+        ))
+
+    # Rotation starts on the coarsest level: identity and ± START_ANGLE_DEG about each axis.
+    starts = [np.eye(3)] + [_axis_rotation(a, s * START_ANGLE_DEG) for a in range(3) for s in (-1, 1)]
+    translation = m_centre - f_centre
+    f0, m0, fm0, mm0 = pyramid[0]
+    best = None
+    for rotation in starts:
+        t = _euler_from_rotation(rotation, f_centre, translation)
+        reg = _method(fm0, mm0, iterations=40, learning_rate=4.0, sampling=1.0)
+        reg.SetInitialTransform(t, inPlace=True)
+        try:
+            reg.Execute(f0, m0)
+            value = reg.GetMetricValue()
+        except RuntimeError:  # e.g. too few samples overlap for this start
+            continue
+        if best is None or value < best[0]:
+            best = (value, t)
+    if best is None:
+        raise InputError("registration failed: the images do not overlap from any start")
+    transform = best[1]
+
+    schedule = [(80, 2.0, 1.0), (60, 1.0, 1.0), (60, 0.5, 0.5)]
+    metric = best[0]
+    for (f, m, fm, mm), (iterations, rate, sampling) in zip(pyramid, schedule):
+        reg = _method(fm, mm, iterations, rate, sampling)
+        reg.SetInitialTransform(transform, inPlace=True)
+        reg.Execute(f, m)
+        metric = reg.GetMetricValue()
+
+    if affine:
+        aff = sitk.AffineTransform(3)
+        aff.SetCenter(transform.GetCenter())
+        aff.SetMatrix(transform.GetMatrix())
+        aff.SetTranslation(transform.GetTranslation())
+        for (f, m, fm, mm), (iterations, rate, sampling) in zip(pyramid[1:], schedule[1:]):
+            reg = _method(fm, mm, iterations, rate, sampling)
+            reg.SetInitialTransform(aff, inPlace=True)
+            reg.Execute(f, m)
+            metric = reg.GetMetricValue()
+        transform = aff
+
+    qc = registration_qc(transform, fixed_head=f_head, moving_head=m_head, metric=metric, affine=affine)
+    return Registration(transform=transform, qc=qc, doubtful=bool(qc["registration_doubtful"]))
+
+
+# ----------------------------------------------------------------------------- quality control
+def dice(a: sitk.Image, b: sitk.Image) -> float:
+    """Dice overlap of two binary masks on the same grid.
+
+    Example
+    -------
+    >>> a = sitk.Image([4, 4, 4], sitk.sitkUInt8); a[0:2, :, :] = 1
+    >>> b = sitk.Image(a); b[0:1, :, :] = 0
+    >>> round(dice(a, b), 3)
+    0.667
+    """
+    x = sitk.GetArrayViewFromImage(a) != 0
+    y = sitk.GetArrayViewFromImage(b) != 0
+    total = int(x.sum()) + int(y.sum())
+    return 2.0 * int(np.logical_and(x, y).sum()) / total if total else float("nan")
+
+
+def registration_qc(
+    transform: sitk.Transform,
+    *,
+    fixed_head: sitk.Image | None = None,
+    moving_head: sitk.Image | None = None,
+    metric: float = float("nan"),
+    affine: bool = False,
+) -> dict:
+    """QC figures of a registration, as flat ``volumes.csv`` columns.
+
+    ``registration_metric`` is the final Mattes mutual information (negative; lower is
+    better). With both head masks: ``head_dice_registered`` is the Dice of the baseline head
+    and the follow-up head resampled through the transform (nearest neighbour);
+    ``head_volume_change_pct`` compares native-grid head volumes;
+    ``head_centre_residual_mm`` is the distance between the mapped baseline head centroid
+    and the follow-up head centroid. The registration is ``registration_doubtful`` when
+    the Dice is under ``MIN_HEAD_DICE``, the head volume changed by more than
+    ``MAX_HEAD_VOLUME_CHANGE_PCT`` (collapse: a head that is no longer rigid), the centre
+    residual exceeds ``MAX_HEAD_CENTRE_RESIDUAL_MM``, or the metric is above ``MAX_METRIC``.
+
+    Example
+    -------
+    >>> head = sitk.Image([20, 20, 20], sitk.sitkUInt8); head[5:15, 5:15, 5:15] = 1
+    >>> qc = registration_qc(sitk.Euler3DTransform(), fixed_head=head, moving_head=head, metric=-0.5)
+    >>> qc["head_dice_registered"], qc["registration_doubtful"]
+    (1.0, False)
+    """
+    nan = float("nan")
+    matrix = np.asarray(transform.GetMatrix()).reshape(3, 3) if hasattr(transform, "GetMatrix") else np.eye(3)
+    angle = math.degrees(math.acos(np.clip((np.trace(_nearest_rotation(matrix)) - 1) / 2, -1, 1)))
+    qc: dict = {
+        "registration_method": METHOD.replace("rigid 6-DOF", "rigid + affine") if affine else METHOD,
+        "registration_metric": float(metric),
+        "registration_rotation_deg": angle,
+        "head_dice_registered": nan,
+        "head_volume_change_pct": nan,
+        "head_centre_residual_mm": nan,
+    }
+    reasons = []
+    if fixed_head is not None and moving_head is not None:
+        moved = sitk.Resample(moving_head, fixed_head, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+        qc["head_dice_registered"] = dice(fixed_head, moved)
+        v_f = np.count_nonzero(sitk.GetArrayViewFromImage(fixed_head)) * voxel_volume_mm3(fixed_head)
+        v_m = np.count_nonzero(sitk.GetArrayViewFromImage(moving_head)) * voxel_volume_mm3(moving_head)
+        qc["head_volume_change_pct"] = 100.0 * (v_m - v_f) / v_f
+        mapped = np.asarray(transform.TransformPoint([float(v) for v in mask_centroid_mm(fixed_head)]))
+        qc["head_centre_residual_mm"] = float(np.linalg.norm(mapped - mask_centroid_mm(moving_head)))
+        if qc["head_dice_registered"] < MIN_HEAD_DICE:
+            reasons.append(f"head Dice {qc['head_dice_registered']:.2f} < {MIN_HEAD_DICE}")
+        if abs(qc["head_volume_change_pct"]) > MAX_HEAD_VOLUME_CHANGE_PCT:
+            reasons.append(f"head volume changed {qc['head_volume_change_pct']:+.1f} % (collapse or mask error?)")
+        if qc["head_centre_residual_mm"] > MAX_HEAD_CENTRE_RESIDUAL_MM:
+            reasons.append(f"head centres {qc['head_centre_residual_mm']:.1f} mm apart after registration")
+    if not metric <= MAX_METRIC:
+        reasons.append(f"metric {metric:.3f} > {MAX_METRIC} (little shared information)")
+    qc["registration_doubtful"] = bool(reasons)
+    qc["registration_doubtful_reason"] = "; ".join(reasons)
+    return qc
+
+
+def _nearest_rotation(matrix: np.ndarray) -> np.ndarray:
+    u, _, vt = np.linalg.svd(matrix)
+    return u @ np.diag([1, 1, np.sign(np.linalg.det(u @ vt))]) @ vt
+
+
+def target_registration_error_mm(transform: sitk.Transform, fixed_points_mm, moving_points_mm) -> np.ndarray:
+    """Distance (mm) between mapped baseline points and their true follow-up positions.
+
+    Example
+    -------
+    >>> t = sitk.TranslationTransform(3, (1.0, 0.0, 0.0))
+    >>> target_registration_error_mm(t, [[0, 0, 0]], [[1, 0, 2]])
+    array([2.])
+    """
+    mapped = np.array([transform.TransformPoint([float(v) for v in p]) for p in np.asarray(fixed_points_mm, float)])
+    return np.linalg.norm(mapped - np.asarray(moving_points_mm, float), axis=1)
