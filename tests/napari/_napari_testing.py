@@ -89,3 +89,11 @@ def canvas_pixels(viewer, shot_shape, world_points):
     rows = flip * (world_points[:, d_row] - centre[0]) * zoom + shot_shape[0] / 2
     cols = (world_points[:, d_col] - centre[1]) * zoom + shot_shape[1] / 2
     return np.round(rows - 0.5).astype(int), np.round(cols - 0.5).astype(int)
+
+
+def process_events_for(seconds: float):
+    """Let the Qt event loop run for a while (draws, queued signals)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        _process_events()
+        time.sleep(0.01)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from _napari_testing import wait_for_worker, wait_until
+from _napari_testing import open_sample, process_events_for, true_sample_transforms, wait_for_worker, wait_until
 
 from lesionvol.change import change_maps
 from lesionvol.geometry import voxel_volume_mm3
@@ -17,25 +18,56 @@ from lesionvol.measure import measure_volumes, residual_pct_baseline, steinberg_
 from lesionvol.sample import SAMPLE_VISITS, sample_mask_paths, sample_series_paths
 
 
-def _open_sample(viewer):
-    from napari_lesionvol._sample_data import make_sample_data
+def _review_sample(viewer):
+    """The sample series with its reference masks, analysed by the widget with the true
+    transforms (registration has its own tests; here it would only cost time).
 
-    for data, attributes, kind in make_sample_data():
-        viewer._add_layer_from_data(data, attributes, kind)
+    Returns the widget and how often a 20 ms GUI timer ticked while the worker ran.
+    """
+    from qtpy.QtCore import QTimer
+
+    from napari_lesionvol._widget import ReviewWidget
+
+    open_sample(viewer)
+    widget = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Lesion review")
+    process_events_for(0.3)  # a drawn viewer, as the user has it
+    ticks, yields = [], []
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start()
+    started = time.monotonic()
+    worker = widget.run(transforms=true_sample_transforms())
+    returned_after_s = time.monotonic() - started
+    done_at_return = widget.session is not None
+    worker.yielded.connect(lambda progress: yields.append(time.monotonic()))
+    wait_for_worker(widget)
+    timer.stop()
+    # gaps in the GUI event loop while the worker computed (adding the result's layers to
+    # the viewer afterwards is napari's own work on the GUI thread, about 0.3 s a layer)
+    computing = [t for t in ticks if t <= yields[-1]]
+    gui = {"returned_after_s": returned_after_s, "done_at_return": done_at_return, "ticks": len(computing),
+           "computing_s": yields[-1] - started,
+           "longest_gap_s": float(np.max(np.diff([started, *computing, yields[-1]])))}
+    return widget, gui
+
+
+@pytest.fixture(scope="module")
+def reviewed():
+    """One analysed sample for the tests that only look (module scope: a viewer costs seconds)."""
+    import napari
+
+    viewer = napari.Viewer(show=False)
+    widget, gui = _review_sample(viewer)
+    yield viewer, widget, gui
+    viewer.close()
 
 
 @pytest.fixture
-def reviewed(make_viewer, sample_transforms):
-    """A viewer with the sample series and its reference masks, analysed by the widget
-    with the true transforms (registration has its own tests; here it would only cost time)."""
-    from napari_lesionvol._widget import ReviewWidget
-
+def reviewed_for_editing(make_viewer):
     viewer = make_viewer()
-    _open_sample(viewer)
-    widget = ReviewWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Lesion review")
-    widget.run(transforms=sample_transforms)
-    wait_for_worker(widget)
+    widget, _ = _review_sample(viewer)
     return viewer, widget
 
 
@@ -48,19 +80,22 @@ def _expected_rows(transforms):
     return volumes, changes
 
 
-def test_widget_picks_the_series_and_masks_by_name(make_viewer):
-    from napari_lesionvol._widget import ReviewWidget
-
-    viewer = make_viewer()
-    _open_sample(viewer)
-    widget = ReviewWidget(viewer)
+def test_widget_picks_the_series_and_masks_by_name(reviewed):
+    viewer, widget, _ = reviewed
     assert [r.image.currentText() for r in widget.rows] == list(SAMPLE_VISITS)
     assert [r.lesion.currentText() for r in widget.rows] == [f"{v}_lesion" for v in SAMPLE_VISITS]
     assert [r.head.currentText() for r in widget.rows] == [f"{v}_head" for v in SAMPLE_VISITS]
 
 
+def test_analysis_runs_off_the_gui_thread(reviewed):
+    _, widget, gui = reviewed
+    assert gui["returned_after_s"] < 0.5 and not gui["done_at_return"]  # run() does not block
+    assert gui["longest_gap_s"] < 0.5, gui  # the event loop kept turning while the worker computed
+    assert widget.progress.value() == widget.progress.maximum() > 0
+
+
 def test_table_on_the_sample_equals_the_core_measurements(reviewed, sample_transforms, sample_truth_json):
-    viewer, widget = reviewed
+    viewer, widget, _ = reviewed
     volumes, changes = _expected_rows(sample_transforms)
     rows = widget.table_rows()
     assert [r["timepoint"] for r in rows] == list(SAMPLE_VISITS)
@@ -95,7 +130,7 @@ def test_table_on_the_sample_equals_the_core_measurements(reviewed, sample_trans
 
 
 def test_derived_layers_carry_the_baseline_geometry(reviewed):
-    viewer, widget = reviewed
+    viewer, widget, _ = reviewed
     base = viewer.layers["baseline"]
     for name in ("month03 in baseline space", "month03 change", "month12 in baseline space", "month12 change"):
         layer = viewer.layers[name]
@@ -108,8 +143,8 @@ def test_derived_layers_carry_the_baseline_geometry(reviewed):
     assert regenerated_ml == pytest.approx(widget.table_rows()[2]["regenerated_ml"], rel=1e-12)
 
 
-def test_painting_changes_the_lesion_volume_by_the_painted_amount(reviewed, tmp_path):
-    viewer, widget = reviewed
+def test_painting_changes_the_lesion_volume_by_the_painted_amount(reviewed_for_editing, tmp_path):
+    viewer, widget = reviewed_for_editing
     lesion_layer = viewer.layers["baseline_lesion"]
     head = viewer.layers["baseline_head"].data
     voxel_ml = voxel_volume_mm3(read_scan(sample_series_paths()[0]).image) / 1000.0
@@ -161,7 +196,7 @@ def test_missing_segmenter_or_bad_input_is_reported_not_raised(make_viewer):
     from napari_lesionvol._widget import ReviewWidget
 
     viewer = make_viewer()
-    _open_sample(viewer)
+    open_sample(viewer)
     widget = ReviewWidget(viewer)
     widget.days.setText("0, 91")  # three visits
     assert widget.run() is None
