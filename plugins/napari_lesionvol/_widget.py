@@ -349,7 +349,8 @@ class ReviewWidget(QWidget):
         self.run_button.setEnabled(False)
         self.progress.setRange(0, 0)  # busy until the first report
         self.status.setText("Reading the scans…")
-        self.worker = create_worker(_analysis_job, snapshot, days, options)
+        # errors are shown in the status line (and napari's notifications), not re-raised into Qt
+        self.worker = create_worker(_analysis_job, snapshot, days, options, _ignore_errors=True)
         self.worker.yielded.connect(self._on_progress)
         self.worker.returned.connect(self._on_result)
         self.worker.errored.connect(lambda exc: self._fail(f"{type(exc).__name__}: {exc}"))

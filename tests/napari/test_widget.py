@@ -192,13 +192,57 @@ def test_painting_changes_the_lesion_volume_by_the_painted_amount(reviewed_for_e
     assert (out / "transforms" / "month03.tfm").exists()
 
 
-def test_missing_segmenter_or_bad_input_is_reported_not_raised(make_viewer):
+def test_bad_input_is_reported_in_the_widget_not_raised(reviewed):
+    viewer, widget, _ = reviewed
+    session = widget.session
+    widget.days.setText("0, 91")  # three visits
+    try:
+        assert widget.run() is None
+        assert "3 visits" in widget.last_error and widget.run_button.isEnabled()
+    finally:
+        widget.days.setText("")
+    # an error inside the worker ends up in the status line too
+    worker = widget.run(transforms=true_sample_transforms()[:1])
+    wait_until(lambda: widget.last_error is not None and not worker.is_running, 60, "the worker's error")
+    assert "1 transforms for 2 follow-ups" in widget.last_error
+    assert widget.session is session and widget.run_button.isEnabled()
+
+
+@pytest.mark.slow
+def test_images_only_are_segmented_registered_and_editable(make_viewer):
+    """No masks given: the widget segments every visit and registers the follow-ups."""
     from napari_lesionvol._widget import ReviewWidget
 
+    segment = pytest.importorskip("lesionvol.segment")
+    register = pytest.importorskip("lesionvol.register")
+    if not (hasattr(segment, "segment_hip") and hasattr(register, "register_followup")):
+        pytest.skip("segmentation or registration not available yet")
     viewer = make_viewer()
-    open_sample(viewer)
+    for path in sample_series_paths():
+        viewer.open(str(path), plugin="lesionvol")
     widget = ReviewWidget(viewer)
-    widget.days.setText("0, 91")  # three visits
-    assert widget.run() is None
-    assert "3 visits" in widget.last_error
-    assert widget.run_button.isEnabled()
+    assert [r.lesion.currentText() for r in widget.rows] == ["(segment)"] * 3
+    assert widget.register_box.isChecked()
+    widget.run()
+    wait_for_worker(widget, timeout_s=170)
+    rows = widget.table_rows()
+    assert [r["mask_source"] for r in rows] == ["segmented"] * 3
+    assert widget.session.registration == ["registered (rigid, inside the femoral head)"] * 2 or all(
+        r.startswith("registered") for r in widget.session.registration)
+    for visit, row, tp in zip(SAMPLE_VISITS, rows, widget.session.timepoints):
+        image, lesion = viewer.layers[visit], viewer.layers[f"{visit} lesion"]
+        np.testing.assert_allclose(lesion.scale, image.scale)  # a derived layer keeps its source's geometry
+        np.testing.assert_allclose(lesion.translate, image.translate)
+        assert lesion.data.shape == image.data.shape
+        assert row["lesion_volume_ml"] == pytest.approx(measure_volumes(tp.lesion, tp.head).lesion_volume_ml)
+        assert row["head_volume_ml"] > 30  # a femoral head was found
+    assert all(tp.transform is not None for tp in widget.session.timepoints[1:])
+    # corrections work on the layers the widget made, too
+    layer, head = viewer.layers["baseline lesion"], viewer.layers["baseline head"].data
+    spots = np.argwhere((head == 1) & (layer.data == 0))[:10]
+    before = rows[0]["lesion_volume_ml"]
+    layer.data_setitem(tuple(spots.T), 1)
+    assert widget.apply_edits()
+    voxel_ml = voxel_volume_mm3(widget.session.timepoints[0].scan.image) / 1000
+    assert widget.table_rows()[0]["lesion_volume_ml"] == pytest.approx(before + 10 * voxel_ml)
+    assert widget.table_rows()[0]["mask_source"] == "segmented+edited"
