@@ -10,7 +10,10 @@ LocalCluster (one thread and one ITK thread per worker), every study redone (``o
 * ``full``             segmentation and registration (if ``lesionvol.segment`` exists).
 
 Studies per minute count the compute phase (first submit to last result); the wall time with
-the cluster's start is reported too.  Peak memory is each worker process's peak RSS.
+the cluster's start is reported too.  Peak memory is each worker process's peak RSS.  Each
+setting runs ``--repeat`` times and the fastest run is kept (all are listed): the machines
+this runs on are shared, and other jobs' load shows as a study's wall time exceeding its CPU
+time (``study_s_median`` vs ``study_cpu_s_median``) and in the 1-minute load average.
 
 Run::
 
@@ -34,11 +37,15 @@ import SimpleITK as sitk
 
 
 def make_cohort(work: Path, n: int) -> Path:
-    """Write ``n`` phantom studies and their manifest (cached in ``work``)."""
+    """Write ``n`` phantom studies and their manifest (cached in ``work``).
+
+    ``manifest_<n>.csv`` gives the truth masks; ``manifest_<n>_images.csv`` only the images.
+    """
     from lesionvol.phantom import make_series
 
     manifest = work / f"manifest_{n}.csv"
     if manifest.exists():
+        _images_only(manifest)
         return manifest
     lines = ["subject,side,timepoint,days,image,lesion_mask,head_mask"]
     truth = []
@@ -59,7 +66,15 @@ def make_cohort(work: Path, n: int) -> Path:
     tmp = manifest.with_suffix(".partial")
     tmp.write_text("\n".join(lines) + "\n")
     tmp.replace(manifest)
+    _images_only(manifest)
     return manifest
+
+
+def _images_only(manifest: Path) -> Path:
+    table = pd.read_csv(manifest, dtype=str).drop(columns=["lesion_mask", "head_mask"])
+    path = manifest.with_name(manifest.stem + "_images.csv")
+    table.to_csv(path, index=False)
+    return path
 
 
 def run(manifest: Path, out: Path, workers: int, pipeline: str) -> dict:
@@ -70,13 +85,15 @@ def run(manifest: Path, out: Path, workers: int, pipeline: str) -> dict:
     summary = run_batch(manifest, out, workers=workers, overwrite=True, register=pipeline != "masks",
                         show_progress=False)
     wall = time.perf_counter() - started
-    if summary.n_failed:
-        raise SystemExit(f"{pipeline}: {summary.n_failed} studies failed:\n{summary.describe()}")
     peaks = list(summary.peak_rss_mb_per_worker.values())
-    return {"pipeline": pipeline, "workers": workers, "studies": summary.n_done,
+    done = [o for o in summary.outcomes if o.status == "done"]
+    first_error = next((o.error for o in summary.outcomes if o.status == "failed"), "")
+    return {"pipeline": pipeline, "workers": workers, "studies": summary.n_done, "failed": summary.n_failed,
             "studies_per_min": summary.studies_per_minute, "wall_s": round(wall, 1),
-            "startup_s": summary.startup_seconds, "peak_rss_mb_per_worker": round(max(peaks), 0),
-            "load_1min_before": round(load_before, 2)}
+            "startup_s": summary.startup_seconds,
+            "study_s_median": round(float(np.median([o.seconds for o in done])), 2) if done else None,
+            "study_cpu_s_median": round(float(np.median([o.cpu_seconds for o in done])), 2) if done else None, "peak_rss_mb_per_worker": round(max(peaks), 0),
+            "load_1min_before": round(load_before, 2), "first_error": first_error[:120]}
 
 
 def accuracy(work: Path, out: Path, n: int) -> str:
@@ -94,6 +111,7 @@ def main() -> None:
     parser.add_argument("--studies", type=int, default=16)
     parser.add_argument("--work", default="/tmp/lesionvol-bench")
     parser.add_argument("--pipelines", nargs="+", default=["masks", "masks+register", "full"])
+    parser.add_argument("--repeat", type=int, default=2, help="runs per setting; the fastest is kept")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "batch_throughput.txt"))
     args = parser.parse_args()
 
@@ -112,11 +130,21 @@ def main() -> None:
         for workers in (1, 2):
             print(f"{pipeline}, {workers} worker(s) ...", file=sys.stderr, flush=True)
             out = work / f"out_{pipeline}_{workers}"
-            rows.append(run(manifest, out, workers, pipeline))
-            print(f"  {rows[-1]}", file=sys.stderr, flush=True)
+            runs = []
+            for _ in range(args.repeat):
+                source = manifest.with_name(manifest.stem + "_images.csv") if pipeline == "full" else manifest
+                runs.append(run(source, out, workers, pipeline))
+                print(f"  {runs[-1]}", file=sys.stderr, flush=True)
+            best = max(runs, key=lambda r: r["studies_per_min"])
+            best["runs_studies_per_min"] = " ".join(f"{r['studies_per_min']:.1f}" for r in runs)
+            rows.append(best)
         if pipeline == "masks":
             notes.append(accuracy(work, work / "out_masks_2", args.studies))
     table = pd.DataFrame(rows)
+    errors = [f"{r['pipeline']} ({r['workers']} workers): {r['failed']} failed, e.g. {r['first_error']}"
+              for r in rows if r["failed"]]
+    notes += errors
+    table = table.drop(columns=["first_error"])
     lines = [
         f"lesionvol batch throughput, {time.strftime('%Y-%m-%d %H:%M')} on {platform.node()}: "
         f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}",

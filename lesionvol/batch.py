@@ -79,6 +79,7 @@ class StudyOutcome:
     status: str
     error: str = ""
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     worker: str = ""
     peak_rss_mb: float = 0.0
 
@@ -131,7 +132,7 @@ def run_study(spec: StudySpec, out_dir: PathLike, options: dict, overwrite: bool
     """
     from lesionvol import report, study
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     outcome = StudyOutcome(spec.subject, spec.side, "done", worker=_worker_name())
     try:
         if spec.problems:
@@ -159,6 +160,7 @@ def run_study(spec: StudySpec, out_dir: PathLike, options: dict, overwrite: bool
     except Exception as exc:  # one bad study must not stop the cohort
         outcome.status, outcome.error = "failed", _one_line(exc)
     outcome.seconds = time.perf_counter() - started
+    outcome.cpu_seconds = time.process_time() - cpu_started  # the worker's CPU time (all its threads)
     outcome.peak_rss_mb = _peak_rss_mb()
     return outcome
 
@@ -219,7 +221,7 @@ def _dask_client(workers: int, scheduler: str | None, itk_threads: int) -> Itera
     cluster = None
     if scheduler:
         try:
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout="10s")
         except (OSError, TimeoutError) as exc:
             raise InputError(f"cannot reach the Dask scheduler at {scheduler!r}: {exc}") from None
     else:
@@ -269,7 +271,8 @@ class BatchSummary:
             lesionvol_version=__version__, versions=_versions(),
             study_seconds={"median": done[len(done) // 2] if done else None, "max": done[-1] if done else None,
                            "total": sum(done)},
-            studies=[{"study": o.key, "status": o.status, "seconds": round(o.seconds, 3), "worker": o.worker,
+            studies=[{"study": o.key, "status": o.status, "seconds": round(o.seconds, 3),
+                      "cpu_seconds": round(o.cpu_seconds, 3), "worker": o.worker,
                       **({"error": o.error} if o.error else {})} for o in self.outcomes],
         )
         return data

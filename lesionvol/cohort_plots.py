@@ -26,7 +26,7 @@ def _pyplot():
 
 def _save(fig, path: str | os.PathLike) -> Path:
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial.png")
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}.png")  # removed by the next batch if killed
     try:
         fig.savefig(tmp, dpi=110)
         os.replace(tmp, path)
