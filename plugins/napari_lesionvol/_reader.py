@@ -99,7 +99,7 @@ def read_layers(path) -> list[tuple]:
     layers = []
     for p in paths:
         scan = read_scan(p)
-        name = _stem(Path(p).resolve()) if Path(p).is_file() else Path(p).resolve().name
+        name = _stem(Path(p)) if Path(p).is_file() else Path(os.path.abspath(p)).name
         is_label = _looks_like_mask(scan.image, name)
         extra = {
             "source": str(scan.source),

@@ -22,7 +22,7 @@ from lesionvol.change import change_maps
 from lesionvol.errors import InputError
 from lesionvol.geometry import same_grid
 from lesionvol.io import Scan
-from lesionvol.measure import THRESHOLD_PCT, measure_volumes, mask_volume_ml
+from lesionvol.measure import THRESHOLD_PCT, measure_volumes
 from lesionvol.study import StudyResult, Timepoint
 
 #: Values of the change overlay (baseline space).
@@ -285,4 +285,4 @@ def run_to_end(generator: Iterator) -> ReviewSession:
 
 
 __all__ = ["VisitInput", "Progress", "ReviewSession", "analyze_visits", "run_to_end", "change_label_image",
-           "followup_in_baseline", "mask_volume_ml", "RESIDUAL", "REGENERATED", "NEW", "CHANGE_COLORS"]
+           "followup_in_baseline", "RESIDUAL", "REGENERATED", "NEW", "CHANGE_COLORS"]

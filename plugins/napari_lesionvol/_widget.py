@@ -389,7 +389,9 @@ class ReviewWidget(QWidget):
             self._derived_layer(f"{tp.label} in {base.label} space", "image", in_base, base)
             if tp.change is not None:
                 self._derived_layer(f"{tp.label} change", "labels", change_label_image(tp), base)
-            self.viewer.layers[tp.label].visible = False
+            # follow-ups are reviewed in baseline space; their native layers stay one click away
+            if tp.label in self.viewer.layers:
+                self.viewer.layers[tp.label].visible = False
             for kind in MASK_KINDS:
                 self._mask_layers[(tp.label, kind)].visible = False
         self._mask_layers[(base.label, "lesion")].visible = True

@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
-import SimpleITK as sitk
-from _napari_testing import _process_events
+from _napari_testing import _process_events, true_sample_transforms
 
 
 @pytest.fixture
@@ -34,16 +33,7 @@ def make_viewer():
 @pytest.fixture(scope="session")
 def sample_transforms():
     """The true baseline→follow-up transforms of the sample series (ITK convention)."""
-    from lesionvol.sample import sample_truth
-
-    transforms = []
-    for t in sample_truth()["transforms"]:
-        euler = sitk.Euler3DTransform()
-        euler.SetCenter(t["center_mm"])
-        euler.SetComputeZYX(bool(t.get("compute_zyx", False)))
-        euler.SetParameters(t["parameters"])
-        transforms.append(euler)
-    return transforms
+    return true_sample_transforms()
 
 
 @pytest.fixture(scope="session")

@@ -59,10 +59,13 @@ def test_import_linter_contract():
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 
-def test_sample_data_opens_with_one_click(make_viewer):
+def test_sample_data_then_widget_from_the_plugins_menu(make_viewer):
     viewer = make_viewer()
-    layers = viewer.open_sample("lesionvol", "onfh_series")
+    layers = viewer.open_sample("lesionvol", "onfh_series")  # File > Open Sample > lesionvol
     names = [layer.name for layer in layers]
     assert names[:3] == ["baseline", "month03", "month12"]
     assert {"baseline_lesion", "month12_head"} <= set(names)
     assert viewer.layers["baseline_lesion"].metadata["lesionvol"]["role"] == "lesion"
+    _, widget = viewer.window.add_plugin_dock_widget("lesionvol", "Lesion review")  # Plugins > lesionvol
+    assert [r.image.currentText() for r in widget.rows] == ["baseline", "month03", "month12"]
+    assert [r.lesion.currentText() for r in widget.rows] == ["baseline_lesion", "month03_lesion", "month12_lesion"]

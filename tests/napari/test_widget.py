@@ -85,6 +85,9 @@ def test_widget_picks_the_series_and_masks_by_name(reviewed):
     assert [r.image.currentText() for r in widget.rows] == list(SAMPLE_VISITS)
     assert [r.lesion.currentText() for r in widget.rows] == [f"{v}_lesion" for v in SAMPLE_VISITS]
     assert [r.head.currentText() for r in widget.rows] == [f"{v}_head" for v in SAMPLE_VISITS]
+    # derived layers are not offered as inputs
+    choices = [widget.rows[0].image.itemText(i) for i in range(widget.rows[0].image.count())]
+    assert "month03 in baseline space" in viewer.layers and "month03 in baseline space" not in choices
 
 
 def test_analysis_runs_off_the_gui_thread(reviewed):
