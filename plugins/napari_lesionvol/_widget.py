@@ -204,9 +204,12 @@ class ReviewWidget(QWidget):
 
         self._add_row()
         self._add_row()
-        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
-                      self.viewer.layers.events.moved):
+        self._layer_events = (self.viewer.layers.events.inserted, self.viewer.layers.events.removed,
+                              self.viewer.layers.events.moved)
+        for event in self._layer_events:
             event.connect(self._refresh_choices)
+        for layer in self.viewer.layers:
+            layer.events.name.connect(self._refresh_choices)
         self._refresh_choices()
         self.fill_from_layers()
 
@@ -240,6 +243,15 @@ class ReviewWidget(QWidget):
             widget.deleteLater()
 
     def _refresh_choices(self, event=None):
+        if event is not None and getattr(event, "type", "") == "inserted":
+            event.value.events.name.connect(self._refresh_choices)
+        try:
+            self._fill_choices()
+        except RuntimeError:  # the dock was closed and its Qt widgets deleted: stop listening
+            for emitter in self._layer_events:
+                emitter.disconnect(self._refresh_choices)
+
+    def _fill_choices(self):
         images = [layer.name for layer in self._image_layers()]
         masks = [layer.name for layer in self._labels_layers()]
         for row in self.rows:
@@ -399,7 +411,11 @@ class ReviewWidget(QWidget):
         self.export_button.setEnabled(True)
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
-        self.status.setText("Done. Paint or erase in a lesion or head layer: the numbers follow.")
+        doubtful = [f"{tp.label}: {how}" for tp, how in zip(session.timepoints[1:], session.registration)
+                    if "doubtful" in how]
+        self.status.setText("Done. Paint or erase in a lesion or head layer: the numbers follow."
+                            + ("<br><span style='color:#e0a040'>Check the registration of "
+                               + "; ".join(doubtful) + "</span>" if doubtful else ""))
 
     # -- layers -----------------------------------------------------------------------------
     def _mask_layer(self, tp, kind: str):
