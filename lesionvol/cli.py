@@ -78,7 +78,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from lesionvol.report import has_results, write_study
-    from lesionvol.sample import SAMPLE_LABELS, sample_series_paths, sample_truth
+    from lesionvol.sample import SAMPLE_VISITS, sample_series_paths, sample_truth
     from lesionvol.study import analyze
 
     out = Path(args.out)
@@ -89,17 +89,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     truth = sample_truth()
     print(f"lesionvol {__version__} demo: right hip, baseline, 3 and 12 months (synthetic, exact truth)", file=sys.stderr)
     started = time.perf_counter()
-    result = analyze(sample_series_paths(), labels=[s.replace(" ", "") for s in SAMPLE_LABELS],
+    result = analyze(sample_series_paths(), labels=list(SAMPLE_VISITS),
                      days=truth["days"], progress=_say(args.quiet))
     write_study(result, out, overwrite=overwrite, extra_summary={"command": "demo"})
     seconds = time.perf_counter() - started
     rows = result.rows()
     print(format_table(rows))
     print("\nagainst the sample's analytic truth:")
-    for row, true_lesion, true_lf in zip(rows, truth["lesion_volume_ml"], truth["lesion_pct_head"]):
-        error = 100 * (row["lesion_volume_ml"] - true_lesion) / true_lesion
-        print(f"  {row['timepoint']:>9}: lesion {row['lesion_volume_ml']:.2f} mL (true {true_lesion:.2f}, "
-              f"{error:+.1f} %), LF {row['lesion_pct_head']:.1f} % (true {true_lf:.1f} %)")
+    for i, row in enumerate(rows):
+        true_lesion, true_head = truth["lesion_volume_ml"][i], truth["head_volume_ml"][i]
+        line = (f"  {row['timepoint']:>9}: head {row['head_volume_ml']:.2f} mL (true {true_head:.2f}), "
+                f"lesion {row['lesion_volume_ml']:.2f} mL (true {true_lesion:.2f}, "
+                f"{100 * (row['lesion_volume_ml'] - true_lesion) / true_lesion:+.1f} %), "
+                f"LF {row['lesion_pct_head']:.1f} % (true {truth['lesion_pct_head'][i]:.1f} %)")
+        if i and row["regenerated_ml"] is not None:
+            line += f", regenerated {row['regenerated_ml']:.2f} mL (true {truth['regenerated_ml'][i]:.2f})"
+        print(line)
     print(f"\nwrote {out}/ (volumes.csv, summary.json, masks/, transforms/, qc/) in {seconds:.1f} s")
     return 0
 

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 SAMPLE_VISITS = ("baseline", "month03", "month12")
-SAMPLE_LABELS = ("baseline", "3 months", "12 months")
 
 
 def sample_data_dir() -> Path:
