@@ -19,7 +19,9 @@ from lesionvol.measure import THRESHOLD_PCT
 
 
 def _say(quiet: bool):
-    return (lambda message: None) if quiet else (lambda message: print(f"  {message}", file=sys.stderr, flush=True))
+    if quiet:
+        return None
+    return lambda step, total, message: print(f"  [{step + 1}/{total}] {message}", file=sys.stderr, flush=True)
 
 
 def _fmt(value: object, digits: int = 2) -> str:

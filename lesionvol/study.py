@@ -17,7 +17,7 @@ from lesionvol import __version__
 from lesionvol.change import ChangeMaps, change_maps
 from lesionvol.errors import InputError
 from lesionvol.geometry import same_grid
-from lesionvol.io import Scan, read_mask, read_scan
+from lesionvol.io import Scan, as_binary_mask, read_mask, read_scan
 from lesionvol.measure import (
     STEINBERG_RULE,
     THRESHOLD_PCT,
@@ -30,7 +30,7 @@ from lesionvol.measure import (
 )
 
 PathLike = str | os.PathLike
-Progress = Callable[[str], None]
+Progress = Callable[[int, int, str], None]
 
 DEFINITIONS = {
     "volume": "voxel count x voxel volume on each scan's native grid (mL); *_mesh_volume_ml: marching-cubes surface volume",
@@ -137,15 +137,124 @@ def _days_from_dates(scans: Sequence[Scan]) -> list[float | None]:
     return [float((s.study_date - base).days) if base and s.study_date else None for s in scans]
 
 
-def _masks_for(scan: Scan, lesion_path: PathLike | None, head_path: PathLike | None, options: dict):
-    if lesion_path is not None and head_path is not None:
-        return read_mask(lesion_path, scan.image), read_mask(head_path, scan.image), "user"
-    if lesion_path is not None or head_path is not None:
-        raise InputError("give both a lesion and a head mask for a timepoint, or neither (then both are segmented)")
-    from lesionvol.segment import segment_hip
+def _mask_source(given: list[str]) -> str:
+    if len(given) == 2:
+        return "user"
+    if not given:
+        return "segmented"
+    return f"user {given[0]}, segmented {'head' if given[0] == 'lesion' else 'lesion'}"
 
-    seg = segment_hip(scan.image, side=options["side"], lesion_definition=options["lesion_definition"])
-    return seg.lesion, seg.head, "segmented"
+
+def _check_lengths(n: int, **sequences: Sequence | None) -> None:
+    if n == 0:
+        raise InputError("no images given")
+    for name, seq in sequences.items():
+        if seq is not None and len(seq) != n:
+            raise InputError(f"{len(seq)} {name.replace('_', ' ')} for {n} images")
+
+
+def analyze_scans(
+    scans: Sequence[Scan],
+    *,
+    lesions: Sequence[sitk.Image | None] | None = None,
+    heads: Sequence[sitk.Image | None] | None = None,
+    labels: Sequence[str] | None = None,
+    days: Sequence[float | None] | None = None,
+    transforms: Sequence[sitk.Transform | None] | None = None,
+    threshold_pct: float = THRESHOLD_PCT,
+    side: str = "auto",
+    lesion_definition: str = "enclosed",
+    register: bool = True,
+    progress: Progress | None = None,
+) -> StudyResult:
+    """Analyse one hip's scans already in memory, oldest first (the core of :func:`analyze`).
+
+    Parameters
+    ----------
+    scans : sequence of Scan
+        Baseline first.
+    lesions, heads : sequence of SimpleITK.Image or None, optional
+        Masks per scan on its grid; a missing one is segmented.
+    labels, days : optional
+        Timepoint names (``t0, t1, …`` by default) and days since baseline (from DICOM
+        study dates when not given).
+    transforms : sequence of SimpleITK.Transform or None, optional
+        Known baseline→follow-up transforms, one per follow-up; those given are not registered.
+    threshold_pct, side, lesion_definition, register
+        As for :func:`analyze`.
+    progress : callable, optional
+        ``progress(step, total, message)`` before each step.
+
+    Example
+    -------
+    >>> import SimpleITK as sitk
+    >>> from lesionvol.io import Scan
+    >>> image = sitk.Image([20, 20, 20], sitk.sitkFloat32)
+    >>> head = sitk.Image([20, 20, 20], sitk.sitkUInt8); head[2:18, 2:18, 2:18] = 1
+    >>> lesion = sitk.Image([20, 20, 20], sitk.sitkUInt8); lesion[2:10, 2:10, 2:10] = 1
+    >>> result = analyze_scans([Scan(image)], lesions=[lesion], heads=[head])
+    >>> result.rows()[0]["lesion_pct_head"], result.rows()[0]["steinberg_extent"]
+    (12.5, 'A')
+    """
+    n = len(scans)
+    _check_lengths(n, lesion_masks=lesions, head_masks=heads, labels=labels, days=days)
+    if transforms is not None and len(transforms) != n - 1:
+        raise InputError(f"{len(transforms)} transforms for {n - 1} follow-ups")
+    labels = list(labels) if labels is not None else [f"t{i}" for i in range(n)]
+    if len(set(labels)) != n:
+        raise InputError(f"timepoint labels must be unique: {labels}")
+    lesions = list(lesions) if lesions is not None else [None] * n
+    heads = list(heads) if heads is not None else [None] * n
+    transforms = list(transforms) if transforms is not None else [None] * (n - 1)
+    days = list(days) if days is not None else _days_from_dates(scans)
+    n_segment = sum(1 for lesion, head in zip(lesions, heads) if lesion is None or head is None)
+    n_register = sum(1 for t in transforms if t is None) if register else 0
+    total, step = n_segment + n_register + 1, 0
+
+    def say(message: str) -> None:
+        nonlocal step
+        if progress is not None:
+            progress(step, total, message)
+        step += 1
+
+    timepoints: list[Timepoint] = []
+    for scan, label, lesion, head, day in zip(scans, labels, lesions, heads, days):
+        given = [name for name, mask in (("lesion", lesion), ("head", head)) if mask is not None]
+        if len(given) < 2:
+            say(f"{label}: segmenting the femoral head and the lesion")
+            from lesionvol.segment import segment_hip
+
+            seg = segment_hip(scan.image, side=side, lesion_definition=lesion_definition)
+            lesion = seg.lesion if lesion is None else lesion
+            head = seg.head if head is None else head
+        lesion = as_binary_mask(lesion, scan.image, name=f"the lesion mask of {label}")
+        head = as_binary_mask(head, scan.image, name=f"the head mask of {label}")
+        source = _mask_source(given)
+        timepoints.append(Timepoint(label, scan, lesion, head, source, measure_volumes(lesion, head), day))
+
+    baseline = timepoints[0]
+    for tp, transform in zip(timepoints[1:], transforms):
+        if transform is not None:
+            tp.transform = transform
+        elif register:
+            say(f"{tp.label}: registering to {baseline.label}")
+            from lesionvol.register import register_followup
+
+            registration = register_followup(
+                baseline.scan.image, tp.scan.image, fixed_head=baseline.head, moving_head=tp.head
+            )
+            tp.transform = registration.transform
+            tp.registration_qc = dict(registration.qc)
+        if tp.transform is not None:
+            tp.change = change_maps(baseline.lesion, tp.lesion, tp.transform)
+        elif same_grid(baseline.scan.image, tp.scan.image):
+            tp.change = change_maps(baseline.lesion, tp.lesion)
+    say("measured")
+
+    parameters = {"threshold_pct": threshold_pct, "side": side, "lesion_definition": lesion_definition,
+                  "register": register, "labels": labels,
+                  "transforms": ["given" if t is not None else ("registered" if register else "none") for t in transforms]}
+    return StudyResult(timepoints, threshold_pct, parameters)
 
 
 def analyze(
@@ -162,7 +271,7 @@ def analyze(
     volume_index: int | None = None,
     progress: Progress | None = None,
 ) -> StudyResult:
-    """Analyse one hip's serial scans, oldest first.
+    """Analyse one hip's serial scans from files, oldest first.
 
     Parameters
     ----------
@@ -184,7 +293,7 @@ def analyze(
     volume_index : int, optional
         Which volume to take from 4D images.
     progress : callable, optional
-        Called with a short message before each step.
+        ``progress(step, total, message)`` before each step.
 
     Returns
     -------
@@ -199,48 +308,9 @@ def analyze(
     ['t0', 't1', 't2']
     """
     n = len(images)
-    if n == 0:
-        raise InputError("no images given")
-    for name, seq in (("lesion masks", lesion_masks), ("head masks", head_masks), ("labels", labels), ("days", days)):
-        if seq is not None and len(seq) != n:
-            raise InputError(f"{len(seq)} {name} for {n} images")
-    labels = list(labels) if labels is not None else [f"t{i}" for i in range(n)]
-    if len(set(labels)) != n:
-        raise InputError(f"timepoint labels must be unique: {labels}")
-    lesion_masks = list(lesion_masks) if lesion_masks is not None else [None] * n
-    head_masks = list(head_masks) if head_masks is not None else [None] * n
-    say = progress or (lambda message: None)
-    options = {"side": side, "lesion_definition": lesion_definition}
-
-    scans = []
-    for label, path in zip(labels, images):
-        say(f"{label}: reading {os.path.basename(os.fspath(path))}")
-        scans.append(read_scan(path, volume_index))
-    days = list(days) if days is not None else _days_from_dates(scans)
-
-    timepoints: list[Timepoint] = []
-    for i, scan in enumerate(scans):
-        say(f"{labels[i]}: masks")
-        lesion, head, source = _masks_for(scan, lesion_masks[i], head_masks[i], options)
-        timepoints.append(
-            Timepoint(labels[i], scan, lesion, head, source, measure_volumes(lesion, head), days[i])
-        )
-
-    baseline = timepoints[0]
-    for tp in timepoints[1:]:
-        if register:
-            say(f"{tp.label}: registering to {baseline.label}")
-            from lesionvol.register import register_followup
-
-            registration = register_followup(
-                baseline.scan.image, tp.scan.image, fixed_head=baseline.head, moving_head=tp.head
-            )
-            tp.transform = registration.transform
-            tp.registration_qc = registration.qc
-            tp.change = change_maps(baseline.lesion, tp.lesion, tp.transform)
-        elif same_grid(baseline.scan.image, tp.scan.image):
-            tp.change = change_maps(baseline.lesion, tp.lesion)
-
-    parameters = {"threshold_pct": threshold_pct, "side": side, "lesion_definition": lesion_definition,
-                  "register": register, "labels": labels}
-    return StudyResult(timepoints, threshold_pct, parameters)
+    _check_lengths(n, lesion_masks=lesion_masks, head_masks=head_masks, labels=labels, days=days)
+    scans = [read_scan(path, volume_index) for path in images]
+    lesions = [read_mask(p, s.image) if p is not None else None for p, s in zip(lesion_masks or [None] * n, scans)]
+    heads = [read_mask(p, s.image) if p is not None else None for p, s in zip(head_masks or [None] * n, scans)]
+    return analyze_scans(scans, lesions=lesions, heads=heads, labels=labels, days=days, threshold_pct=threshold_pct,
+                         side=side, lesion_definition=lesion_definition, register=register, progress=progress)
