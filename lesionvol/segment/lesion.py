@@ -42,8 +42,9 @@ from lesionvol.segment.head import HeadFit
 __all__ = ["HipMasks", "segment_masks", "DARK_LEVEL", "MARROW_LEVEL"]
 
 DARK_LEVEL = 0.55      # × local marrow: below is low signal (necrosis 0.1–0.2, band/plate ≈ 0.05)
-MARROW_LEVEL = 0.75    # × local marrow: above is surely marrow
+MARROW_LEVEL = 0.85    # × local marrow, on a map smoothed in-plane: above is surely marrow
 MIN_LESION_MM3 = 20.0  # smaller isolated components are noise
+SLOPE_BASE_MM = 2.0    # the lesion boundary's tilt is measured over this radial distance
 
 
 @dataclass
@@ -86,7 +87,7 @@ def _extend_into_shell(core: np.ndarray, interior: np.ndarray, shell: np.ndarray
     r = np.linalg.norm(q, axis=1)
     u = q / np.maximum(r, 1e-6)[:, None]
     r1 = depth_mm[shell] - 0.5
-    r2 = r1 - 2.0
+    r2 = r1 - SLOPE_BASE_MM
     inv = np.linalg.inv(grid.index_to_mm)
 
     def sample(radius):
@@ -95,7 +96,7 @@ def _extend_into_shell(core: np.ndarray, interior: np.ndarray, shell: np.ndarray
         return ndimage.map_coordinates(sdf, idx[:, ::-1].T, order=1, mode="nearest")
 
     s1, s2 = sample(r1), sample(r2)
-    slope = np.clip((s1 - s2) / 2.0, -1.0, 1.0)
+    slope = np.clip((s1 - s2) / SLOPE_BASE_MM, -1.0, 1.0)
     extrap = s1 + slope * (r - r1)
     out = np.zeros(core.shape, bool)
     out[shell] = extrap < 0
@@ -135,16 +136,19 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
     t = d @ fit.neck_axis.astype(np.float32)
     sphere = r <= fit.radius_mm
     head = sphere & (t <= fit.junction_mm)
-    # radial half-extent of a voxel (box PSF) at each point, plus the light smoothing above
+    # Expected healthy signal (× marrow) near the plate: a voxel's box spreads over its projected
+    # width along the radius, so marrow fades into the plate over that width.  Dividing by it
+    # keeps the partial-volume rim of a healthy plate from reading as lesion.
     u = d / np.maximum(r, 1e-6)[..., None]
-    half_voxel = 0.5 * np.abs(u @ grid.index_to_mm).sum(-1)
-    depth = fit.inner_radius_mm - half_voxel - 0.6        # marrow zone ends here (per direction)
+    width = np.abs(u @ grid.index_to_mm).sum(-1) + 0.8
+    expected = np.clip(0.5 + (fit.inner_radius_mm - r) / width, 0.0, 1.0)
+    depth = fit.inner_radius_mm - 0.1 * width           # marrow zone: expected signal >= 0.6
     interior = head & (r < depth)
     shell = head & ~interior
 
     # local marrow level: linear model fitted to bright marrow of the head
     guess = v / np.float32(fit.marrow_level)
-    sel = interior & (guess > 0.65) & (guess < 1.6)
+    sel = interior & (expected > 0.99) & (guess > 0.65) & (guess < 1.6)
     if sel.sum() > 50:
         X = np.c_[np.ones(sel.sum()), d[sel]]
         coef, *_ = np.linalg.lstsq(X, v[sel], rcond=None)
@@ -152,10 +156,16 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
         level = np.clip(level, 0.5 * np.median(v[sel]), None)
     else:       # no marrow left: the whole head may be necrotic
         level = np.float32(fit.marrow_level)
-    n = v / level
+    n = v / (level * np.maximum(expected, 0.05))
 
     dark = interior & (n < DARK_LEVEL)
-    surely = interior & (n >= MARROW_LEVEL)
+    # Healthy marrow: connected to the neck through clearly bright voxels.  "Clearly" is judged on
+    # a map smoothed within the fine axes only (noise down, thick-slice partial volume kept), so a
+    # band face lying in a thick slice (two slabs at ~0.75) still separates a fat-bright centre.
+    fine = spacing_zyx <= 1.5 * spacing_zyx.min()
+    strict_sigma = [1.0 / s if f else 0.0 for s, f in zip(spacing_zyx, fine)]
+    n_strict = ndimage.gaussian_filter(v, strict_sigma) / (level * np.maximum(expected, 0.05))
+    surely = interior & (n_strict >= MARROW_LEVEL)
     lab, nlab = ndimage.label(surely)
     marrow = np.zeros_like(surely)
     if nlab:
@@ -166,9 +176,17 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
             sizes = ndimage.sum_labels(surely, lab, np.arange(1, nlab + 1))
             touching = [int(np.argmax(sizes)) + 1]
         marrow = np.isin(lab, touching)
+        # back out to the half-way level: freely within the fine axes, one step across thick ones
         grow = interior & (n >= DARK_LEVEL)
-        for _ in range(2):
-            marrow = ndimage.binary_dilation(marrow) & grow
+        in_plane = ndimage.generate_binary_structure(3, 1)
+        for axis, f in enumerate(fine):
+            if not f:
+                in_plane = np.delete(in_plane, [0, 2], axis=axis)
+                in_plane = np.concatenate([np.zeros_like(in_plane), in_plane, np.zeros_like(in_plane)], axis=axis)
+        steps = int(np.ceil(2.5 / spacing_zyx[fine].min()))
+        for _ in range(steps):
+            marrow = ndimage.binary_dilation(marrow, in_plane) & grow
+        marrow = ndimage.binary_dilation(marrow) & grow
     enclosed = interior & ~marrow
     # keep components that reach the plate and are not noise
     voxel_mm3 = float(np.prod(grid.spacing_mm))
