@@ -303,8 +303,9 @@ def register_followup(
         aff.SetCenter(transform.GetCenter())
         aff.SetMatrix(transform.GetMatrix())
         aff.SetTranslation(transform.GetTranslation())
-        for (f, m), (iterations, step, tolerance) in zip(pyramid[1:], SCHEDULE[1:]):
-            reg = _method(None, int(np.prod(f.GetSize())), iterations, step, tolerance)
+        # one pass on the 2 mm level: 12 parameters make Powell slow on the native grid
+        for (f, m), (iterations, step, tolerance) in zip(pyramid[1:2], SCHEDULE[1:2]):
+            reg = _method(None, int(np.prod(f.GetSize())), 2, step, tolerance)
             reg.SetInitialTransform(aff, inPlace=True)
             reg.Execute(f, m)
             metric = reg.GetMetricValue()

@@ -1,0 +1,135 @@
+"""Registration accuracy (TRE on phantom pairs with known pose, nibabel's real moved scan),
+the transform file convention, and QC flags."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from lesionvol.geometry import physical_points
+from lesionvol.phantom import make_series
+from lesionvol.register import Registration, register_followup, target_registration_error_mm
+
+# Baseline coronal 1.25 x 1.25 x 4 mm; follow-ups on another plane / thickness / obliquity.
+BASE = dict(shape=(96, 96, 32), spacing_mm=(1.25, 1.25, 4.0), plane="coronal")
+FOLLOW_GRIDS = [
+    dict(shape=(100, 100, 36), spacing_mm=(1.2, 1.2, 3.5), plane="axial"),
+    dict(shape=(100, 100, 40), spacing_mm=(1.2, 1.2, 3.0), plane="sagittal", oblique_deg=10.0),
+]
+
+
+@pytest.fixture(scope="module")
+def series():
+    return [make_series(seed=100 + i, n_followups=1, max_rotation_deg=15.0, max_translation_mm=25.0,
+                        followup_grids=[grid], **BASE) for i, grid in enumerate(FOLLOW_GRIDS)]
+
+
+@pytest.fixture(scope="module")
+def registrations(series):
+    return [register_followup(s.scans[0].image, s.scans[1].image, fixed_head=s.scans[0].head_mask,
+                              moving_head=s.scans[1].head_mask) for s in series]
+
+
+def test_tre_on_phantom_pairs(series, registrations):
+    for s, reg in zip(series, registrations):
+        rotation = np.degrees(np.arccos((np.trace(np.reshape(s.transforms[0].GetMatrix(), (3, 3))) - 1) / 2))
+        assert rotation > 5.0  # the pairs are really moved
+        tre = target_registration_error_mm(reg.transform, s.head_points_mm(0), s.head_points_mm(1))
+        assert tre.mean() <= 0.5, tre.mean()
+        assert tre.max() <= 1.0, tre.max()
+        assert isinstance(reg, Registration) and not reg.doubtful
+        assert reg.qc["head_dice_registered"] > 0.9
+        assert abs(reg.qc["head_volume_change_pct"]) < 5.0  # same head, voxelised on other grids
+        assert reg.qc["head_centre_residual_mm"] < 1.0
+
+
+def test_tfm_round_trip_maps_baseline_landmarks_to_followup(series, registrations, tmp_path):
+    s, reg = series[0], registrations[0]
+    path = tmp_path / "t1.tfm"
+    sitk.WriteTransform(reg.transform, str(path))
+    back = sitk.ReadTransform(str(path))
+    for landmark in ("head_centre_mm", "acetabular_edge_mm"):
+        base, follow = getattr(s.scans[0].truth, landmark), getattr(s.scans[1].truth, landmark)
+        mapped = np.array(back.TransformPoint([float(v) for v in base]))
+        assert np.linalg.norm(mapped - follow) < 1.0, landmark
+    # and the resampled follow-up head lands on the baseline head (direction check)
+    moved = sitk.Resample(s.scans[1].head_mask, s.scans[0].head_mask, back, sitk.sitkNearestNeighbor, 0)
+    a, b = (sitk.GetArrayViewFromImage(x) != 0 for x in (s.scans[0].head_mask, moved))
+    assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.9
+
+
+def test_without_head_masks(series):
+    s = series[0]
+    reg = register_followup(s.scans[0].image, s.scans[1].image)
+    tre = target_registration_error_mm(reg.transform, s.head_points_mm(0), s.head_points_mm(1))
+    assert tre.mean() < 1.0
+    assert np.isnan(reg.qc["head_dice_registered"])
+
+
+def test_nibabel_real_anatomy_known_rigid_move():
+    """nibabel's reoriented_anat_moved.nii is anatomical.nii moved by the affine of its
+    tests/data/make_moved_anat.py (euler2mat(0.1, 0.2, 0.3), translation 3, 4, 5 mm, RAS) and
+    resampled by SPM to 4 mm. In LPS the baseline → moved map is F·E·F, F = diag(-1, -1, 1)."""
+    nib = pytest.importorskip("nibabel")
+    from nibabel.affines import from_matvec
+    from nibabel.eulerangles import euler2mat
+    from nibabel.testing import data_path
+
+    from lesionvol.io import read_scan
+
+    fixed = read_scan(os.path.join(data_path, "anatomical.nii")).image
+    moving = read_scan(os.path.join(data_path, "reoriented_anat_moved.nii")).image
+    flip = np.diag([-1.0, -1.0, 1.0, 1.0])
+    truth = flip @ from_matvec(euler2mat(0.1, 0.2, 0.3), [3, 4, 5]) @ flip
+    array = sitk.GetArrayFromImage(fixed)
+    points = physical_points(fixed, np.argwhere(array > np.percentile(array[array > 0], 50)))
+    expected = points @ truth[:3, :3].T + truth[:3, 3]
+    reg = register_followup(fixed, moving)
+    tre = target_registration_error_mm(reg.transform, points, expected)
+    assert tre.mean() < 0.5 and tre.max() < 1.0, (tre.mean(), tre.max())
+    assert nib is not None
+
+
+def test_affine_option_returns_affine():
+    from nibabel.testing import data_path
+
+    from lesionvol.io import read_scan
+
+    fixed = read_scan(os.path.join(data_path, "anatomical.nii")).image
+    moving = read_scan(os.path.join(data_path, "reoriented_anat_moved.nii")).image
+    reg = register_followup(fixed, moving, affine=True)
+    assert reg.transform.GetName() == "AffineTransform"
+    rigid = register_followup(fixed, moving)
+    matrix = np.reshape(reg.transform.GetMatrix(), (3, 3))
+    assert np.allclose(matrix, np.reshape(rigid.transform.GetMatrix(), (3, 3)), atol=0.05)
+
+
+def test_collapsed_head_is_flagged(series, registrations):
+    s, reg = series[0], registrations[0]
+    # flatten the follow-up head: remove its top 8 mm (in physical z) as a collapse would
+    head = s.scans[1].head_mask
+    zyx = np.argwhere(sitk.GetArrayViewFromImage(head) != 0)
+    z = physical_points(head, zyx)[:, 2]
+    collapsed = sitk.GetArrayFromImage(head)
+    top = zyx[z > z.max() - 8.0]
+    collapsed[tuple(top.T)] = 0
+    collapsed_img = sitk.GetImageFromArray(collapsed)
+    collapsed_img.CopyInformation(head)
+    from lesionvol.register import registration_qc
+
+    qc = registration_qc(reg.transform, fixed_head=s.scans[0].head_mask, moving_head=collapsed_img, metric=-0.5)
+    assert qc["registration_doubtful"] and "volume" in qc["registration_doubtful_reason"]
+
+
+def test_bad_input():
+    from lesionvol.errors import InputError
+
+    image = sitk.Image([8, 8, 8], sitk.sitkFloat32)
+    with pytest.raises(InputError):
+        register_followup(image, image, fixed_head=sitk.Image([8, 8, 8], sitk.sitkUInt8),
+                          moving_head=sitk.Image([8, 8, 8], sitk.sitkUInt8))
+    with pytest.raises(InputError):
+        register_followup(sitk.Image([8, 8], sitk.sitkFloat32), image)
