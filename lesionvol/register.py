@@ -68,6 +68,21 @@ MAX_METRIC = -0.05  # Mattes MI is negative; closer to 0 means the images share 
 METHOD = "rigid 6-DOF, Mattes MI, Powell, levels 4 mm / 2 mm / native, head region"
 
 
+#: What each QC column means (for summary.json next to the other definitions).
+REGISTRATION_DEFINITIONS = {
+    "registration_method": "how the follow-up was registered to the baseline (rigid 6-DOF unless affine asked)",
+    "registration_metric": "final Mattes mutual information on the native grids (negative; lower = better match)",
+    "registration_rotation_deg": "rotation angle of the baseline -> follow-up transform (deg)",
+    "head_dice_registered": "Dice of the baseline head and the follow-up head resampled through the transform (nearest neighbour)",
+    "head_volume_change_pct": "100 * (follow-up head volume - baseline head volume) / baseline, native grids",
+    "head_centre_residual_mm": "distance between the mapped baseline head centroid and the follow-up head centroid (mm)",
+    "registration_doubtful": (f"True when head Dice < {MIN_HEAD_DICE}, |head volume change| > "
+                              f"{MAX_HEAD_VOLUME_CHANGE_PCT} % (collapse: no longer rigid), head centre residual > "
+                              f"{MAX_HEAD_CENTRE_RESIDUAL_MM} mm, or metric > {MAX_METRIC}; change maps then need review"),
+    "registration_doubtful_reason": "which of those limits were crossed",
+}
+
+
 @dataclass
 class Registration:
     """A follow-up → baseline registration.
