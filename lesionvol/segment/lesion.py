@@ -45,6 +45,7 @@ DARK_LEVEL = 0.55      # × local marrow: below is low signal (necrosis 0.1–0.
 MARROW_LEVEL = 0.85    # × local marrow, on a map smoothed in-plane: above is surely marrow
 MIN_LESION_MM3 = 20.0  # smaller isolated components are noise
 SLOPE_BASE_MM = 2.0    # the lesion boundary's tilt is measured over this radial distance
+SLOPE_CLIP = (-0.5, 0.5)  # limits of that tilt (d signed distance / d radius)
 
 
 @dataclass
@@ -96,7 +97,8 @@ def _extend_into_shell(core: np.ndarray, interior: np.ndarray, shell: np.ndarray
         return ndimage.map_coordinates(sdf, idx[:, ::-1].T, order=1, mode="nearest")
 
     s1, s2 = sample(r1), sample(r2)
-    slope = np.clip((s1 - s2) / SLOPE_BASE_MM, -1.0, 1.0)
+    # the boundary keeps its measured tilt through the plate, limited to ±27° from radial
+    slope = np.clip((s1 - s2) / SLOPE_BASE_MM, *SLOPE_CLIP)
     extrap = s1 + slope * (r - r1)
     out = np.zeros(core.shape, bool)
     out[shell] = extrap < 0

@@ -1,0 +1,215 @@
+"""Segmentation of the femoral head and the necrotic lesion, against the phantom's analytic truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from lesionvol.errors import InputError
+from lesionvol.measure import mask_volume_ml
+from lesionvol.phantom import LesionSpec, VisitSpec, lesion_for_fraction, make_visit
+from lesionvol.segment import (ClassicalSegmenter, HipSegmentation, MaskSegmenter, NoFemoralHeadError,
+                               OnnxSegmenter, Segmenter, segment_hip, segment_hips)
+
+
+def dice(a: sitk.Image, b: sitk.Image) -> float:
+    x, y = sitk.GetArrayViewFromImage(a) > 0, sitk.GetArrayViewFromImage(b) > 0
+    return 2.0 * int((x & y).sum()) / max(int(x.sum()) + int(y.sum()), 1)
+
+
+def visit(seed: int, *, pct: float | None = 18.0, bright: bool = False, R: float = 23.0, side: str = "right",
+          lesions=None, **grid):
+    if lesions is None:
+        lesions = () if pct is None else (lesion_for_fraction(R, pct, side=side, bright_centre=bright),)
+    return make_visit(VisitSpec(lesions=lesions, **grid), seed=seed, side=side, head_radius_mm=R)
+
+
+@pytest.fixture(scope="module")
+def dark_scan():
+    return visit(3, pct=18.0, shape=(150, 150, 44), spacing_mm=(0.85, 0.85, 3.0), oblique_deg=10.0,
+                 rotation_deg=(5.0, -4.0, 7.0), snr=15.0, bias_amplitude=0.25)
+
+
+@pytest.fixture(scope="module")
+def bright_scan():
+    return visit(4, pct=22.0, bright=True, side="left", shape=(256, 256, 30), spacing_mm=(0.5, 0.5, 4.0),
+                 snr=10.0, bias_amplitude=0.2, plane="coronal", oblique_deg=6.0)
+
+
+def test_accuracy_dark_lesion_oblique_low_snr(dark_scan):
+    seg = segment_hip(dark_scan.image)
+    t = dark_scan.truth
+    assert isinstance(seg, HipSegmentation)
+    assert seg.side == "right" and seg.head_definition == "anatomical" and seg.lesion_definition == "enclosed"
+    for m in (seg.head, seg.lesion):
+        assert m.GetPixelID() == sitk.sitkUInt8 and m.GetSize() == dark_scan.image.GetSize()
+        assert np.allclose(m.GetDirection(), dark_scan.image.GetDirection())
+        assert set(np.unique(sitk.GetArrayViewFromImage(m))) <= {0, 1}
+    assert dice(seg.head, dark_scan.head_mask) >= 0.97
+    assert dice(seg.lesion, dark_scan.lesion_enclosed_mask) >= 0.93
+    assert mask_volume_ml(seg.head) == pytest.approx(t.head_volume_ml, rel=0.02)
+    assert mask_volume_ml(seg.lesion) == pytest.approx(t.lesion_enclosed_ml, rel=0.06)
+    lf = 100 * mask_volume_ml(seg.lesion) / mask_volume_ml(seg.head)
+    assert abs(lf - t.lesion_pct_head) <= 1.0
+    assert np.linalg.norm(seg.centre_mm - t.head_centre_mm) < 0.5
+
+
+def test_accuracy_fat_bright_centre_both_definitions(bright_scan):
+    """Band-only lesion on 4 mm slices, SNR 10: 'enclosed' includes the bright centre, 'dark' does not."""
+    t = bright_scan.truth
+    enc = segment_hip(bright_scan.image, side="left")
+    assert enc.side == "left"
+    assert dice(enc.lesion, bright_scan.lesion_enclosed_mask) >= 0.92
+    assert mask_volume_ml(enc.lesion) == pytest.approx(t.lesion_enclosed_ml, rel=0.08)
+    dark = segment_hip(bright_scan.image, lesion_definition="dark")
+    assert dark.lesion_definition == "dark"
+    assert mask_volume_ml(dark.lesion) == pytest.approx(t.lesion_dark_ml, rel=0.2)
+    assert mask_volume_ml(dark.lesion) < 0.5 * mask_volume_ml(enc.lesion)
+
+
+def test_sphere_head_definition(dark_scan):
+    seg = segment_hip(dark_scan.image, head_definition="sphere")
+    assert seg.head_definition == "sphere"
+    assert mask_volume_ml(seg.head) == pytest.approx(dark_scan.truth.head_sphere_volume_ml, rel=0.02)
+
+
+def test_intensity_scale_does_not_matter(dark_scan):
+    scaled = sitk.Cast(dark_scan.image, sitk.sitkFloat32) * 0.013 + 0.0
+    a = sitk.GetArrayViewFromImage(segment_hip(dark_scan.image).lesion)
+    b = sitk.GetArrayViewFromImage(segment_hip(scaled).lesion)
+    assert np.mean(a != b) < 1e-4
+
+
+def test_healed_head_reads_zero():
+    scan = visit(5, pct=None, shape=(183, 183, 40), spacing_mm=(0.7, 0.7, 3.0), snr=10.0, bias_amplitude=0.25,
+                 plane="axial", oblique_deg=12.0)
+    seg = segment_hip(scan.image)
+    assert mask_volume_ml(seg.lesion) == 0.0
+    assert mask_volume_ml(segment_hip(scan.image, lesion_definition="dark").lesion) == 0.0
+    assert dice(seg.head, scan.head_mask) >= 0.97
+
+
+def test_tiny_lesion():
+    scan = visit(6, pct=1.0, shape=(150, 150, 150), spacing_mm=(0.8, 0.8, 0.8), snr=20.0)
+    assert 0.4 < scan.truth.lesion_enclosed_ml < 0.5
+    seg = segment_hip(scan.image)
+    assert mask_volume_ml(seg.lesion) == pytest.approx(scan.truth.lesion_enclosed_ml, rel=0.15)
+    assert dice(seg.lesion, scan.lesion_enclosed_mask) >= 0.85
+
+
+def test_whole_head_lesion():
+    """A lesion ball containing the whole head: the lesion is the head."""
+    scan = visit(7, lesions=(LesionSpec((0.0, 0.0, 0.0), 30.0),), shape=(160, 160, 48),
+                 spacing_mm=(0.8, 0.8, 2.5))
+    t = scan.truth
+    assert t.lesion_enclosed_ml == pytest.approx(t.head_volume_ml, rel=1e-4)
+    seg = segment_hip(scan.image)
+    assert mask_volume_ml(seg.lesion) == pytest.approx(t.lesion_enclosed_ml, rel=0.04)
+    assert 100 * mask_volume_ml(seg.lesion) / mask_volume_ml(seg.head) > 97
+
+
+def test_two_components():
+    scan = visit(8, lesions=(lesion_for_fraction(23.0, 9.0), LesionSpec((8.0, 12.0, 17.0), 7.0)),
+                 shape=(160, 160, 48), spacing_mm=(0.8, 0.8, 2.5))
+    seg = segment_hip(scan.image)
+    assert mask_volume_ml(seg.lesion) == pytest.approx(scan.truth.lesion_enclosed_ml, rel=0.06)
+    assert dice(seg.lesion, scan.lesion_enclosed_mask) >= 0.93
+
+
+@pytest.fixture(scope="module")
+def both_scan():
+    spec = VisitSpec(lesions=(lesion_for_fraction(23.0, 15.0),),
+                     lesions_left=(lesion_for_fraction(23.0, 6.0, side="left"),),
+                     shape=(300, 160, 40), spacing_mm=(0.9, 0.9, 3.0))
+    return make_visit(spec, seed=9, side="both")
+
+
+def test_both_hips_need_a_side(both_scan):
+    with pytest.raises(InputError, match="--side left|right"):
+        segment_hip(both_scan.image)
+    for side in ("left", "right"):
+        seg = segment_hip(both_scan.image, side=side)
+        t = both_scan.truths[side]
+        assert seg.side == side
+        assert np.linalg.norm(seg.centre_mm - t.head_centre_mm) < 0.5
+        assert mask_volume_ml(seg.lesion) == pytest.approx(t.lesion_enclosed_ml, rel=0.08)
+    hips = segment_hips(both_scan.image)
+    assert sorted(hips) == ["left", "right"]
+    assert mask_volume_ml(hips["left"].lesion) < mask_volume_ml(hips["right"].lesion)
+
+
+def test_seed_point_picks_the_hip(both_scan):
+    left = both_scan.truths["left"].head_centre_mm
+    seg = segment_hip(both_scan.image, side="auto", seed_mm=tuple(left + 8.0))
+    assert seg.side == "left"
+
+
+def test_single_hip_wrong_side_is_refused(dark_scan):
+    with pytest.raises(NoFemoralHeadError, match="no left femoral head"):
+        segment_hip(dark_scan.image, side="left")
+
+
+def test_brain_t1_is_refused():
+    from nibabel.testing import data_path
+
+    brain = sitk.ReadImage(str(data_path) + "/anatomical.nii")
+    with pytest.raises(NoFemoralHeadError, match="no femoral head"):
+        segment_hip(brain)
+    assert issubclass(NoFemoralHeadError, InputError)
+
+
+def test_constant_and_2d_images_are_refused():
+    with pytest.raises(NoFemoralHeadError):
+        segment_hip(sitk.Image(40, 40, 20, sitk.sitkFloat32))
+    with pytest.raises(InputError):
+        segment_hip(sitk.Image(40, 40, sitk.sitkFloat32))
+
+
+def test_bad_definitions_are_refused(dark_scan):
+    with pytest.raises(InputError, match="lesion definition"):
+        segment_hip(dark_scan.image, lesion_definition="total")
+    with pytest.raises(InputError, match="head definition"):
+        segment_hip(dark_scan.image, head_definition="cut")
+
+
+def test_pluggable_segmenters(dark_scan):
+    assert isinstance(ClassicalSegmenter(), Segmenter)
+    given = MaskSegmenter(dark_scan.head_mask, dark_scan.lesion_enclosed_mask, side="right")
+    assert isinstance(given, Segmenter)
+    seg = segment_hip(dark_scan.image, segmenter=given)
+    assert seg.method == "given-masks"
+    assert dice(seg.lesion, dark_scan.lesion_enclosed_mask) == 1.0
+
+    class Constant:
+        name = "constant"
+
+        def segment(self, image, **kwargs):
+            m = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+            m.CopyInformation(image)
+            return HipSegmentation(m, m, "right", kwargs["head_definition"], kwargs["lesion_definition"], self.name)
+
+    assert segment_hip(dark_scan.image, segmenter=Constant()).method == "constant"
+
+
+def test_onnx_backend_needs_onnxruntime(dark_scan):
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        with pytest.raises(InputError, match="onnxruntime"):
+            segment_hip(dark_scan.image, segmenter=OnnxSegmenter("missing.onnx"))
+    else:
+        pytest.skip("onnxruntime is installed: an ONNX model test would need a model file")
+
+
+def test_cli_segment(dark_scan, tmp_path, capsys):
+    from lesionvol.cli import main
+
+    image = tmp_path / "t1.nii.gz"
+    sitk.WriteImage(dark_scan.image, str(image))
+    rc = main(["segment", str(image), "--out-lesion", str(tmp_path / "l.nii.gz"),
+               "--out-head", str(tmp_path / "h.nii.gz")])
+    assert rc == 0
+    assert "right hip" in capsys.readouterr().out
+    lesion = sitk.ReadImage(str(tmp_path / "l.nii.gz"))
+    assert mask_volume_ml(lesion) == pytest.approx(dark_scan.truth.lesion_enclosed_ml, rel=0.06)
