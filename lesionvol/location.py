@@ -31,7 +31,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from lesionvol.errors import InputError
-from lesionvol.geometry import index_to_physical_affine, physical_points, voxel_volume_mm3
+from lesionvol.geometry import index_to_physical_affine, physical_points
 
 #: Kerboul grade limits on the combined necrotic angle (degrees), see LOCATION_DEFINITIONS.
 KERBOUL_LIMITS_DEG = (200.0, 250.0, 300.0)
@@ -361,7 +361,3 @@ def describe_location(
     out["cjfh_type"] = cjfh_type(pct["medial"], pct["central"], pct["lateral"])
     return out
 
-
-def lesion_volume_ml(lesion_mask: sitk.Image) -> float:
-    """Voxel-count lesion volume (mL), for convenience next to the location columns."""
-    return int(np.count_nonzero(sitk.GetArrayViewFromImage(lesion_mask))) * voxel_volume_mm3(lesion_mask) / 1000.0

@@ -19,7 +19,7 @@ How it works
    20 mm slices): smoothed, resampled copies at ``LEVEL_SPACING_MM``, then the native
    grids. Mattes mutual information tolerates the contrast change between visits and
    sequences; Powell's derivative-free search with parameter scales from physical shift and
-   at most ``MAX_SAMPLES`` fixed random samples per level.
+   a fixed random sample set per level (``SCHEDULE``).
 4. **QC** (:func:`registration_qc`): final metric, head Dice after registration, head
    volume change, the residual between the mapped and the follow-up head centre, and a
    ``doubtful`` flag with its reason. A head that collapsed is no longer rigid: its shape
@@ -50,15 +50,14 @@ from lesionvol.geometry import physical_points, voxel_volume_mm3
 #: neck, trochanter and acetabulum. A tighter region (head dilated 12-20 mm as metric mask) left
 #: 2-5 mm errors on the phantoms: a ball does not fix a rotation, and the lesion inside changes.
 CROP_MARGIN_MM = 40.0
-#: At most this many metric samples per level (random, fixed seed): the cost of one evaluation.
-MAX_SAMPLES = 30_000
 #: Target spacing (mm) of the coarse pyramid levels; the last level is the native grid.
 LEVEL_SPACING_MM = (4.0, 2.0)
 #: Rotation starts tried on the coarsest level, degrees about each LPS axis.
 START_ANGLE_DEG = 20.0
 HISTOGRAM_BINS = 32
-#: Powell (iterations, initial step in scaled units ~ mm, step tolerance) per pyramid level.
-SCHEDULE = [(4, 2.0, 0.1), (4, 1.0, 0.05), (3, 0.5, 0.02)]
+#: Powell per pyramid level: (iterations, initial step in scaled units ~ mm, step tolerance,
+#: at most this many metric samples — random, fixed seed — which sets the cost of one evaluation).
+SCHEDULE = [(4, 2.0, 0.1, 30_000), (4, 1.0, 0.05, 30_000), (3, 0.5, 0.02, 30_000)]
 #: QC limits for the ``doubtful`` flag (see :func:`registration_qc`).
 MIN_HEAD_DICE = 0.85
 MAX_HEAD_VOLUME_CHANGE_PCT = 10.0
@@ -160,11 +159,6 @@ def _crop(image: sitk.Image, mask: sitk.Image, margin_mm: float) -> sitk.Image:
     return sitk.RegionOfInterest(image, [int(v) for v in (hi - lo)[::-1]], [int(v) for v in lo[::-1]])
 
 
-def _dilate_mm(mask: sitk.Image, margin_mm: float) -> sitk.Image:
-    distance = sitk.SignedMaurerDistanceMap(mask, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
-    return sitk.Cast(distance <= margin_mm, sitk.sitkUInt8)
-
-
 def _level(image: sitk.Image, spacing_mm: float, label: bool = False) -> sitk.Image:
     """Copy of ``image`` on a grid of about ``spacing_mm`` (never finer than native), smoothed."""
     native = np.asarray(image.GetSpacing(), float)
@@ -183,7 +177,8 @@ def _level(image: sitk.Image, spacing_mm: float, label: bool = False) -> sitk.Im
                          spacing.tolist(), image.GetDirection(), 0.0, image.GetPixelID())
 
 
-def _method(fixed_mask, n_voxels: int, iterations: int, step: float, tolerance: float, seed: int = 17):
+def _method(fixed_mask, n_voxels: int, iterations: int, step: float, tolerance: float, max_samples: int,
+            seed: int = 17):
     """Mattes MI + Powell (derivative-free) with a fixed random sample set.
 
     Gradient-driven optimisers (regular-step, conjugate-gradient, L-BFGS) stalled or wandered
@@ -192,7 +187,7 @@ def _method(fixed_mask, n_voxels: int, iterations: int, step: float, tolerance: 
     """
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(HISTOGRAM_BINS)
-    fraction = min(1.0, MAX_SAMPLES / max(n_voxels, 1))
+    fraction = min(1.0, max_samples / max(n_voxels, 1))
     if fraction < 1.0:
         reg.SetMetricSamplingStrategy(reg.RANDOM)
         reg.SetMetricSamplingPercentage(fraction, seed)
@@ -200,6 +195,9 @@ def _method(fixed_mask, n_voxels: int, iterations: int, step: float, tolerance: 
         reg.SetMetricSamplingStrategy(reg.NONE)
     if fixed_mask is not None:
         reg.SetMetricFixedMask(fixed_mask)
+    # Powell needs metric values only: skip the image-gradient filters ITK would build per level
+    reg.SetMetricUseFixedImageGradientFilter(False)
+    reg.SetMetricUseMovingImageGradientFilter(False)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsPowell(numberOfIterations=iterations, maximumLineIterations=8, stepLength=step,
                              stepTolerance=tolerance, valueTolerance=1e-6)
@@ -294,7 +292,7 @@ def register_followup(
     best = None
     for rotation in [np.eye(3)] + [_axis_rotation(a, s * START_ANGLE_DEG) for a in range(3) for s in (-1, 1)]:
         t = _euler_from_rotation(rotation, f_centre, m_centre - f_centre)
-        reg = _method(None, n0, 1, 1.0, 1.0)
+        reg = _method(None, n0, 1, 1.0, 1.0, SCHEDULE[0][3])
         reg.SetInitialTransform(t)
         try:
             value = reg.MetricEvaluate(f0, m0)
@@ -307,8 +305,8 @@ def register_followup(
     transform = best[1]
 
     metric = best[0]
-    for (f, m), (iterations, step, tolerance) in zip(pyramid, SCHEDULE):
-        reg = _method(None, int(np.prod(f.GetSize())), iterations, step, tolerance)
+    for (f, m), (iterations, step, tolerance, samples) in zip(pyramid, SCHEDULE):
+        reg = _method(None, int(np.prod(f.GetSize())), iterations, step, tolerance, samples)
         reg.SetInitialTransform(transform, inPlace=True)
         reg.Execute(f, m)
         metric = reg.GetMetricValue()
@@ -319,8 +317,8 @@ def register_followup(
         aff.SetMatrix(transform.GetMatrix())
         aff.SetTranslation(transform.GetTranslation())
         # one pass on the 2 mm level: 12 parameters make Powell slow on the native grid
-        for (f, m), (iterations, step, tolerance) in zip(pyramid[1:2], SCHEDULE[1:2]):
-            reg = _method(None, int(np.prod(f.GetSize())), 2, step, tolerance)
+        for (f, m), (iterations, step, tolerance, samples) in zip(pyramid[1:2], SCHEDULE[1:2]):
+            reg = _method(None, int(np.prod(f.GetSize())), 2, step, tolerance, samples)
             reg.SetInitialTransform(aff, inPlace=True)
             reg.Execute(f, m)
             metric = reg.GetMetricValue()
