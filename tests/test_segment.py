@@ -27,13 +27,13 @@ def visit(seed: int, *, pct: float | None = 18.0, bright: bool = False, R: float
 
 @pytest.fixture(scope="module")
 def dark_scan():
-    return visit(3, pct=18.0, shape=(150, 150, 44), spacing_mm=(0.85, 0.85, 3.0), oblique_deg=10.0,
+    return visit(3, pct=18.0, shape=(140, 140, 40), spacing_mm=(0.9, 0.9, 3.0), oblique_deg=10.0,
                  rotation_deg=(5.0, -4.0, 7.0), snr=15.0, bias_amplitude=0.25)
 
 
 @pytest.fixture(scope="module")
 def bright_scan():
-    return visit(4, pct=22.0, bright=True, side="left", shape=(256, 256, 30), spacing_mm=(0.5, 0.5, 4.0),
+    return visit(4, pct=22.0, bright=True, side="left", shape=(200, 200, 30), spacing_mm=(0.6, 0.6, 4.0),
                  snr=10.0, bias_amplitude=0.2, plane="coronal", oblique_deg=6.0)
 
 
@@ -82,7 +82,7 @@ def test_intensity_scale_does_not_matter(dark_scan):
 
 
 def test_healed_head_reads_zero():
-    scan = visit(5, pct=None, shape=(183, 183, 40), spacing_mm=(0.7, 0.7, 3.0), snr=10.0, bias_amplitude=0.25,
+    scan = visit(5, pct=None, shape=(150, 150, 34), spacing_mm=(0.85, 0.85, 3.5), snr=10.0, bias_amplitude=0.25,
                  plane="axial", oblique_deg=12.0)
     seg = segment_hip(scan.image)
     assert mask_volume_ml(seg.lesion) == 0.0
@@ -91,7 +91,7 @@ def test_healed_head_reads_zero():
 
 
 def test_tiny_lesion():
-    scan = visit(6, pct=1.0, shape=(150, 150, 150), spacing_mm=(0.8, 0.8, 0.8), snr=20.0)
+    scan = visit(6, pct=1.0, shape=(150, 150, 75), spacing_mm=(0.8, 0.8, 1.6), snr=20.0)
     assert 0.4 < scan.truth.lesion_enclosed_ml < 0.5
     seg = segment_hip(scan.image)
     assert mask_volume_ml(seg.lesion) == pytest.approx(scan.truth.lesion_enclosed_ml, rel=0.15)
@@ -100,8 +100,8 @@ def test_tiny_lesion():
 
 def test_whole_head_lesion():
     """A lesion ball containing the whole head: the lesion is the head."""
-    scan = visit(7, lesions=(LesionSpec((0.0, 0.0, 0.0), 30.0),), shape=(160, 160, 48),
-                 spacing_mm=(0.8, 0.8, 2.5))
+    scan = visit(7, lesions=(LesionSpec((0.0, 0.0, 0.0), 30.0),), shape=(140, 140, 40),
+                 spacing_mm=(0.9, 0.9, 3.0))
     t = scan.truth
     assert t.lesion_enclosed_ml == pytest.approx(t.head_volume_ml, rel=1e-4)
     seg = segment_hip(scan.image)
@@ -111,7 +111,7 @@ def test_whole_head_lesion():
 
 def test_two_components():
     scan = visit(8, lesions=(lesion_for_fraction(23.0, 9.0), LesionSpec((8.0, 12.0, 17.0), 7.0)),
-                 shape=(160, 160, 48), spacing_mm=(0.8, 0.8, 2.5))
+                 shape=(140, 140, 48), spacing_mm=(0.9, 0.9, 2.5))
     seg = segment_hip(scan.image)
     assert mask_volume_ml(seg.lesion) == pytest.approx(scan.truth.lesion_enclosed_ml, rel=0.06)
     assert dice(seg.lesion, scan.lesion_enclosed_mask) >= 0.93

@@ -3,10 +3,10 @@
 How (classical, intensity-scale free: every level is relative to the marrow/fat signal):
 
 1. **Candidates.** The image is binned to about 2 mm, normalised to its fat level (upper class
-   of a three-class Otsu split) and every strong edge votes along its gradient, towards the
-   bright side, at 14–34 mm.  Fatty marrow inside the subchondral plate and the concentric
-   acetabular cortices all vote for the head centre; the peaks of the smoothed vote map are
-   the candidates.
+   of a three-class Otsu split) and every strong edge votes along its gradient line, on both
+   sides, at 14–34 mm.  The marrow/plate and plate/joint surfaces and the concentric acetabular
+   cortices all vote for the head centre; the peaks of the smoothed vote map are the
+   candidates.
 2. **Sphere fit.** Around a candidate, in-plane rays are cast in every native slice from the
    foot of the centre (no interpolation across slices, so 4 mm slices do not blur the edges).
    On each ray, the *outer* head surface is the rise from the dark subchondral plate to the joint
@@ -129,37 +129,45 @@ def _binned(image: sitk.Image) -> sitk.Image:
     return sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, 0.0)
 
 
-def _candidates(image: sitk.Image, fat: float, seed_mm=None, n: int = 4) -> list[np.ndarray]:
-    """Physical points where edges vote most for a sphere centre (best first)."""
-    from skimage.feature import peak_local_max
-
+def _vote_map(image: sitk.Image, fat: float) -> tuple[np.ndarray, Grid]:
+    """Smoothed sphere-centre vote map on a 2 mm grid, and that grid."""
     coarse = _binned(image)
     a = sitk.GetArrayFromImage(coarse) / fat
     a = ndimage.gaussian_filter(a, 1.0)
     grads = np.gradient(a, VOTE_STEP_MM)
     g = np.sqrt(sum(x * x for x in grads))
-    edge = g > 0.08
+    edge = g > 0.04
     if not edge.any():
-        return []
+        return np.zeros(a.shape, np.float32), Grid.of(coarse)
     z, y, x = np.nonzero(edge)
     w = np.minimum(g[edge], 0.4)
     u = np.stack([gr[edge] for gr in grads], -1) / g[edge][:, None]   # (z, y, x) unit, to the bright side
     pos = np.stack([z, y, x], -1).astype(np.float32)
     shape = np.asarray(a.shape)
     acc = np.zeros(a.size, np.float32)
+    # concentric surfaces of the hip (marrow/plate, plate/joint, acetabular cortices) have edges
+    # facing both ways, so each edge votes on both sides (a fully necrotic head is dark inside)
     for r in np.arange(VOTE_RADII_MM[0], VOTE_RADII_MM[1] + 1e-6, VOTE_STEP_MM):
-        q = np.rint(pos + u * (r / VOTE_STEP_MM)).astype(np.int64)
-        ok = np.all((q >= 0) & (q < shape), axis=1)
-        flat = np.ravel_multi_index(q[ok].T, a.shape)
-        acc += np.bincount(flat, weights=w[ok], minlength=a.size).astype(np.float32)
-    acc = ndimage.gaussian_filter(acc.reshape(a.shape), 1.0)
-    grid = Grid.of(coarse)
+        for sign in (1.0, -1.0):
+            q = np.rint(pos + sign * u * (r / VOTE_STEP_MM)).astype(np.int64)
+            ok = np.all((q >= 0) & (q < shape), axis=1)
+            flat = np.ravel_multi_index(q[ok].T, a.shape)
+            acc += np.bincount(flat, weights=w[ok], minlength=a.size).astype(np.float32)
+    return ndimage.gaussian_filter(acc.reshape(a.shape), 1.0), Grid.of(coarse)
+
+
+def _candidates(image: sitk.Image, fat: float, seed_mm=None, n: int = 6) -> list[np.ndarray]:
+    """Physical points where edges vote most for a sphere centre (best first)."""
+    from skimage.feature import peak_local_max
+
+    acc, grid = _vote_map(image, fat)
+    shape = np.asarray(acc.shape)
     if seed_mm is not None:
         idx = grid.to_index(np.asarray(seed_mm, float)[None])[0][::-1]
         zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]
         far = ((zz - idx[0]) ** 2 + (yy - idx[1]) ** 2 + (xx - idx[2]) ** 2) > (30.0 / VOTE_STEP_MM) ** 2
         acc[far] = 0
-    peaks = peak_local_max(acc, min_distance=int(40 / VOTE_STEP_MM), num_peaks=n, threshold_rel=0.25,
+    peaks = peak_local_max(acc, min_distance=int(20 / VOTE_STEP_MM), num_peaks=n, threshold_rel=0.2,
                            exclude_border=False)
     return [grid.to_physical(p[::-1][None].astype(float))[0] for p in peaks]
 
