@@ -19,19 +19,23 @@ import tempfile
 from pathlib import Path
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 import SimpleITK as sitk
 sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
 from lesionvol.segment import segment_hip
 from lesionvol.measure import mask_volume_ml
+def peak_mb():   # VmHWM: this process's peak resident set (ru_maxrss would include the forking parent)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
 image = sitk.ReadImage(sys.argv[1])
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+before = peak_mb()
 times = []
 for _ in range(3):
     t0 = time.perf_counter()
     seg = segment_hip(image)
     times.append(time.perf_counter() - t0)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = peak_mb()
 print(json.dumps(dict(times=times, peak_mb=peak, before_mb=before, size=image.GetSize(),
                       head_ml=mask_volume_ml(seg.head), lesion_ml=mask_volume_ml(seg.lesion))))
 """
