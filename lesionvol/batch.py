@@ -282,7 +282,8 @@ class BatchSummary:
         lines = [
             f"lesionvol batch: {self.n_studies} studies -> {self.out_dir}",
             f"  done {self.n_done}, skipped (already current) {self.n_skipped}, failed {self.n_failed} "
-            f"in {self.seconds:.1f} s on {where} ({self.studies_per_minute:.1f} studies/min analysed)",
+            f"in {self.seconds:.1f} s on {where}"
+            + (f" ({self.studies_per_minute:.1f} studies/min analysed)" if self.n_done else ""),
         ]
         lines += [f"  failed {o.key}: {o.error}" for o in self.outcomes if o.status == "failed"]
         lines.append(f"  cohort_volumes.csv/.parquet ({self.n_rows} rows), errors.csv, lf_trajectories.png, "
