@@ -32,6 +32,7 @@ Example
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -274,8 +275,10 @@ def _outer_level(prof: np.ndarray, R: float) -> float:
     """Half-way between the plate (just inside R) and the joint space/muscle (just outside R)."""
     rho = np.arange(prof.shape[-1]) * RAY_STEP_MM
     flat = prof.reshape(-1, prof.shape[-1])
-    plate = np.nanmedian(flat[:, (rho > R - 1.4) & (rho < R - 0.6)])
-    joint = np.nanmedian(flat[:, (rho > R + 0.6) & (rho < R + 1.4)])
+    with warnings.catch_warnings():     # rays leaving the image are all-NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        plate = np.nanmedian(flat[:, (rho > R - 1.4) & (rho < R - 0.6)])
+        joint = np.nanmedian(flat[:, (rho > R + 0.6) & (rho < R + 1.4)])
     level = plate + 0.4 * (joint - plate)
     return float(np.clip(level, OUTER_LEVEL - 0.08, OUTER_LEVEL + 0.12)) if np.isfinite(level) else OUTER_LEVEL
 
