@@ -70,7 +70,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     result = analyze(
         images, lesion_masks=args.lesion, head_masks=args.head, labels=args.labels, days=args.days,
         threshold_pct=args.threshold_pct, side=args.side, lesion_definition=args.lesion_definition,
-        register=not args.no_register, volume_index=args.volume, progress=_say(args.quiet),
+        register=not args.no_register, acetabular_edge_mm=args.acetabular_edge_mm, volume_index=args.volume,
+        progress=_say(args.quiet),
     )
     write_study(result, args.out, overwrite=args.overwrite)
     print(format_table(result.rows()))
@@ -92,7 +93,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"lesionvol {__version__} demo: right hip, baseline, 3 and 12 months (synthetic, exact truth)", file=sys.stderr)
     started = time.perf_counter()
     result = analyze(sample_series_paths(), labels=list(SAMPLE_VISITS),
-                     days=truth["days"], progress=_say(args.quiet))
+                     days=truth["days"], acetabular_edge_mm=truth["landmarks_mm"][0]["acetabular_edge"],
+                     progress=_say(args.quiet))
     write_study(result, out, overwrite=overwrite, extra_summary={"command": "demo"})
     seconds = time.perf_counter() - started
     rows = result.rows()
@@ -210,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--head", nargs="+", metavar="MASK", help="head mask per image, in order")
     analyze.add_argument("--labels", nargs="+", help="timepoint labels (default t0, t1, ...)")
     analyze.add_argument("--days", nargs="+", type=float, help="days since baseline per image")
+    analyze.add_argument("--acetabular-edge-mm", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                         help="lateral acetabular edge on the baseline mid-coronal slice, LPS mm (for the JIC type)")
     analyze.add_argument("--volume", type=int, help="volume index to take from 4D images")
     _analyze_args(analyze)
     analyze.set_defaults(run=cmd_analyze)

@@ -18,6 +18,8 @@ from lesionvol.change import ChangeMaps, change_maps
 from lesionvol.errors import InputError
 from lesionvol.geometry import same_grid
 from lesionvol.io import Scan, as_binary_mask, read_mask, read_scan
+from lesionvol.location import LOCATION_DEFINITIONS, describe_location, infer_side
+from lesionvol.register import REGISTRATION_DEFINITIONS
 from lesionvol.measure import (
     STEINBERG_RULE,
     THRESHOLD_PCT,
@@ -113,7 +115,7 @@ class StudyResult:
                 "rule": f"threshold_flag = 'below' if lesion_pct_head < {self.threshold_pct:g} else 'at_or_above'",
                 "source": THRESHOLD_SOURCE,
             },
-            "definitions": DEFINITIONS,
+            "definitions": {**DEFINITIONS, **REGISTRATION_DEFINITIONS, **LOCATION_DEFINITIONS},
             "parameters": self.parameters,
             "inputs": [
                 {"timepoint": tp.label, "file": os.path.basename(tp.scan.source), "sha256": tp.scan.sha256,
@@ -129,12 +131,33 @@ def _change_method(tp: Timepoint) -> str:
         return ""
     if tp.transform is None:
         return "same grid, not registered (assumes the hip did not move)"
+    if tp.registration_qc.get("registration_doubtful"):
+        return "registered to baseline, DOUBTFUL: review before use"
+    if not tp.registration_qc:
+        return "transform given"
     return "registered to baseline"
 
 
 def _days_from_dates(scans: Sequence[Scan]) -> list[float | None]:
     base = scans[0].study_date
     return [float((s.study_date - base).days) if base and s.study_date else None for s in scans]
+
+
+def _locate(timepoints: list[Timepoint], side: str, baseline_edge_mm: Sequence[float] | None) -> None:
+    """Fill each timepoint's location and staging columns (lesionvol.location).
+
+    The acetabular edge landmark is given on the baseline; a follow-up gets it through its
+    baseline→follow-up transform, so JIC is read at the same anatomical edge.
+    """
+    side = side or infer_side(timepoints[0].head)
+    for i, tp in enumerate(timepoints):
+        if side not in ("left", "right"):
+            tp.location = {"location_side": "", "location_reason": "hip side unknown; give --side left|right"}
+            continue
+        edge = None
+        if baseline_edge_mm is not None:
+            edge = baseline_edge_mm if i == 0 else (tp.transform.TransformPoint(tuple(baseline_edge_mm)) if tp.transform else None)
+        tp.location = describe_location(tp.lesion, tp.head, side=side, acetabular_edge_mm=edge)
 
 
 def _mask_source(given: list[str]) -> str:
@@ -165,6 +188,7 @@ def analyze_scans(
     side: str = "auto",
     lesion_definition: str = "enclosed",
     register: bool = True,
+    acetabular_edge_mm: Sequence[float] | None = None,
     progress: Progress | None = None,
 ) -> StudyResult:
     """Analyse one hip's scans already in memory, oldest first (the core of :func:`analyze`).
@@ -180,7 +204,7 @@ def analyze_scans(
         study dates when not given).
     transforms : sequence of SimpleITK.Transform or None, optional
         Known baseline→follow-up transforms, one per follow-up; those given are not registered.
-    threshold_pct, side, lesion_definition, register
+    threshold_pct, side, lesion_definition, register, acetabular_edge_mm
         As for :func:`analyze`.
     progress : callable, optional
         ``progress(step, total, message)`` before each step.
@@ -218,13 +242,15 @@ def analyze_scans(
         step += 1
 
     timepoints: list[Timepoint] = []
+    hip_side = side if side in ("left", "right") else ""
     for scan, label, lesion, head, day in zip(scans, labels, lesions, heads, days):
         given = [name for name, mask in (("lesion", lesion), ("head", head)) if mask is not None]
         if len(given) < 2:
             say(f"{label}: segmenting the femoral head and the lesion")
             from lesionvol.segment import segment_hip
 
-            seg = segment_hip(scan.image, side=side, lesion_definition=lesion_definition)
+            seg = segment_hip(scan.image, side=hip_side or side, lesion_definition=lesion_definition)
+            hip_side = hip_side or seg.side
             lesion = seg.lesion if lesion is None else lesion
             head = seg.head if head is None else head
         lesion = as_binary_mask(lesion, scan.image, name=f"the lesion mask of {label}")
@@ -249,10 +275,11 @@ def analyze_scans(
             tp.change = change_maps(baseline.lesion, tp.lesion, tp.transform)
         elif same_grid(baseline.scan.image, tp.scan.image):
             tp.change = change_maps(baseline.lesion, tp.lesion)
+    _locate(timepoints, hip_side, acetabular_edge_mm)
     say("measured")
 
     parameters = {"threshold_pct": threshold_pct, "side": side, "lesion_definition": lesion_definition,
-                  "register": register, "labels": labels,
+                  "register": register, "labels": labels, "acetabular_edge_mm": acetabular_edge_mm,
                   "transforms": ["given" if t is not None else ("registered" if register else "none") for t in transforms]}
     return StudyResult(timepoints, threshold_pct, parameters)
 
@@ -268,6 +295,7 @@ def analyze(
     side: str = "auto",
     lesion_definition: str = "enclosed",
     register: bool = True,
+    acetabular_edge_mm: Sequence[float] | None = None,
     volume_index: int | None = None,
     progress: Progress | None = None,
 ) -> StudyResult:
@@ -290,6 +318,9 @@ def analyze(
     register : bool
         Register each follow-up to the baseline for the change maps. When ``False``,
         change maps are computed only for scans on the baseline's grid.
+    acetabular_edge_mm : sequence of 3 float, optional
+        The lateral acetabular edge on the baseline's mid-coronal section (LPS mm), as a reader
+        would click it; needed for the JIC type (carried to follow-ups by their transforms).
     volume_index : int, optional
         Which volume to take from 4D images.
     progress : callable, optional
@@ -313,4 +344,5 @@ def analyze(
     lesions = [read_mask(p, s.image) if p is not None else None for p, s in zip(lesion_masks or [None] * n, scans)]
     heads = [read_mask(p, s.image) if p is not None else None for p, s in zip(head_masks or [None] * n, scans)]
     return analyze_scans(scans, lesions=lesions, heads=heads, labels=labels, days=days, threshold_pct=threshold_pct,
-                         side=side, lesion_definition=lesion_definition, register=register, progress=progress)
+                         side=side, lesion_definition=lesion_definition, register=register,
+                         acetabular_edge_mm=acetabular_edge_mm, progress=progress)

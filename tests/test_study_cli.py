@@ -136,3 +136,15 @@ def test_empty_lesion_mask_is_a_valid_zero(tmp_path, capsys):
     assert main(["measure", IMAGES[0], "--lesion", str(tmp_path / "empty.nii.gz"), "--head", HEADS[0], "--json"]) == 0
     measured = json.loads(capsys.readouterr().out)
     assert measured["lesion_volume_ml"] == 0.0 and measured["steinberg_extent"] == "none"
+
+
+def test_location_columns_match_the_sample_geometry(result):
+    truth = sample_truth()["landmarks_mm"]
+    for row, marks in zip(result.rows(), truth):
+        assert row["location_side"] == "right"  # inferred from the head mask's neck cut
+        offset = [a - b for a, b in zip(marks["lesion_centroid"], marks["head_centre"])]
+        # LPS: anterior is -y, superior +z, lateral of a right hip is -x
+        assert row["lesion_centroid_anterior_mm"] == pytest.approx(-offset[1], abs=1.0)
+        assert row["lesion_centroid_superior_mm"] == pytest.approx(offset[2], abs=1.0)
+        assert row["lesion_centroid_lateral_mm"] == pytest.approx(-offset[0], abs=1.0)
+        assert row["lesion_centroid_direction"] == "anterior-superior"
