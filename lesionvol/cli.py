@@ -52,7 +52,8 @@ def _analyze_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold-pct", type=float, default=THRESHOLD_PCT,
                         help="LF threshold for threshold_flag, in %% of the head (default 10)")
     parser.add_argument("--side", choices=["auto", "left", "right"], default="auto",
-                        help="hip to segment when masks are not given (default: auto)")
+                        help="hip to analyse when masks are not given (default: auto); for batch folders, "
+                             "the side of subjects that do not give one")
     parser.add_argument("--lesion-definition", choices=["enclosed", "dark"], default="enclosed",
                         help="segmented lesion: everything inside the band, or low-signal only")
     parser.add_argument("--no-register", action="store_true",
