@@ -171,6 +171,8 @@ def test_bad_definitions_are_refused(dark_scan):
         segment_hip(dark_scan.image, lesion_definition="total")
     with pytest.raises(InputError, match="head definition"):
         segment_hip(dark_scan.image, head_definition="cut")
+    with pytest.raises(InputError, match="segment_hips"):
+        segment_hip(dark_scan.image, side="both")
 
 
 def test_pluggable_segmenters(dark_scan):

@@ -74,7 +74,9 @@ class Segmenter(Protocol):
 
 
 def _check(side: str, head_definition: str, lesion_definition: str) -> None:
-    if side not in SIDES + ("both",):
+    if side == "both":
+        raise InputError("segment_hip segments one hip; use segment_hips for both")
+    if side not in SIDES:
         raise InputError(f"side must be one of {', '.join(SIDES)}, got {side!r}")
     if head_definition not in HEAD_DEFINITIONS:
         raise InputError(f"head definition must be one of {', '.join(HEAD_DEFINITIONS)}, got {head_definition!r}")
