@@ -1,16 +1,19 @@
 """The review session behind the widget, without Qt or napari.
 
-A session holds one hip's visits (baseline first) on their native grids, their masks,
-the follow-up → baseline transforms and the change maps, and rebuilds the volumes table
-with :class:`lesionvol.study.StudyResult` — the same rows and provenance as
-``lesionvol analyze`` — whenever a mask is corrected. Long steps (segmentation,
-registration) live in :func:`analyze_visits`, a generator that yields progress so a
-napari ``thread_worker`` can run it off the GUI thread.
+The analysis itself is :func:`lesionvol.study.analyze_scans`, the core that ``lesionvol
+analyze`` and the batch runner use; :func:`analyze_visits` only runs it in a thread and
+turns its ``progress(step, total, message)`` callbacks into items a napari
+``thread_worker`` can yield. A :class:`ReviewSession` keeps the core's
+:class:`~lesionvol.study.StudyResult` and records where each mask came from and which
+ones were corrected by hand; after a correction it re-measures with the core's
+functions, so the table is always ``StudyResult.rows()``.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +22,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from lesionvol.change import change_maps
-from lesionvol.errors import InputError
-from lesionvol.geometry import same_grid
-from lesionvol.io import Scan
-from lesionvol.measure import THRESHOLD_PCT, measure_volumes
-from lesionvol.study import StudyResult, Timepoint
+from lesionvol.io import Scan, as_binary_mask
+from lesionvol.location import describe_location
+from lesionvol.measure import measure_volumes
+from lesionvol.study import StudyResult, Timepoint, analyze_scans
 
 #: Values of the change overlay (baseline space).
 RESIDUAL, REGENERATED, NEW = 1, 2, 3
@@ -41,7 +43,6 @@ class VisitInput:
     lesion: sitk.Image | None = None
     head: sitk.Image | None = None
     mask_origin: dict = field(default_factory=dict)  # kind -> where the mask came from
-    days: float | None = None
 
 
 @dataclass
@@ -53,58 +54,69 @@ class Progress:
     message: str
 
 
-class ReviewSession:
-    """Visits with masks, transforms and change maps; recomputes rows after each correction."""
+def _how_compared(tp: Timepoint, given: str) -> str:
+    """How a follow-up was brought into baseline space, in words for the status line."""
+    if given == "given":
+        return "given transform"
+    if tp.transform is not None:
+        doubtful = tp.registration_qc.get("registration_doubtful")
+        reason = tp.registration_qc.get("registration_doubtful_reason", "")
+        return "registered (rigid, inside the femoral head)" + (
+            f" - doubtful ({reason}), check the overlay" if doubtful else "")
+    if tp.change is not None:
+        return "not registered, same grid as the baseline (assumes the hip did not move)"
+    return "not registered and on another grid: no change maps"
 
-    def __init__(self, timepoints: list[Timepoint], threshold_pct: float, parameters: dict,
-                 mask_origin: dict[str, dict], registration: list[str]):
-        self.timepoints = timepoints
-        self.threshold_pct = threshold_pct
-        self.parameters = parameters
+
+class ReviewSession:
+    """The core's result plus mask provenance; re-measures after each correction."""
+
+    def __init__(self, result: StudyResult, mask_origin: dict[str, dict]):
+        self.result = result
         self.mask_origin = mask_origin
-        self.registration = registration  # per follow-up: how its transform was obtained
+        self.registration = [_how_compared(tp, given) for tp, given in
+                             zip(result.timepoints[1:], result.parameters.get("transforms", []))]
         self._initial = {(tp.label, kind): sitk.GetArrayFromImage(getattr(tp, kind)).astype(bool)
-                         for tp in timepoints for kind in MASK_KINDS}
-        self._base_source = {tp.label: tp.mask_source for tp in timepoints}
-        self.edit_events = {(tp.label, kind): 0 for tp in timepoints for kind in MASK_KINDS}
+                         for tp in self.timepoints for kind in MASK_KINDS}
+        self._base_source = {tp.label: tp.mask_source for tp in self.timepoints}
+
+    @property
+    def timepoints(self) -> list[Timepoint]:
+        return self.result.timepoints
 
     # -- the numbers --------------------------------------------------------------------
-    def result(self) -> StudyResult:
-        return StudyResult(self.timepoints, self.threshold_pct, self.parameters)
-
     def rows(self) -> list[dict]:
         """The volumes table, one row per visit (the columns of ``volumes.csv``)."""
-        return self.result().rows()
+        return self.result.rows()
 
     def index_of(self, label: str) -> int:
         return [tp.label for tp in self.timepoints].index(label)
 
     def update_mask(self, index: int, kind: str, mask: sitk.Image) -> list[int]:
-        """Replace a visit's lesion or head mask (native grid) after a correction.
+        """Replace a visit's lesion or head mask (native grid) after a correction and
+        re-measure it with the core (volumes, location, change maps).
 
-        Returns the indices of the follow-ups whose change maps were recomputed.
+        Returns the indices of the follow-ups whose change maps were recomputed (those the
+        core gave change maps: a follow-up it could not compare stays without).
         """
         if kind not in MASK_KINDS:
             raise ValueError(f"kind must be one of {MASK_KINDS}")
         tp = self.timepoints[index]
-        reference = tp.scan.image
-        if not same_grid(mask, reference):
-            raise InputError(f"the corrected {kind} mask of {tp.label} is not on its scan's grid")
-        mask = sitk.Cast(mask != 0, sitk.sitkUInt8)
-        mask.CopyInformation(reference)
-        setattr(tp, kind, mask)
-        self.edit_events[(tp.label, kind)] += 1
+        setattr(tp, kind, as_binary_mask(mask, tp.scan.image, name=f"the corrected {kind} mask of {tp.label}"))
         tp.volumes = measure_volumes(tp.lesion, tp.head)
+        side = tp.location.get("location_side")
+        if side:  # the widget takes no acetabular-edge landmark, so the core's edge is None here too
+            tp.location = describe_location(tp.lesion, tp.head, side=side)
         tp.mask_source = self._base_source[tp.label] + ("+edited" if self.edited(tp.label) else "")
         if kind != "lesion":
             return []
-        changed = range(1, len(self.timepoints)) if index == 0 else [index]
         base = self.timepoints[0]
+        changed = [i for i in (range(1, len(self.timepoints)) if index == 0 else [index])
+                   if self.timepoints[i].change is not None]
         for i in changed:
             follow = self.timepoints[i]
-            if follow.change is not None:
-                follow.change = change_maps(base.lesion, follow.lesion, follow.transform)
-        return [i for i in changed if self.timepoints[i].change is not None]
+            follow.change = change_maps(base.lesion, follow.lesion, follow.transform)
+        return changed
 
     # -- provenance ---------------------------------------------------------------------
     def changed_voxels(self, label: str, kind: str) -> int:
@@ -137,26 +149,11 @@ class ReviewSession:
 
     # -- files --------------------------------------------------------------------------
     def export(self, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
-        """Write ``volumes.csv``, ``summary.json`` (with the edit provenance), the masks as
-        corrected (native grids), transforms and change maps, atomically into ``out_dir``."""
-        from lesionvol.io import write_image
-        from lesionvol.report import atomic_folder, write_json, write_rows_csv
+        """Write what ``lesionvol analyze`` writes (masks as corrected), plus the edit
+        provenance in ``summary.json``, atomically into ``out_dir``."""
+        from lesionvol.report import write_study
 
-        result = self.result()
-        with atomic_folder(out_dir, overwrite) as tmp:
-            for name in ("masks", "transforms", "change"):
-                (tmp / name).mkdir()
-            for tp in self.timepoints:
-                write_image(tp.lesion, tmp / "masks" / f"{tp.label}_lesion.nii.gz")
-                write_image(tp.head, tmp / "masks" / f"{tp.label}_head.nii.gz")
-                if tp.transform is not None:
-                    sitk.WriteTransform(tp.transform, str(tmp / "transforms" / f"{tp.label}.tfm"))
-                if tp.change is not None:
-                    write_image(tp.change.regenerated, tmp / "change" / f"{tp.label}_regenerated.nii.gz")
-                    write_image(tp.change.new_lesion, tmp / "change" / f"{tp.label}_new.nii.gz")
-            write_rows_csv(result.rows(), tmp / "volumes.csv")
-            write_json({**result.summary(), **self.provenance()}, tmp / "summary.json")
-        return Path(out_dir)
+        return write_study(self.result, out_dir, overwrite=overwrite, extra_summary=self.provenance())
 
 
 def change_label_image(tp: Timepoint) -> sitk.Image:
@@ -167,111 +164,64 @@ def change_label_image(tp: Timepoint) -> sitk.Image:
 
 
 def followup_in_baseline(image: sitk.Image, reference: sitk.Image, transform: sitk.Transform | None) -> sitk.Image:
-    """A follow-up image resampled (linear) onto ``reference`` through the baseline→follow-up transform."""
+    """A follow-up image resampled (linear) onto ``reference`` for display.
+
+    ``transform`` is the baseline→follow-up transform; ``None`` is only right for a
+    follow-up the core compared voxel for voxel (same grid, not registered).
+    """
     return sitk.Resample(image, reference, transform or sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-
-
-def _segment(scan: Scan, options: dict):
-    try:
-        from lesionvol.segment import segment_hip
-    except ImportError:
-        raise InputError("automatic segmentation is not available in this lesionvol; "
-                         "choose a lesion and a head mask layer for every visit") from None
-    return segment_hip(scan.image, side=options["side"], lesion_definition=options["lesion_definition"])
 
 
 def analyze_visits(
     visits: Sequence[VisitInput],
     *,
-    register: bool = True,
-    transforms: Sequence[sitk.Transform | None] | None = None,
-    threshold_pct: float = THRESHOLD_PCT,
-    side: str = "auto",
-    lesion_definition: str = "enclosed",
+    days: Sequence[float | None] | None = None,
+    poll_s: float = 0.05,
+    **options,
 ) -> Iterator[Progress | ReviewSession]:
-    """Segment what has no mask, register follow-ups, measure; yield progress, then the session.
+    """Run :func:`lesionvol.study.analyze_scans` on the visits; yield its progress, then the session.
 
-    Parameters
-    ----------
-    visits : sequence of VisitInput
-        Baseline first.
-    register : bool
-        Register each follow-up rigidly to the baseline inside the femoral head
-        (``lesionvol.register``). When False, follow-ups are compared in scanner space
-        (the identity transform), which is right only if the hip did not move.
-    transforms : sequence of SimpleITK.Transform, optional
-        Known baseline→follow-up transforms (one per follow-up); skips registration.
+    The core runs in its own thread and reports through a queue, so the caller (a napari
+    generator worker) yields each step as it happens. ``options`` are passed on to
+    ``analyze_scans`` (``register``, ``transforms``, ``threshold_pct``, ``side``,
+    ``lesion_definition``); errors of the core are raised here.
     """
-    if len(visits) < 1:
-        raise InputError("choose at least a baseline image")
-    labels = [v.label for v in visits]
-    if len(set(labels)) != len(labels):
-        raise InputError(f"visit names must be unique: {labels}")
-    if transforms is not None and len(transforms) != len(visits) - 1:
-        raise InputError(f"{len(transforms)} transforms for {len(visits) - 1} follow-ups")
-    options = {"side": side, "lesion_definition": lesion_definition}
-    n_segment = sum(1 for v in visits if v.lesion is None or v.head is None)
-    n_register = (len(visits) - 1) if (register and transforms is None) else 0
-    total = 1 + n_segment + n_register + max(len(visits) - 1, 0)
-    step = 0
+    reports: queue.Queue = queue.Queue()
+    outcome: dict = {}
 
-    timepoints, origin = [], {}
+    def work():
+        try:
+            outcome["result"] = analyze_scans(
+                [v.scan for v in visits], lesions=[v.lesion for v in visits], heads=[v.head for v in visits],
+                labels=[v.label for v in visits], days=days,
+                progress=lambda step, total, message: reports.put(Progress(step, total, message)), **options)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=work, name="lesionvol-analysis", daemon=True)
+    thread.start()
+    total = 1
+    while thread.is_alive() or not reports.empty():
+        try:
+            report = reports.get(timeout=poll_s)
+        except queue.Empty:
+            continue
+        total = report.total
+        yield report
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    result = outcome["result"]
+    result.parameters["interface"] = "napari review widget"
+    origin = {}
     for visit in visits:
-        lesion, head = visit.lesion, visit.head
         origin[visit.label] = dict(visit.mask_origin)
-        if lesion is None or head is None:
-            yield Progress(step, total, f"{visit.label}: segmenting head and lesion")
-            step += 1
-            seg = _segment(visit.scan, options)
-            if lesion is None:
-                lesion = seg.lesion
-                origin[visit.label]["lesion"] = f"segmented ({lesion_definition})"
-            if head is None:
-                head = seg.head
-                origin[visit.label]["head"] = "segmented"
-        given = [k for k in MASK_KINDS if visit.mask_origin.get(k)]
-        source = "user" if len(given) == 2 else ("segmented" if not given else f"user {given[0]}, segmented")
-        for name, mask in (("lesion", lesion), ("head", head)):
-            if not same_grid(mask, visit.scan.image):
-                raise InputError(f"the {name} mask of {visit.label} is not on its image's grid")
-        lesion = sitk.Cast(lesion != 0, sitk.sitkUInt8)
-        head = sitk.Cast(head != 0, sitk.sitkUInt8)
-        lesion.CopyInformation(visit.scan.image)
-        head.CopyInformation(visit.scan.image)
-        timepoints.append(Timepoint(visit.label, visit.scan, lesion, head, source,
-                                    measure_volumes(lesion, head), visit.days))
-
-    baseline = timepoints[0]
-    how = []
-    for i, tp in enumerate(timepoints[1:]):
-        if transforms is not None:
-            tp.transform = transforms[i]
-            how.append("given")
-        elif register:
-            yield Progress(step, total, f"{tp.label}: registering to {baseline.label}")
-            step += 1
-            try:
-                from lesionvol.register import register_followup
-            except ImportError:
-                raise InputError("registration is not available in this lesionvol; untick 'register'") from None
-            registration = register_followup(baseline.scan.image, tp.scan.image,
-                                              fixed_head=baseline.head, moving_head=tp.head)
-            tp.transform = registration.transform
-            tp.registration_qc = dict(registration.qc)
-            how.append("registered (rigid, inside the femoral head)"
-                       + (" - doubtful, check the overlay" if getattr(registration, "doubtful", False) else ""))
-        else:
-            tp.transform = None if same_grid(baseline.scan.image, tp.scan.image) else sitk.Transform()
-            how.append("none (scanner space)")
-        yield Progress(step, total, f"{tp.label}: change maps in {baseline.label} space")
-        step += 1
-        tp.change = change_maps(baseline.lesion, tp.lesion, tp.transform)
-
-    parameters = {"threshold_pct": threshold_pct, "side": side, "lesion_definition": lesion_definition,
-                  "register": bool(register and transforms is None), "labels": labels,
-                  "interface": "napari review widget"}
+        for kind in MASK_KINDS:
+            if getattr(visit, kind) is None:
+                origin[visit.label][kind] = "segmented" + (
+                    f" ({result.parameters['lesion_definition']})" if kind == "lesion" else "")
     yield Progress(total, total, "done")
-    yield ReviewSession(timepoints, threshold_pct, parameters, origin, how)
+    yield ReviewSession(result, origin)
 
 
 def run_to_end(generator: Iterator) -> ReviewSession:

@@ -2,11 +2,14 @@
 
 1. Pick the baseline and follow-up image layers (oldest first) and, for each, the lesion
    and head Labels layers if masks exist ("segment" otherwise).
-2. Run: segmentation (where masks are missing), registration and measurement happen in a
-   napari ``thread_worker`` that reports progress; the GUI stays responsive.
+2. Run: ``lesionvol.study.analyze_scans`` (segmentation where masks are missing,
+   registration, measurement) runs in a napari ``thread_worker`` that reports its
+   progress; the GUI stays responsive.
 3. The result: follow-ups resampled into baseline space, a change overlay (residual
    yellow, regenerated green, new magenta) on the baseline grid, lesion masks in red,
-   and the table of volumes, LF, RF, threshold flag and Steinberg extent per visit.
+   and the table of volumes, LF, RF, threshold flag and Steinberg extent per visit. A
+   follow-up that is neither registered nor on the baseline's grid gets no change maps
+   (the core does not assume the hip did not move); the status line says so.
 4. Paint or erase in any lesion/head Labels layer: the table and the change overlays
    update on the spot; the provenance records which masks were edited.
 5. Export the table (CSV), the corrected masks and the provenance (``summary.json``).
@@ -398,9 +401,13 @@ class ReviewWidget(QWidget):
                     emitter.connect(callback)
                     self._connections.append((emitter, callback))
         for tp, in_base in zip(session.timepoints[1:], display["followups"]):
-            self._derived_layer(f"{tp.label} in {base.label} space", "image", in_base, base)
-            if tp.change is not None:
-                self._derived_layer(f"{tp.label} change", "labels", change_label_image(tp), base)
+            derived = {f"{tp.label} in {base.label} space": ("image", in_base),
+                       f"{tp.label} change": ("labels", change_label_image(tp) if tp.change is not None else None)}
+            for name, (kind, image) in derived.items():
+                if image is not None:
+                    self._derived_layer(name, kind, image, base)
+                elif name in self.viewer.layers:  # left from an earlier run: it would show stale numbers
+                    self.viewer.layers.remove(name)
             # follow-ups are reviewed in baseline space; their native layers stay one click away
             if tp.label in self.viewer.layers:
                 self.viewer.layers[tp.label].visible = False
@@ -413,9 +420,14 @@ class ReviewWidget(QWidget):
         self.progress.setValue(1)
         doubtful = [f"{tp.label}: {how}" for tp, how in zip(session.timepoints[1:], session.registration)
                     if "doubtful" in how]
-        self.status.setText("Done. Paint or erase in a lesion or head layer: the numbers follow."
-                            + ("<br><span style='color:#e0a040'>Check the registration of "
-                               + "; ".join(doubtful) + "</span>" if doubtful else ""))
+        apart = [tp.label for tp in session.timepoints[1:] if tp.change is None]
+        self.status.setText(
+            "Done. Paint or erase in a lesion or head layer: the numbers follow."
+            + ("<br><span style='color:#e0a040'>Check the registration of " + "; ".join(doubtful) + "</span>"
+               if doubtful else "")
+            + (f"<br><span style='color:#e0a040'>No regenerated/new volumes nor change overlay for "
+               f"{', '.join(apart)}: not registered and not on the baseline's grid (tick 'register')</span>"
+               if apart else ""))
 
     # -- layers -----------------------------------------------------------------------------
     def _mask_layer(self, tp, kind: str):
@@ -571,7 +583,7 @@ def _scan_from_state(state: dict):
 def _analysis_job(snapshot: list[dict], days, options: dict):
     """Worker body (runs off the GUI thread): yields Progress, returns (session, display images)."""
     visits = []
-    for i, item in enumerate(snapshot):
+    for item in snapshot:
         yield Progress(0, 1, f"{item['label']}: reading")
         scan = _scan_from_state(item["image"])
         masks, origin = {}, {}
@@ -582,17 +594,16 @@ def _analysis_job(snapshot: list[dict], days, options: dict):
                                                         if state["meta"].get("source") else "")
             if how != "same grid":
                 origin[kind] += f", {how}"
-        visits.append(VisitInput(item["label"], scan, masks.get("lesion"), masks.get("head"), origin,
-                                 days[i] if days else None))
-    if days is None and all(v.scan.study_date for v in visits):
-        for v in visits:
-            v.days = float((v.scan.study_date - visits[0].scan.study_date).days)
+        visits.append(VisitInput(item["label"], scan, masks.get("lesion"), masks.get("head"), origin))
     session = None
-    for item in analyze_visits(visits, **options):
+    for item in analyze_visits(visits, days=days, **options):
         if isinstance(item, ReviewSession):
             session = item
         else:
             yield item
     reference = session.timepoints[0].scan.image
-    followups = [followup_in_baseline(tp.scan.image, reference, tp.transform) for tp in session.timepoints[1:]]
+    # a follow-up the core did not compare (not registered, other grid) has no place in baseline space
+    followups = [followup_in_baseline(tp.scan.image, reference, tp.transform)
+                 if tp.transform is not None or tp.change is not None else None
+                 for tp in session.timepoints[1:]]
     return session, {"followups": followups}

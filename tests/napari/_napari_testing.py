@@ -23,8 +23,10 @@ def wait_until(condition, timeout_s: float = 60.0, what: str = "condition"):
 
 
 def wait_for_worker(widget, timeout_s: float = 120.0):
-    wait_until(lambda: widget.worker is not None and not widget.worker.is_running and
-               (widget.session is not None or widget.last_error is not None), timeout_s, "the analysis worker")
+    # run() disables the button at once and the worker's finished signal enables it again; a
+    # worker that has not started yet is not "running" either, so that alone would not do
+    wait_until(lambda: widget.worker is not None and not widget.worker.is_running and widget.run_button.isEnabled()
+               and (widget.session is not None or widget.last_error is not None), timeout_s, "the analysis worker")
     if widget.last_error:
         raise AssertionError(widget.last_error)
 

@@ -14,6 +14,7 @@ from _napari_testing import open_sample, process_events_for, true_sample_transfo
 from lesionvol.change import change_maps
 from lesionvol.geometry import voxel_volume_mm3
 from lesionvol.io import read_mask, read_scan
+from lesionvol.location import describe_location
 from lesionvol.measure import measure_volumes, residual_pct_baseline, steinberg_extent, threshold_flag
 from lesionvol.sample import SAMPLE_VISITS, sample_mask_paths, sample_series_paths
 
@@ -163,6 +164,11 @@ def test_painting_changes_the_lesion_volume_by_the_painted_amount(reviewed_for_e
     assert after[0]["lesion_volume_ml"] - before[0]["lesion_volume_ml"] == pytest.approx(n_painted * voxel_ml, rel=1e-9)
     assert after[0]["head_volume_ml"] == before[0]["head_volume_ml"]
     assert after[0]["mask_source"] == "user+edited"
+    # the location columns follow the corrected mask too (the core's describe_location on it)
+    base_tp = widget.session.timepoints[0]
+    located = describe_location(base_tp.lesion, base_tp.head, side=before[0]["location_side"])
+    assert after[0]["lesion_centroid_distance_mm"] == pytest.approx(located["lesion_centroid_distance_mm"], rel=1e-12)
+    assert after[0]["lesion_centroid_distance_mm"] != before[0]["lesion_centroid_distance_mm"]
     assert after[1]["lesion_volume_ml"] == before[1]["lesion_volume_ml"]
     assert after[1]["residual_pct_baseline"] < before[1]["residual_pct_baseline"]  # bigger baseline lesion
     # erase M voxels of the 3-month lesion: its volume drops by M voxels of its own grid
@@ -209,6 +215,42 @@ def test_bad_input_is_reported_in_the_widget_not_raised(reviewed):
     wait_until(lambda: widget.last_error is not None and not worker.is_running, 60, "the worker's error")
     assert "1 transforms for 2 follow-ups" in widget.last_error
     assert widget.session is session and widget.run_button.isEnabled()
+
+
+def test_unregistered_followup_on_another_grid_gets_no_change_maps(reviewed_for_editing):
+    """Registration off: month03 (baseline grid) is compared voxel for voxel, month12 (another,
+    oblique grid) is not compared at all - the core does not assume the hip did not move."""
+    viewer, widget = reviewed_for_editing
+    assert "month12 change" in viewer.layers  # from the registered run
+    widget.register_box.setChecked(False)
+    widget.run()
+    wait_for_worker(widget)
+    rows = widget.table_rows()
+    scans = [read_scan(p) for p in sample_series_paths()]
+    lesions = [read_mask(p, s.image) for p, s in zip(sample_mask_paths("lesion"), scans)]
+    same_grid_change = change_maps(lesions[0], lesions[1])
+    assert rows[1]["regenerated_ml"] == pytest.approx(same_grid_change.regenerated_ml, rel=1e-12)
+    assert rows[1]["new_lesion_ml"] == pytest.approx(same_grid_change.new_lesion_ml, rel=1e-12)
+    assert rows[1]["change_method"].startswith("same grid, not registered")
+    assert rows[2]["regenerated_ml"] is None and rows[2]["new_lesion_ml"] is None and rows[2]["change_method"] == ""
+    assert rows[2]["lesion_volume_ml"] == pytest.approx(measure_volumes(lesions[2], lesions[2]).lesion_volume_ml)
+    assert "month03 change" in viewer.layers and "month03 in baseline space" in viewer.layers
+    assert "month12 change" not in viewer.layers and "month12 in baseline space" not in viewer.layers  # no stale overlay
+    headers = [widget.table.horizontalHeaderItem(c).text() for c in range(widget.table.columnCount())]
+    assert widget.table.item(2, headers.index("regen. mL")).text() == ""
+    assert "month12" in widget.status.text() and "not on the baseline's grid" in widget.status.text()
+    assert widget.session.registration[1] == "not registered and on another grid: no change maps"
+    # painting the baseline lesion updates month03's change map, month12 stays without one
+    lesion_layer, head = viewer.layers["baseline_lesion"], viewer.layers["baseline_head"].data
+    spots = np.argwhere((head == 1) & (lesion_layer.data == 0))[:40]
+    lesion_layer.data_setitem(tuple(spots.T), 1)
+    assert widget.apply_edits()
+    after = widget.table_rows()
+    painted = widget.session.timepoints[0].lesion
+    assert int(sitk.GetArrayViewFromImage(painted).sum()) == int(sitk.GetArrayViewFromImage(lesions[0]).sum()) + 40
+    assert after[1]["regenerated_ml"] == pytest.approx(change_maps(painted, lesions[1]).regenerated_ml, rel=1e-12)
+    assert after[1]["regenerated_ml"] > rows[1]["regenerated_ml"]
+    assert after[2]["regenerated_ml"] is None
 
 
 @pytest.mark.slow
