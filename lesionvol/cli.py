@@ -166,8 +166,11 @@ def cmd_register(args: argparse.Namespace) -> int:
     from lesionvol.register import register_followup
 
     fixed, moving = read_scan(args.fixed, args.volume), read_scan(args.moving, args.volume)
-    fixed_head = read_mask(args.fixed_head, fixed.image) if args.fixed_head else None
-    moving_head = read_mask(args.moving_head, moving.image) if args.moving_head else None
+    from lesionvol.segment import segment_hip
+
+    # the femur moves relative to the pelvis: the registration is driven by the femoral head
+    fixed_head = read_mask(args.fixed_head, fixed.image) if args.fixed_head else segment_hip(fixed.image).head
+    moving_head = read_mask(args.moving_head, moving.image) if args.moving_head else segment_hip(moving.image).head
     result = register_followup(fixed.image, moving.image, fixed_head=fixed_head, moving_head=moving_head,
                                affine=args.affine)
     out = Path(args.out)
