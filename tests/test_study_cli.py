@@ -148,3 +148,17 @@ def test_location_columns_match_the_sample_geometry(result):
         assert row["lesion_centroid_superior_mm"] == pytest.approx(offset[2], abs=1.0)
         assert row["lesion_centroid_lateral_mm"] == pytest.approx(-offset[0], abs=1.0)
         assert row["lesion_centroid_direction"] == "anterior-superior"
+
+
+def test_register_command_writes_a_transform_that_maps_baseline_to_followup(tmp_path, capsys):
+    import SimpleITK as sitk
+
+    out = tmp_path / "month12.tfm"
+    assert main(["register", IMAGES[0], IMAGES[2], "--out", str(out)]) == 0  # heads segmented
+    assert "head_dice_registered" in capsys.readouterr().out
+    transform = sitk.ReadTransform(str(out))
+    marks = sample_truth()["landmarks_mm"]
+    for name in ("head_centre", "acetabular_edge"):
+        mapped = transform.TransformPoint(tuple(marks[0][name]))
+        assert sum((a - b) ** 2 for a, b in zip(mapped, marks[2][name])) ** 0.5 < 1.0  # mm
+    assert [p.name for p in tmp_path.iterdir()] == ["month12.tfm"]
