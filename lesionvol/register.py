@@ -65,7 +65,7 @@ HISTOGRAM_BINS = 32
 #: metric samples — random, fixed seed — which sets the cost of one iteration).
 #: Profiled on the 6 benchmark pairs: with Powell (30k samples everywhere) a pair took 200-400
 #: metric evaluations per level; gradient descent needs 10-60 cheaper iterations per level.
-SCHEDULE = [("gd", 2.0, 0.0, 100, 5_000), ("gd", 0.5, 0.0, 100, 10_000), ("rsgd", 0.25, 0.01, 60, 15_000)]
+SCHEDULE = [("gd", 2.0, 0.0, 100, 5_000), ("gd", 0.5, 0.0, 100, 10_000), ("rsgd", 0.25, 0.02, 60, 15_000)]
 #: Metric samples used to score the rotation starts on the coarsest level.
 START_SAMPLES = 30_000
 #: Powell for the optional affine stage on the 2 mm level: (iterations, step, tolerance, samples).
