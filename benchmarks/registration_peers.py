@@ -12,6 +12,11 @@ each on the whole images as a user would call them. Only the registration call i
 (TRE) is measured on a 5 mm lattice of points inside the anatomical femoral head: the
 distance between T(p_baseline) and the true follow-up point, in mm.
 
+Times depend on what else runs on the machine, and not equally for every tool (elastix
+took about 2x as long under a load average of 3 on 2 cores as under 1.7, lesionvol
+about 1.3-1.5x): the header
+line gives the load average at the end of the run; compare tools within one run.
+
 The peers live in their own virtual environment (they pin numpy/scipy):
 
     python -m venv benchmarks/.venv-peers
@@ -228,8 +233,9 @@ def main(argv=None) -> int:
             print(f"(no peers: {args.peers_python} not found)", file=sys.stderr)
     import platform
 
+    load = ", load average %.1f / %.1f / %.1f (1/5/15 min)" % os.getloadavg() if hasattr(os, "getloadavg") else ""
     print(f"rigid registration, {args.pairs} phantom hip pairs, {os.cpu_count()} cores, {platform.python_version()}; "
-          "times are the registration call only (after one warm-up call per tool)")
+          f"times are the registration call only (after one warm-up call per tool){load}")
     print(report(pairs, rows))
     return 0
 
