@@ -14,8 +14,8 @@ distance between T(p_baseline) and the true follow-up point, in mm.
 
 Times depend on what else runs on the machine, and not equally for every tool (elastix
 took about 2x as long under a load average of 3 on 2 cores as under 1.7, lesionvol
-about 1.3-1.5x): the header
-line gives the load average at the end of the run; compare tools within one run.
+about 1.3-1.5x): the header line gives the load average at the end of the run; compare
+tools within one run.
 
 The peers live in their own virtual environment (they pin numpy/scipy):
 
