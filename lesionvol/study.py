@@ -43,6 +43,11 @@ DEFINITIONS = {
     "change_method": "how the follow-up lesion was brought into baseline space for regenerated_ml / new_lesion_ml",
     "steinberg_extent": STEINBERG_RULE,
     "days": "days since the baseline scan (given, or from DICOM study dates); empty if unknown",
+    "head_definition": "anatomical: femoral head cut by the plane of the head-neck junction, perpendicular to "
+                       "the neck axis; sphere: the sphere fitted to the head; or as drawn by the user",
+    "lesion_definition": "enclosed: everything inside the outer margin of the low-signal demarcating band, "
+                         "fat-bright centre included; dark: the low-signal region only (Pascart, Bone 2019); "
+                         "or as drawn by the user",
 }
 
 
@@ -61,6 +66,8 @@ class Timepoint:
     change: ChangeMaps | None = None
     registration_qc: dict = field(default_factory=dict)
     location: dict = field(default_factory=dict)
+    head_definition: str = "as drawn by the user"
+    lesion_definition: str = "as drawn by the user"
 
 
 @dataclass
@@ -101,6 +108,8 @@ class StudyResult:
                 **tp.registration_qc,
                 **tp.location,
                 "mask_source": tp.mask_source,
+                "head_definition": tp.head_definition,
+                "lesion_definition": tp.lesion_definition,
                 "image_sha256": tp.scan.sha256,
             }
             rows.append({k: (None if isinstance(x, float) and math.isnan(x) else x) for k, x in row.items()})
@@ -256,7 +265,12 @@ def analyze_scans(
         lesion = as_binary_mask(lesion, scan.image, name=f"the lesion mask of {label}")
         head = as_binary_mask(head, scan.image, name=f"the head mask of {label}")
         source = _mask_source(given)
-        timepoints.append(Timepoint(label, scan, lesion, head, source, measure_volumes(lesion, head), day))
+        tp = Timepoint(label, scan, lesion, head, source, measure_volumes(lesion, head), day)
+        if "head" not in given:
+            tp.head_definition = seg.head_definition
+        if "lesion" not in given:
+            tp.lesion_definition = seg.lesion_definition
+        timepoints.append(tp)
 
     baseline = timepoints[0]
     for tp, transform in zip(timepoints[1:], transforms):
