@@ -115,6 +115,42 @@ class StudyResult:
             rows.append({k: (None if isinstance(x, float) and math.isnan(x) else x) for k, x in row.items()})
         return rows
 
+    def update_mask(self, index: int, kind: str, mask: sitk.Image) -> list[int]:
+        """Replace one timepoint's ``'lesion'`` or ``'head'`` mask (a reader's correction) and re-measure.
+
+        Volumes and location of that timepoint are measured again; a corrected lesion also
+        redoes the change maps it takes part in (all follow-ups for the baseline, else its own).
+        Returns the indices of the follow-ups whose change maps were redone.
+
+        Example
+        -------
+        >>> import SimpleITK as sitk
+        >>> from lesionvol.io import Scan
+        >>> head = sitk.Image([20, 20, 20], sitk.sitkUInt8); head[2:18, 2:18, 2:18] = 1
+        >>> lesion = sitk.Image([20, 20, 20], sitk.sitkUInt8); lesion[2:10, 2:10, 2:10] = 1
+        >>> result = analyze_scans([Scan(sitk.Image([20, 20, 20], sitk.sitkFloat32))], lesions=[lesion], heads=[head])
+        >>> lesion[2:10, 2:10, 2:6] = 0  # the reader erases half of it
+        >>> _ = result.update_mask(0, "lesion", lesion)
+        >>> result.rows()[0]["lesion_volume_ml"]
+        0.256
+        """
+        if kind not in ("lesion", "head"):
+            raise ValueError("kind must be 'lesion' or 'head'")
+        tp = self.timepoints[index]
+        setattr(tp, kind, as_binary_mask(mask, tp.scan.image, name=f"the corrected {kind} mask of {tp.label}"))
+        tp.volumes = measure_volumes(tp.lesion, tp.head)
+        edges = _acetabular_edges(self.timepoints, self.parameters.get("acetabular_edge_mm"))
+        _locate([tp], tp.location.get("location_side", ""), [edges[index]])
+        if kind != "lesion":
+            return []
+        baseline = self.timepoints[0]
+        redo = [i for i in (range(1, len(self.timepoints)) if index == 0 else [index])
+                if self.timepoints[i].change is not None]
+        for i in redo:
+            follow = self.timepoints[i]
+            follow.change = change_maps(baseline.lesion, follow.lesion, follow.transform)
+        return redo
+
     def summary(self) -> dict:
         """Provenance and definitions for ``summary.json`` (no patient identifiers)."""
         return {
@@ -152,21 +188,28 @@ def _days_from_dates(scans: Sequence[Scan]) -> list[float | None]:
     return [float((s.study_date - base).days) if base and s.study_date else None for s in scans]
 
 
-def _locate(timepoints: list[Timepoint], side: str, baseline_edge_mm: Sequence[float] | None) -> None:
+def _acetabular_edges(timepoints: list[Timepoint], baseline_edge_mm: Sequence[float] | None) -> list:
+    """The baseline's acetabular edge landmark in each timepoint's space (through its transform)."""
+    if baseline_edge_mm is None:
+        return [None] * len(timepoints)
+    return [tuple(baseline_edge_mm)] + [
+        tp.transform.TransformPoint(tuple(baseline_edge_mm)) if tp.transform is not None else None
+        for tp in timepoints[1:]
+    ]
+
+
+def _locate(timepoints: list[Timepoint], side: str, edges: Sequence) -> None:
     """Fill each timepoint's location and staging columns (lesionvol.location).
 
-    The acetabular edge landmark is given on the baseline; a follow-up gets it through its
-    baseline→follow-up transform, so JIC is read at the same anatomical edge.
+    ``edges`` holds the acetabular edge landmark per timepoint (see :func:`_acetabular_edges`),
+    so JIC is read at the same anatomical edge at every visit.
     """
     side = side or infer_side(timepoints[0].head)
-    for i, tp in enumerate(timepoints):
+    for tp, edge in zip(timepoints, edges):
         if side not in ("left", "right"):
             tp.location = {"location_side": "", "location_reason": "hip side unknown; give --side left|right"}
-            continue
-        edge = None
-        if baseline_edge_mm is not None:
-            edge = baseline_edge_mm if i == 0 else (tp.transform.TransformPoint(tuple(baseline_edge_mm)) if tp.transform else None)
-        tp.location = describe_location(tp.lesion, tp.head, side=side, acetabular_edge_mm=edge)
+        else:
+            tp.location = describe_location(tp.lesion, tp.head, side=side, acetabular_edge_mm=edge)
 
 
 def _mask_source(given: list[str]) -> str:
@@ -289,7 +332,7 @@ def analyze_scans(
             tp.change = change_maps(baseline.lesion, tp.lesion, tp.transform)
         elif same_grid(baseline.scan.image, tp.scan.image):
             tp.change = change_maps(baseline.lesion, tp.lesion)
-    _locate(timepoints, hip_side, acetabular_edge_mm)
+    _locate(timepoints, hip_side, _acetabular_edges(timepoints, acetabular_edge_mm))
     say("measured")
 
     parameters = {"threshold_pct": threshold_pct, "side": side, "lesion_definition": lesion_definition,

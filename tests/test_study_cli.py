@@ -2,7 +2,8 @@
 
 import csv
 import json
-import shutil
+
+import numpy as np
 
 import pytest
 
@@ -162,3 +163,21 @@ def test_register_command_writes_a_transform_that_maps_baseline_to_followup(tmp_
         mapped = transform.TransformPoint(tuple(marks[0][name]))
         assert sum((a - b) ** 2 for a, b in zip(mapped, marks[2][name])) ** 0.5 < 1.0  # mm
     assert [p.name for p in tmp_path.iterdir()] == ["month12.tfm"]
+
+
+def test_a_corrected_mask_is_measured_again_with_its_change_maps():
+    import SimpleITK as sitk
+
+    result = analyze(IMAGES[:2], lesion_masks=LESIONS[:2], head_masks=HEADS[:2], register=False)
+    before = result.rows()
+    lesion = sitk.Image(result.timepoints[0].lesion)
+    array = sitk.GetArrayFromImage(lesion)
+    painted = int(array.sum())
+    lesion *= 0  # the reader erases the whole baseline lesion
+    assert result.update_mask(0, "lesion", lesion) == [1]  # month 3 shares the grid: its change maps are redone
+    after = result.rows()
+    voxel_ml = float(np.prod(result.timepoints[0].scan.image.GetSpacing())) / 1000
+    assert before[0]["lesion_volume_ml"] == pytest.approx(painted * voxel_ml)
+    assert after[0]["lesion_volume_ml"] == 0.0 and after[0]["steinberg_extent"] == "none"
+    assert after[1]["regenerated_ml"] == 0.0  # nothing left at baseline to regenerate
+    assert after[1]["new_lesion_ml"] == pytest.approx(after[1]["lesion_volume_ml"])

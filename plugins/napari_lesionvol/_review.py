@@ -21,10 +21,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from lesionvol.change import change_maps
-from lesionvol.io import Scan, as_binary_mask
-from lesionvol.location import describe_location
-from lesionvol.measure import measure_volumes
+from lesionvol.io import Scan
 from lesionvol.study import StudyResult, Timepoint, analyze_scans
 
 #: Values of the change overlay (baseline space).
@@ -99,23 +96,9 @@ class ReviewSession:
         Returns the indices of the follow-ups whose change maps were recomputed (those the
         core gave change maps: a follow-up it could not compare stays without).
         """
-        if kind not in MASK_KINDS:
-            raise ValueError(f"kind must be one of {MASK_KINDS}")
+        changed = self.result.update_mask(index, kind, mask)
         tp = self.timepoints[index]
-        setattr(tp, kind, as_binary_mask(mask, tp.scan.image, name=f"the corrected {kind} mask of {tp.label}"))
-        tp.volumes = measure_volumes(tp.lesion, tp.head)
-        side = tp.location.get("location_side")
-        if side:  # the widget takes no acetabular-edge landmark, so the core's edge is None here too
-            tp.location = describe_location(tp.lesion, tp.head, side=side)
         tp.mask_source = self._base_source[tp.label] + ("+edited" if self.edited(tp.label) else "")
-        if kind != "lesion":
-            return []
-        base = self.timepoints[0]
-        changed = [i for i in (range(1, len(self.timepoints)) if index == 0 else [index])
-                   if self.timepoints[i].change is not None]
-        for i in changed:
-            follow = self.timepoints[i]
-            follow.change = change_maps(base.lesion, follow.lesion, follow.transform)
         return changed
 
     # -- provenance ---------------------------------------------------------------------
