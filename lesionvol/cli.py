@@ -144,18 +144,31 @@ def cmd_measure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_side(path: str, side: str) -> Path:
+    """``lesion.nii.gz`` -> ``lesion_left.nii.gz``: one mask pair per hip of a pelvis field."""
+    path = Path(path)
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
+    return path.with_name(f"{path.name[: len(path.name) - len(suffix)]}_{side}{suffix}")
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from lesionvol.io import read_scan, write_image
     from lesionvol.measure import mask_volume_ml
-    from lesionvol.segment import segment_hip
+    from lesionvol.segment import segment_hip, segment_hips
 
     scan = read_scan(args.image, args.volume)
-    seg = segment_hip(scan.image, side=args.side, lesion_definition=args.lesion_definition,
-                      head_definition=args.head_definition, seed_mm=args.seed_mm)
-    write_image(seg.lesion, args.out_lesion)
-    write_image(seg.head, args.out_head)
-    print(f"{seg.side} hip: head {mask_volume_ml(seg.head):.2f} mL ({seg.head_definition}), "
-          f"lesion {mask_volume_ml(seg.lesion):.2f} mL ({seg.lesion_definition})")
+    definitions = {"lesion_definition": args.lesion_definition, "head_definition": args.head_definition}
+    if args.side == "both":
+        outputs = [(seg, _with_side(args.out_lesion, side), _with_side(args.out_head, side))
+                   for side, seg in sorted(segment_hips(scan.image, **definitions).items())]
+    else:
+        seg = segment_hip(scan.image, side=args.side, seed_mm=args.seed_mm, **definitions)
+        outputs = [(seg, Path(args.out_lesion), Path(args.out_head))]
+    for seg, lesion_path, head_path in outputs:
+        write_image(seg.lesion, lesion_path)
+        write_image(seg.head, head_path)
+        print(f"{seg.side} hip: head {mask_volume_ml(seg.head):.2f} mL ({seg.head_definition}), "
+              f"lesion {mask_volume_ml(seg.lesion):.2f} mL ({seg.lesion_definition}) -> {lesion_path.name}, {head_path.name}")
     return 0
 
 
@@ -236,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("image")
     segment.add_argument("--out-lesion", required=True, metavar="MASK", help="lesion mask to write")
     segment.add_argument("--out-head", required=True, metavar="MASK", help="head mask to write")
-    segment.add_argument("--side", choices=["auto", "left", "right"], default="auto")
+    segment.add_argument("--side", choices=["auto", "left", "right", "both"], default="auto",
+                         help="hip to segment; 'both' (pelvis field) writes M_left/M_right for each output")
     segment.add_argument("--lesion-definition", choices=["enclosed", "dark"], default="enclosed")
     segment.add_argument("--head-definition", choices=["anatomical", "sphere"], default="anatomical")
     segment.add_argument("--seed-mm", type=float, nargs=3, metavar=("X", "Y", "Z"),

@@ -181,3 +181,20 @@ def test_a_corrected_mask_is_measured_again_with_its_change_maps():
     assert after[0]["lesion_volume_ml"] == 0.0 and after[0]["steinberg_extent"] == "none"
     assert after[1]["regenerated_ml"] == 0.0  # nothing left at baseline to regenerate
     assert after[1]["new_lesion_ml"] == pytest.approx(after[1]["lesion_volume_ml"])
+
+
+def test_segment_both_hips_of_a_pelvis_field(tmp_path, capsys):
+    import SimpleITK as sitk
+
+    from lesionvol.io import read_mask
+    from lesionvol.measure import mask_volume_ml
+    from lesionvol.phantom import VisitSpec, make_visit
+
+    scan = make_visit(VisitSpec(shape=(224, 128, 40), spacing_mm=(1.5, 1.0, 3.0)), seed=0, side="both")
+    sitk.WriteImage(scan.image, str(tmp_path / "pelvis.nii.gz"))
+    assert main(["segment", str(tmp_path / "pelvis.nii.gz"), "--side", "both",
+                 "--out-lesion", str(tmp_path / "lesion.nii.gz"), "--out-head", str(tmp_path / "head.nii.gz")]) == 0
+    for side in ("left", "right"):
+        head = read_mask(tmp_path / f"head_{side}.nii.gz", scan.image)
+        assert mask_volume_ml(head) == pytest.approx(scan.truths[side].head_volume_ml, rel=0.04)
+        assert mask_volume_ml(read_mask(tmp_path / f"lesion_{side}.nii.gz", scan.image)) == 0.0  # healthy heads
