@@ -60,6 +60,7 @@ from pathlib import Path
 
 from lesionvol import __version__
 from lesionvol.errors import InputError, LesionvolError
+from lesionvol.io import atomic_path
 from lesionvol.manifest import StudySpec, read_studies
 from lesionvol.measure import THRESHOLD_PCT
 
@@ -300,17 +301,6 @@ def _versions() -> dict:
             "python": sys.version.split()[0]}
 
 
-@contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[Path]:
-    """A temporary path next to ``path``, renamed onto it only if the block succeeds."""
-    tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}{''.join(path.suffixes[-1:])}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def cohort_table(out_dir: PathLike, studies: list[StudySpec]):
     """The tidy cohort table (pandas) from the studies' ``volumes.csv``, in study order."""
     import pandas as pd
@@ -332,7 +322,7 @@ def _write_cohort(out: Path, table, outcomes: list[StudyOutcome], threshold_pct:
     from lesionvol.report import write_rows_csv
 
     records = table.astype(object).where(table.notna(), None).to_dict("records")
-    with _atomic_file(out / "cohort_volumes.csv") as tmp:
+    with atomic_path(out / "cohort_volumes.csv") as tmp:
         if records:
             write_rows_csv(records, tmp)
         else:
@@ -340,9 +330,9 @@ def _write_cohort(out: Path, table, outcomes: list[StudyOutcome], threshold_pct:
     typed = table.copy()
     for column in typed.columns[typed.dtypes == object]:
         typed[column] = typed[column].astype("string")  # uniform Arrow type even where studies differ
-    with _atomic_file(out / "cohort_volumes.parquet") as tmp:
+    with atomic_path(out / "cohort_volumes.parquet") as tmp:
         typed.to_parquet(tmp, index=False)
-    with _atomic_file(out / "errors.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+    with atomic_path(out / "errors.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["subject", "side", "error"])
         writer.writerows([o.subject, o.side, o.error] for o in outcomes if o.status == "failed")
@@ -490,6 +480,6 @@ def run_batch(
     summary.seconds = round(time.perf_counter() - wall_start, 3)
     from lesionvol.report import write_json
 
-    with _atomic_file(out / "batch_summary.json") as tmp:
+    with atomic_path(out / "batch_summary.json") as tmp:
         write_json(summary.as_dict(), tmp)
     return summary

@@ -175,7 +175,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def cmd_register(args: argparse.Namespace) -> int:
     import SimpleITK as sitk
 
-    from lesionvol.io import read_mask, read_scan
+    from lesionvol.io import atomic_path, read_mask, read_scan
     from lesionvol.register import register_followup
 
     fixed, moving = read_scan(args.fixed, args.volume), read_scan(args.moving, args.volume)
@@ -186,10 +186,8 @@ def cmd_register(args: argparse.Namespace) -> int:
     moving_head = read_mask(args.moving_head, moving.image) if args.moving_head else segment_hip(moving.image).head
     result = register_followup(fixed.image, moving.image, fixed_head=fixed_head, moving_head=moving_head,
                                affine=args.affine)
-    out = Path(args.out)
-    tmp = out.with_name(f".{out.name}.partial.tfm")
-    sitk.WriteTransform(result.transform, str(tmp))
-    tmp.replace(out)
+    with atomic_path(args.out) as tmp:
+        sitk.WriteTransform(result.transform, str(tmp))
     for key, value in result.qc.items():
         print(f"{key:>32}  {_fmt(value, 4) if isinstance(value, float) else value}")
     return 3 if result.doubtful else 0

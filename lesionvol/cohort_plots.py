@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lesionvol.io import atomic_path
 from lesionvol.measure import THRESHOLD_PCT
 
 
@@ -25,15 +26,12 @@ def _pyplot():
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}.png")  # removed by the next batch if killed
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:  # a killed run's temporary file is removed by the next batch
+            fig.savefig(tmp, dpi=110)
     finally:
         _pyplot().close(fig)
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def _visits(table: pd.DataFrame) -> pd.DataFrame:

@@ -9,10 +9,12 @@ turns into "days since baseline".
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -265,10 +267,36 @@ def _suffix(path: Path) -> str:
     return "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
 
 
-def write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> Path:
-    """Write an image atomically: to a temporary name in the same folder, then renamed.
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path next to ``path``, renamed onto it only if the block succeeds.
 
-    A crash or Ctrl-C never leaves a half-written file under ``path``.
+    The temporary name is ``.<name>.partial-<random><suffix>`` (same suffix, so writers
+    that infer the format from it still work); a crash or Ctrl-C never leaves a
+    half-written file under ``path``.
+
+    Example
+    -------
+    >>> out = Path(tempfile.mkdtemp()) / "table.csv"
+    >>> with atomic_path(out) as tmp:
+    ...     _ = tmp.write_text("timepoint")
+    >>> [p.name for p in out.parent.iterdir()]
+    ['table.csv']
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.partial-", suffix=_suffix(path), dir=path.parent)
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> Path:
+    """Write an image atomically (see :func:`atomic_path`).
 
     Example
     -------
@@ -276,17 +304,9 @@ def write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = Tru
     >>> write_image(sitk.Image([2, 2, 2], sitk.sitkUInt8), out).name
     'm.nii.gz'
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_suffix(path), dir=path.parent)
-    os.close(handle)
-    try:
-        sitk.WriteImage(image, tmp, compress)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), compress)
+    return Path(path)
 
 
 def to_nibabel(image: sitk.Image) -> nib.Nifti1Image:

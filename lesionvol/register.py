@@ -49,7 +49,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from lesionvol.errors import InputError
-from lesionvol.geometry import physical_points, voxel_volume_mm3
+from lesionvol.geometry import physical_points, same_grid, voxel_volume_mm3
 
 #: Images are cropped to the head bounding box plus this margin (mm) before registering: head,
 #: neck, trochanter and acetabulum. A tighter region (head dilated 12-20 mm as metric mask) left
@@ -127,9 +127,7 @@ def _binary(mask: sitk.Image | None, reference: sitk.Image, name: str) -> sitk.I
     if mask is None:
         return None
     mask = sitk.Cast(mask != 0, sitk.sitkUInt8)
-    if mask.GetSize() != reference.GetSize() or not np.allclose(
-        mask.GetSpacing(), reference.GetSpacing(), rtol=1e-4
-    ) or not np.allclose(mask.GetOrigin(), reference.GetOrigin(), atol=1e-3):
+    if not same_grid(mask, reference):
         # A mask drawn on another grid: bring it onto the image grid.
         mask = sitk.Resample(mask, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     if not np.any(sitk.GetArrayViewFromImage(mask)):
