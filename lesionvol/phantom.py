@@ -77,8 +77,8 @@ intensity factor) and the global factor.  Same seed → identical image.
 Example
 -------
 >>> from lesionvol.phantom import make_series
->>> series = make_series(seed=1, n_followups=1)
->>> round(series.scans[0].truth.head_volume_ml, 1)
+>>> series = make_series(seed=1, n_followups=1, shape=(64, 64, 20), spacing_mm=(2, 2, 6))
+>>> round(series.scans[0].truth.head_volume_ml, 1)  # exact, whatever the grid
 44.4
 """
 
