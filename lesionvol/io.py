@@ -25,6 +25,12 @@ import SimpleITK as sitk
 from lesionvol.errors import InputError
 from lesionvol.geometry import grid_difference
 
+#: File suffixes of the formats lesionvol reads (lower case; the longer of two that share an
+#: ending first, so that ``.nii.gz`` wins over ``.nii``). A DICOM series can also be given as
+#: its folder. Matched case-insensitively, by :func:`split_suffix`.
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+IMAGE_SUFFIXES = (*NIFTI_SUFFIXES, ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _DATE_TAGS = ("0008|0020", "0008|0021", "0008|0022")  # study, series, acquisition date
 
@@ -49,6 +55,29 @@ class Scan:
     source: str = ""
     sha256: str = ""
     study_date: dt.date | None = None
+
+
+def split_suffix(path: str | os.PathLike) -> tuple[str, str]:
+    """Split a file name into its stem and its suffix, as written (case kept).
+
+    An image suffix of :data:`IMAGE_SUFFIXES` is matched whole (``.nii.gz``, any case);
+    any other name keeps its last suffix, or its last two when it ends in ``.gz``
+    (``table.csv.gz``). A name without a suffix (a DICOM folder) has suffix ``""``.
+
+    Example
+    -------
+    >>> split_suffix("/data/t1_lesion.NII.GZ")
+    ('t1_lesion', '.NII.GZ')
+    >>> split_suffix("volumes.csv"), split_suffix("series_001")
+    (('volumes', '.csv'), ('series_001', ''))
+    """
+    name = Path(path).name
+    lowered = name.lower()
+    suffix = next((s for s in IMAGE_SUFFIXES if lowered.endswith(s) and len(name) > len(s)), None)
+    if suffix is None:
+        suffixes = Path(name).suffixes
+        suffix = "".join(suffixes[-2:]) if name.endswith(".gz") else (suffixes[-1] if suffixes else "")
+    return name[: len(name) - len(suffix)], name[len(name) - len(suffix):]
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -124,7 +153,7 @@ def _read_any(path: Path) -> tuple[sitk.Image, dt.date | None]:
         is_dicom = reader.GetImageIOFromFileName(str(path)) == "GDCMImageIO"
         if is_dicom and (reader.GetDimension() == 2 or reader.GetSize()[-1] == 1):
             return _read_any(path.parent)  # one slice of a series: read the whole series
-        if path.name.lower().endswith((".nii", ".nii.gz")):
+        if split_suffix(path)[1].lower() in NIFTI_SUFFIXES:
             _check_nifti_data(path)
         image = reader.Execute()
         keys = reader.GetMetaDataKeys()
@@ -263,10 +292,6 @@ def read_mask(path: str | os.PathLike, reference: sitk.Image | None = None) -> s
     return as_binary_mask(image, reference, name=f"mask '{path}'")
 
 
-def _suffix(path: Path) -> str:
-    return "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path next to ``path``, renamed onto it only if the block succeeds.
@@ -285,7 +310,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.partial-", suffix=_suffix(path), dir=path.parent)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.partial-", suffix=split_suffix(path)[1], dir=path.parent)
     os.close(handle)
     tmp = Path(name)
     try:

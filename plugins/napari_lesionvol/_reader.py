@@ -15,27 +15,19 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from lesionvol.io import IMAGE_SUFFIXES, read_scan, split_suffix
 from napari_lesionvol._geometry import META_KEY, display_meta, layer_transform, to_display
 
-SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 _MASK_HINTS = ("lesion", "head", "mask", "seg", "label")
 LESION_COLOR = (1.0, 0.1, 0.1, 1.0)
 HEAD_COLOR = (0.2, 0.6, 1.0, 1.0)
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def _readable(path: str | os.PathLike) -> bool:
     path = Path(path)
     if path.is_dir():
         return any(p.is_file() for p in path.iterdir())
-    return path.name.lower().endswith(SUFFIXES)
+    return split_suffix(path)[1].lower() in IMAGE_SUFFIXES
 
 
 def napari_get_reader(path):
@@ -93,13 +85,11 @@ def image_layer_data(image: sitk.Image, name: str, *, is_label: bool = False, ex
 
 def read_layers(path) -> list[tuple]:
     """Read one image (or several) into napari LayerData tuples."""
-    from lesionvol.io import read_scan
-
     paths = path if isinstance(path, list) else [path]
     layers = []
     for p in paths:
         scan = read_scan(p)
-        name = _stem(Path(p)) if Path(p).is_file() else Path(os.path.abspath(p)).name
+        name = split_suffix(p)[0] if Path(p).is_file() else Path(os.path.abspath(p)).name
         is_label = _looks_like_mask(scan.image, name)
         extra = {
             "source": str(scan.source),

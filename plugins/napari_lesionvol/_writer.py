@@ -34,9 +34,9 @@ def labels_to_image(data: np.ndarray, attributes: dict) -> sitk.Image:
 
 def write_labels(path: str, data, attributes: dict) -> list[str]:
     """npe2 single-layer writer: save Labels to ``path`` (``.nii`` or ``.nii.gz``)."""
-    from lesionvol.io import write_image
+    from lesionvol.io import NIFTI_SUFFIXES, split_suffix, write_image
 
-    if not str(path).lower().endswith((".nii", ".nii.gz")):
+    if split_suffix(path)[1].lower() not in NIFTI_SUFFIXES:
         path = f"{path}.nii.gz"
     write_image(labels_to_image(data, attributes), Path(path))
     return [str(path)]
