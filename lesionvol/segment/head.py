@@ -5,20 +5,23 @@ How (classical, intensity-scale free: every level is relative to the marrow/fat 
 1. **Candidates.** The image is binned to about 2 mm, normalised to its fat level (upper class
    of a three-class Otsu split) and every strong edge votes along its gradient line, on both
    sides, at 14–34 mm.  The marrow/plate and plate/joint surfaces and the concentric acetabular
-   cortices all vote for the head centre; the peaks of the smoothed vote map are the
-   candidates.
+   cortices all vote for the head centre; the peaks of the smoothed vote map (at most 6, at
+   least 20 mm apart) are the candidates.
 2. **Sphere fit.** Around a candidate, in-plane rays are cast in every native slice from the
    foot of the centre (no interpolation across slices, so 4 mm slices do not blur the edges).
    On each ray, the *outer* head surface is the rise from the dark subchondral plate to the joint
    space/muscle, the *inner* (marrow) surface the fall from marrow to the plate.  Robust
    (trimmed) sphere fits give the centre (from the inner surface when enough of it is visible,
-   else the outer) and the head radius (outer surface), re-sampled three times.
+   else the outer) and the head radius (outer surface); the rays are cast again from the new
+   centre, up to four rounds in all, until the centre moves less than 0.05 mm.
 3. **Neck axis.** 3D rays beyond the acetabulum find the bright marrow tube leaving the head
    inferiorly; the anatomical head is the ball cut by the plane perpendicular to that axis at
    ``junction_fraction · R`` from the centre (0.55 by default, the lesionvol convention).
-4. **Checks.** A fit is a femoral head only if the surface is found on most rays, the radius
-   is 15–33 mm, the plate is 0.5–5 mm thick, the inside is mostly marrow or lesion and a neck
-   leaves it; otherwise :class:`NoFemoralHeadError`.
+4. **Checks.** A fit is a femoral head only if the central slices show a dark plate with a
+   rise out of it on at least 30 % of the rays, the outer surface is found on at least 40 % of
+   the rays, the radius is 15–33 mm, the plate is 0.3–5 mm thick and a bright neck leaves it
+   inferiorly; otherwise :class:`NoFemoralHeadError`.  The numbers are the module constants
+   below (``HEAD_RADIUS_RANGE_MM``, ``PLATE_THICKNESS_MM`` ...).
 
 Example
 -------
@@ -44,13 +47,149 @@ from lesionvol.segment.grid import Grid
 
 __all__ = ["HeadFit", "NoFemoralHeadError", "find_heads", "fit_head", "fat_level"]
 
-VOTE_STEP_MM = 2.0
-VOTE_RADII_MM = (14.0, 34.0)
-RADIUS_RANGE_MM = (15.0, 33.0)
+# Tunables.  Intensity levels are fractions of the fat/marrow signal (× fat); lengths are mm.
+# "Anatomy" cites /work/shared/domain.md; "empirical" means no published source: the value was set
+# while developing the method on the lesionvol phantoms (lesionvol.phantom), so accuracy on them is
+# not an independent check of it.
+
+# --- the head itself (anatomy, with margins)
+#: Accepted femoral-head radius (outer surface).  Adult heads are 38–54 mm across (domain.md):
+#: radius 19–27 mm, widened by 4–6 mm either side for small, large and collapsed heads.
+HEAD_RADIUS_RANGE_MM = (15.0, 33.0)
+#: A first radius read off the median ray profile may lie this far outside HEAD_RADIUS_RANGE_MM
+#: and still be refined by the sphere fit (empirical).
+PROFILE_RADIUS_SLACK_MM = 3.0
+#: Accepted subchondral plate thickness (outer minus inner head radius), empirical: thin enough
+#: for partial volume at 0.4 mm pixels, thick enough for a 4 mm slice cutting the plate obliquely.
+PLATE_THICKNESS_MM = (0.3, 5.0)
+#: Plate thickness assumed where the inner (marrow) surface is not seen (empirical, typical reading).
+DEFAULT_PLATE_MM = 2.0
+#: Head–neck cut plane at this fraction of R from the centre (the lesionvol convention).
 JUNCTION_FRACTION = 0.55
-OUTER_LEVEL = 0.22     # half-way between plate (~0.05) and joint space / muscle (~0.35–0.45), × fat
-INNER_LEVEL = 0.5      # half-way between marrow (1) and plate, × fat
+#: Two heads of one image are at least this far apart (the two hips of a pelvis are ~15–20 cm
+#: apart); closer candidates are the same head.
+MIN_HEAD_SEPARATION_MM = 40.0
+
+# --- signal levels (× fat; the phantom's plate reads ~0.05, joint space / muscle ~0.35–0.45)
+#: Outer surface: half-way between plate (~0.05) and joint space / muscle (~0.35–0.45).
+OUTER_LEVEL = 0.22
+#: Inner (marrow) surface: half-way between marrow (1) and plate.
+INNER_LEVEL = 0.5
+#: The outer level measured on a head is 40 % of the way from its plate to its joint space ...
+OUTER_LEVEL_FRACTION = 0.4
+#: ... read this far (mm) inside / outside the radius (empirical) ...
+OUTER_LEVEL_SAMPLE_MM = (0.6, 1.4)
+#: ... and kept within these limits (empirical).
+OUTER_LEVEL_LIMITS = (OUTER_LEVEL - 0.08, OUTER_LEVEL + 0.12)
+#: Fat level of the whole image: upper class of a three-class Otsu split (background, soft tissue,
+#: fat/marrow), estimated from at most this many voxels (speed).
+FAT_OTSU_CLASSES = 3
+FAT_MAX_SAMPLES = 400_000
+#: Local marrow level: this percentile of the signal within this distance of the candidate centre
+#: (central slices) ...
+LOCAL_MARROW_PERCENTILE = 80
+LOCAL_MARROW_RADIUS_MM = 14.0
+#: ... used to rescale only when it reads above this (else the head may be necrotic; keep fat).
+LOCAL_MARROW_MIN = 0.5
+
+# --- 1. candidates: edges vote for sphere centres on a coarse grid
+#: Grid spacing of the vote map (mm).
+VOTE_STEP_MM = 2.0
+#: Vote distances from each edge, covering HEAD_RADIUS_RANGE_MM and the acetabular cortices.
+VOTE_RADII_MM = (14.0, 34.0)
+#: Gaussian sigma (coarse voxels, i.e. 2 mm) of the image before edges, and of the vote map.
+VOTE_IMAGE_SIGMA_VOXELS = 1.0
+VOTE_MAP_SIGMA_VOXELS = 1.0
+#: An edge votes when its gradient exceeds this (× fat per mm); its vote weight is capped at
+#: VOTE_WEIGHT_MAX so a few strong fat/air edges do not drown the head (empirical).
+VOTE_EDGE_MIN = 0.04
+VOTE_WEIGHT_MAX = 0.4
+#: Vote-map peaks tried as candidates: at most this many, this far apart, at least this fraction
+#: of the best peak (empirical).
+N_CANDIDATES = 6
+CANDIDATE_MIN_SEPARATION_MM = 20.0
+CANDIDATE_MIN_REL_VOTE = 0.2
+#: With a user's seed point, only peaks within this distance of it count.
+SEED_SEARCH_RADIUS_MM = 30.0
+
+# --- 2. sphere fit from in-plane ray profiles
+#: Ray sampling step (mm) and number of ray directions per slice (2.5° apart).
 RAY_STEP_MM = 0.25
+RAY_ANGLES = 144
+#: The region of interest reaches this far beyond the largest head radius (mm).
+ROI_MARGIN_MM = 12.0
+#: In-plane axes finer than FINE_SPACING_MM are smoothed with sigma RAY_SMOOTH_SIGMA_MM (noise).
+FINE_SPACING_MM = 1.5
+RAY_SMOOTH_SIGMA_MM = 0.5
+#: Slices within this distance (mm) of the centre are the "central" ones (radius and local levels);
+#: the nearest slice is used if none is this close.
+CENTRAL_SLAB_MM = 3.0
+#: Surface points are sought in slices within this fraction of R from the centre: beyond it the
+#: surface is too oblique to the in-plane rays.
+MAX_SLICE_HEIGHT_FRACTION = 0.85
+#: Expected in-plane radius of the surface at a slice: never below this (mm), near the poles.
+MIN_EXPECTED_RHO_MM = 1.0
+#: Outer surface: a rise through the outer level within this window (mm) of the expected radius,
+#: with the mean over OUTER_BEFORE_MM inside below the level and over OUTER_AFTER_MM outside above
+#: it by OUTER_RISE_MARGIN (empirical).
+OUTER_WINDOW_MM = (-4.0, 3.0)
+OUTER_BEFORE_MM = 1.0
+OUTER_AFTER_MM = 1.25
+OUTER_RISE_MARGIN = 0.05
+#: Inner surface: a fall through INNER_LEVEL within this window of the expected inner radius, from
+#: marrow (mean over INNER_BEFORE_MM above INNER_MARROW_MIN) into plate (mean over INNER_AFTER_MM
+#: below INNER_PLATE_MAX) (empirical).
+INNER_WINDOW_MM = (-3.0, 2.5)
+INNER_BEFORE_MM = 1.5
+INNER_AFTER_MM = 1.0
+INNER_MARROW_MIN = 0.7
+INNER_PLATE_MAX = 0.35
+#: First radius estimate from the central slices' profiles (smoothed over this many samples): the
+#: plate is the first stretch darker than PLATE_DARK_MAX beyond PLATE_SEARCH_START_MM, and the
+#: estimate needs a rise out of it on at least MIN_PROFILE_FRACTION of the rays.
+PROFILE_SMOOTH_SAMPLES = 3
+PLATE_SEARCH_START_MM = 8.0
+PLATE_DARK_MAX = OUTER_LEVEL + 0.05
+MIN_PROFILE_FRACTION = 0.3
+#: Robust sphere fit: trimming rounds, fewest points, and the inlier band (MAD_TO_SIGMA × MAD ×
+#: SPHERE_TRIM_SIGMAS, at least SPHERE_TRIM_MIN_MM).  1.4826 turns a MAD into a normal sigma.
+SPHERE_TRIM_ROUNDS = 4
+SPHERE_MIN_POINTS = 10
+MAD_TO_SIGMA = 1.4826
+SPHERE_TRIM_SIGMAS = 2.5
+SPHERE_TRIM_MIN_MM = 0.6
+#: Edge sampling and fitting is repeated at most FIT_ROUNDS times, until the centre moves less than
+#: CONVERGED_MM; a surface needs MIN_SURFACE_POINTS points to be fitted (empirical).
+FIT_ROUNDS = 4
+CONVERGED_MM = 0.05
+MIN_SURFACE_POINTS = 30
+#: The inner surface gives the centre when found on MIN_INNER_FRACTION of the rays and its radius
+#: is within MAX_INNER_OUTER_GAP_MM of the outer one (empirical).
+MIN_INNER_FRACTION = 0.3
+MAX_INNER_OUTER_GAP_MM = 6.0
+#: Head radius: median distance of the outer points within this distance of the outer fit.
+RADIUS_INLIER_MM = 2.0
+#: A head needs its outer surface on at least this fraction of the rays (empirical).
+MIN_OUTER_FRACTION = 0.4
+
+# --- 3. neck axis
+#: Directions probed (a Fibonacci sphere) and samples along each, from NECK_START_BEYOND_MM beyond
+#: the head surface out to max(NECK_END_FRACTION · R, R + NECK_END_BEYOND_MM): past the
+#: acetabulum, along the proximal neck (empirical).
+NECK_DIRECTIONS = 600
+NECK_SAMPLES = 12
+NECK_START_BEYOND_MM = 7.0
+NECK_END_FRACTION = 1.7
+NECK_END_BEYOND_MM = 12.0
+#: A sample is neck marrow above this level (× fat) ...
+NECK_BRIGHT_LEVEL = 0.6
+#: ... and a direction is neck-like when more than this fraction of its samples are (the neck is
+#: then required to be at least this bright along the axis found).
+NECK_MIN_BRIGHT_FRACTION = 0.5
+#: The neck runs inferiorly: only directions whose superior (+z) component is below this count.
+NECK_MAX_SUPERIOR_COMPONENT = -0.2
+#: Brightness along the axis is averaged over directions within this angle of it.
+NECK_CONE_DEG = 15.0
 
 
 class NoFemoralHeadError(InputError):
@@ -103,11 +242,11 @@ def fat_level(values: np.ndarray) -> float:
 
     v = np.asarray(values, np.float32).ravel()
     v = v[np.isfinite(v)]
-    if v.size > 400_000:
-        v = v[:: v.size // 400_000]
+    if v.size > FAT_MAX_SAMPLES:
+        v = v[:: v.size // FAT_MAX_SAMPLES]
     if v.size == 0 or float(v.max()) <= float(v.min()):
         raise NoFemoralHeadError("the image is constant: no femoral head can be found")
-    t = threshold_multiotsu(v, classes=3)[-1]
+    t = threshold_multiotsu(v, classes=FAT_OTSU_CLASSES)[-1]
     return float(np.median(v[v > t]))
 
 
@@ -134,14 +273,14 @@ def _vote_map(image: sitk.Image, fat: float) -> tuple[np.ndarray, Grid]:
     """Smoothed sphere-centre vote map on a 2 mm grid, and that grid."""
     coarse = _binned(image)
     a = sitk.GetArrayFromImage(coarse) / fat
-    a = ndimage.gaussian_filter(a, 1.0)
+    a = ndimage.gaussian_filter(a, VOTE_IMAGE_SIGMA_VOXELS)
     grads = np.gradient(a, VOTE_STEP_MM)
     g = np.sqrt(sum(x * x for x in grads))
-    edge = g > 0.04
+    edge = g > VOTE_EDGE_MIN
     if not edge.any():
         return np.zeros(a.shape, np.float32), Grid.of(coarse)
     z, y, x = np.nonzero(edge)
-    w = np.minimum(g[edge], 0.4)
+    w = np.minimum(g[edge], VOTE_WEIGHT_MAX)
     u = np.stack([gr[edge] for gr in grads], -1) / g[edge][:, None]   # (z, y, x) unit, to the bright side
     pos = np.stack([z, y, x], -1).astype(np.float32)
     shape = np.asarray(a.shape)
@@ -154,10 +293,10 @@ def _vote_map(image: sitk.Image, fat: float) -> tuple[np.ndarray, Grid]:
             ok = np.all((q >= 0) & (q < shape), axis=1)
             flat = np.ravel_multi_index(q[ok].T, a.shape)
             acc += np.bincount(flat, weights=w[ok], minlength=a.size).astype(np.float32)
-    return ndimage.gaussian_filter(acc.reshape(a.shape), 1.0), Grid.of(coarse)
+    return ndimage.gaussian_filter(acc.reshape(a.shape), VOTE_MAP_SIGMA_VOXELS), Grid.of(coarse)
 
 
-def _candidates(image: sitk.Image, fat: float, seed_mm=None, n: int = 6) -> list[np.ndarray]:
+def _candidates(image: sitk.Image, fat: float, seed_mm=None, n: int = N_CANDIDATES) -> list[np.ndarray]:
     """Physical points where edges vote most for a sphere centre (best first)."""
     from skimage.feature import peak_local_max
 
@@ -166,10 +305,10 @@ def _candidates(image: sitk.Image, fat: float, seed_mm=None, n: int = 6) -> list
     if seed_mm is not None:
         idx = grid.to_index(np.asarray(seed_mm, float)[None])[0][::-1]
         zz, yy, xx = np.ogrid[: shape[0], : shape[1], : shape[2]]
-        far = ((zz - idx[0]) ** 2 + (yy - idx[1]) ** 2 + (xx - idx[2]) ** 2) > (30.0 / VOTE_STEP_MM) ** 2
+        far = ((zz - idx[0]) ** 2 + (yy - idx[1]) ** 2 + (xx - idx[2]) ** 2) > (SEED_SEARCH_RADIUS_MM / VOTE_STEP_MM) ** 2
         acc[far] = 0
-    peaks = peak_local_max(acc, min_distance=int(20 / VOTE_STEP_MM), num_peaks=n, threshold_rel=0.2,
-                           exclude_border=False)
+    peaks = peak_local_max(acc, min_distance=int(CANDIDATE_MIN_SEPARATION_MM / VOTE_STEP_MM), num_peaks=n,
+                           threshold_rel=CANDIDATE_MIN_REL_VOTE, exclude_border=False)
     return [grid.to_physical(p[::-1][None].astype(float))[0] for p in peaks]
 
 
@@ -185,10 +324,10 @@ class _Rays:
         self.lo, self.hi = box
         sl = tuple(slice(a, b) for a, b in zip(self.lo[::-1], self.hi[::-1]))
         roi = sitk.GetArrayViewFromImage(image)[sl].astype(np.float32) / np.float32(fat)
-        sigma = [max(0.0, 0.5 / s) if s < 1.5 else 0.0 for s in grid.spacing_mm[::-1]]
+        sigma = [max(0.0, RAY_SMOOTH_SIGMA_MM / s) if s < FINE_SPACING_MM else 0.0 for s in grid.spacing_mm[::-1]]
         self.array = ndimage.gaussian_filter(roi, sigma) if any(sigma) else roi
         self.grid = grid
-        self.angles = np.linspace(0, 2 * np.pi, 144, endpoint=False)
+        self.angles = np.linspace(0, 2 * np.pi, RAY_ANGLES, endpoint=False)
         self.rho = np.arange(0.0, half_mm, RAY_STEP_MM)
 
     def profiles(self, centre_mm: np.ndarray, max_h_mm: float):
@@ -251,13 +390,13 @@ def _crossings(prof: np.ndarray, level: float, rising: bool, expect: np.ndarray,
     return np.where(found, out, np.nan)
 
 
-def _fit_sphere(points: np.ndarray, weights: np.ndarray | None = None, trim_iter: int = 4):
+def _fit_sphere(points: np.ndarray, trim_iter: int = SPHERE_TRIM_ROUNDS):
     """Robust algebraic sphere fit: centre, radius, inlier mask (MAD trimming)."""
     p = np.asarray(points, float)
     keep = np.ones(len(p), bool)
     c, r = p.mean(0), 0.0
     for _ in range(trim_iter + 1):
-        if keep.sum() < 10:
+        if keep.sum() < SPHERE_MIN_POINTS:
             return None
         q = p[keep]
         A = np.c_[2 * q, np.ones(len(q))]
@@ -266,40 +405,48 @@ def _fit_sphere(points: np.ndarray, weights: np.ndarray | None = None, trim_iter
         c = sol[:3]
         r = math.sqrt(max(sol[3] + c @ c, 1e-9))
         res = np.linalg.norm(p - c, axis=1) - r
-        mad = 1.4826 * np.median(np.abs(res[keep] - np.median(res[keep])))
-        keep = np.abs(res) < max(2.5 * mad, 0.6)
+        mad = MAD_TO_SIGMA * np.median(np.abs(res[keep] - np.median(res[keep])))
+        keep = np.abs(res) < max(SPHERE_TRIM_SIGMAS * mad, SPHERE_TRIM_MIN_MM)
     return c, r, keep
 
 
 def _outer_level(prof: np.ndarray, R: float) -> float:
-    """Half-way between the plate (just inside R) and the joint space/muscle (just outside R)."""
+    """Outer-surface level: OUTER_LEVEL_FRACTION of the way from the plate (just inside R) to the
+    joint space/muscle (just outside R), kept within OUTER_LEVEL_LIMITS (OUTER_LEVEL if unreadable)."""
     rho = np.arange(prof.shape[-1]) * RAY_STEP_MM
     flat = prof.reshape(-1, prof.shape[-1])
     with warnings.catch_warnings():     # rays leaving the image are all-NaN
         warnings.simplefilter("ignore", RuntimeWarning)
-        plate = np.nanmedian(flat[:, (rho > R - 1.4) & (rho < R - 0.6)])
-        joint = np.nanmedian(flat[:, (rho > R + 0.6) & (rho < R + 1.4)])
-    level = plate + 0.4 * (joint - plate)
-    return float(np.clip(level, OUTER_LEVEL - 0.08, OUTER_LEVEL + 0.12)) if np.isfinite(level) else OUTER_LEVEL
+        near, far = OUTER_LEVEL_SAMPLE_MM
+        plate = np.nanmedian(flat[:, (rho > R - far) & (rho < R - near)])
+        joint = np.nanmedian(flat[:, (rho > R + near) & (rho < R + far)])
+    level = plate + OUTER_LEVEL_FRACTION * (joint - plate)
+    return float(np.clip(level, *OUTER_LEVEL_LIMITS)) if np.isfinite(level) else OUTER_LEVEL
+
+
+def _central(h: np.ndarray) -> np.ndarray:
+    """Slices within CENTRAL_SLAB_MM of the centre, given their signed offsets h (mm); the nearest
+    slice(s) if none is that close."""
+    return np.abs(h) <= max(CENTRAL_SLAB_MM, np.min(np.abs(h)) + 1e-6)
 
 
 def _edges(rays: _Rays, centre: np.ndarray, R: float, r_in: float | None):
     """Outer and inner surface points (physical) seen from ``centre`` for a head of radius R."""
-    max_h = 0.85 * R
+    max_h = MAX_SLICE_HEIGHT_FRACTION * R
     prof, h, ks = rays.profiles(centre, max_h)
-    level = _outer_level(prof[np.abs(h) <= max(3.0, np.min(np.abs(h)) + 1e-6)], R)
+    level = _outer_level(prof[_central(h)], R)
     n_s, n_a, _ = prof.shape
     flat = prof.reshape(n_s * n_a, -1)
     hh = np.repeat(h, n_a)
     kk = np.repeat(ks, n_a)
     aa = np.tile(np.arange(n_a), n_s)
-    exp_out = np.sqrt(np.maximum(R * R - hh * hh, 1.0))
-    rho_out = _crossings(flat, level, True, exp_out, (-4.0, 3.0), 1.0, 1.25,
-                         lambda m: m < level, lambda m: m > level + 0.05)
-    ri = r_in if r_in is not None else R - 2.0
-    exp_in = np.sqrt(np.maximum(ri * ri - hh * hh, 1.0))
-    rho_in = _crossings(flat, INNER_LEVEL, False, exp_in, (-3.0, 2.5), 1.5, 1.0,
-                        lambda m: m > 0.7, lambda m: m < 0.35)
+    exp_out = np.sqrt(np.maximum(R * R - hh * hh, MIN_EXPECTED_RHO_MM**2))
+    rho_out = _crossings(flat, level, True, exp_out, OUTER_WINDOW_MM, OUTER_BEFORE_MM, OUTER_AFTER_MM,
+                         lambda m: m < level, lambda m: m > level + OUTER_RISE_MARGIN)
+    ri = r_in if r_in is not None else R - DEFAULT_PLATE_MM
+    exp_in = np.sqrt(np.maximum(ri * ri - hh * hh, MIN_EXPECTED_RHO_MM**2))
+    rho_in = _crossings(flat, INNER_LEVEL, False, exp_in, INNER_WINDOW_MM, INNER_BEFORE_MM, INNER_AFTER_MM,
+                        lambda m: m > INNER_MARROW_MIN, lambda m: m < INNER_PLATE_MAX)
     out_ok, in_ok = np.isfinite(rho_out), np.isfinite(rho_in)
     p_out = rays.points(centre, kk[out_ok], aa[out_ok], rho_out[out_ok])
     p_in = rays.points(centre, kk[in_ok], aa[in_ok], rho_in[in_ok])
@@ -309,28 +456,28 @@ def _edges(rays: _Rays, centre: np.ndarray, R: float, r_in: float | None):
 def _median_profile_radius(prof: np.ndarray, h: np.ndarray) -> tuple[float, float] | None:
     """Outer and inner head radius: medians over the rays of the central slices.
 
-    On each ray the plate is the first dark stretch beyond 8 mm; the outer surface is where the
-    profile rises out of it, the inner surface where it last was marrow-bright before it.
+    On each ray the plate is the first dark stretch beyond PLATE_SEARCH_START_MM (8 mm); the outer
+    surface is where the profile rises out of it, the inner surface where it last was marrow-bright
+    before it.  None when fewer than MIN_PROFILE_FRACTION of the rays show the rise.
     """
-    central = np.abs(h) <= max(3.0, np.min(np.abs(h)) + 1e-6)
-    rays = np.nan_to_num(prof[central].reshape(-1, prof.shape[-1]), nan=0.0)
-    rays = ndimage.uniform_filter1d(rays, 3, axis=1)
-    start = int(8.0 / RAY_STEP_MM)
+    rays = np.nan_to_num(prof[_central(h)].reshape(-1, prof.shape[-1]), nan=0.0)
+    rays = ndimage.uniform_filter1d(rays, PROFILE_SMOOTH_SAMPLES, axis=1)
+    start = int(PLATE_SEARCH_START_MM / RAY_STEP_MM)
     n = rays.shape[1]
     idx = np.arange(n)
-    dark = (rays < OUTER_LEVEL + 0.05) & (idx >= start)
+    dark = (rays < PLATE_DARK_MAX) & (idx >= start)
     has_dark = dark.any(1)
     i0 = np.where(has_dark, np.argmax(dark, 1), n - 1)
-    rise = (rays >= OUTER_LEVEL + 0.05) & (idx[None] > i0[:, None])
+    rise = (rays >= PLATE_DARK_MAX) & (idx[None] > i0[:, None])
     has_rise = rise.any(1) & has_dark
-    if has_rise.mean() < 0.3:
+    if has_rise.mean() < MIN_PROFILE_FRACTION:
         return None
     outer = np.argmax(rise, 1)[has_rise] * RAY_STEP_MM
     bright = (rays >= INNER_LEVEL) & (idx[None] < i0[:, None])
     inner = (n - 1 - np.argmax(bright[:, ::-1], 1)) * RAY_STEP_MM
     ok_in = bright.any(1) & has_rise
     o = float(np.median(outer))
-    i = float(np.median(inner[ok_in])) if ok_in.mean() > 0.3 else o - 2.0
+    i = float(np.median(inner[ok_in])) if ok_in.mean() > MIN_PROFILE_FRACTION else o - DEFAULT_PLATE_MM
     return o, i
 
 
@@ -339,25 +486,25 @@ def _neck_axis(image: sitk.Image, fat: float, centre: np.ndarray, R: float):
     from scipy.ndimage import map_coordinates
 
     grid = Grid.of(image)
-    n = 600
+    n = NECK_DIRECTIONS
     i = np.arange(n) + 0.5
     phi = np.arccos(1 - 2 * i / n)
     theta = math.pi * (1 + 5**0.5) * i
     dirs = np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], -1)
-    radii = np.linspace(R + 7.0, max(1.7 * R, R + 12.0), 12)
+    radii = np.linspace(R + NECK_START_BEYOND_MM, max(NECK_END_FRACTION * R, R + NECK_END_BEYOND_MM), NECK_SAMPLES)
     pts = centre + dirs[:, None, :] * radii[None, :, None]
     idx = grid.to_index(pts.reshape(-1, 3))
     arr = sitk.GetArrayViewFromImage(image)
     vals = map_coordinates(arr, idx[:, ::-1].T, order=1, mode="constant", cval=np.nan).reshape(n, -1) / fat
-    frac = np.nanmean(vals > 0.6, axis=1)
+    frac = np.nanmean(vals > NECK_BRIGHT_LEVEL, axis=1)
     frac = np.nan_to_num(frac)
-    inferior = dirs[:, 2] < -0.2           # LPS +z is superior; the neck runs inferiorly
-    w = np.where(inferior, np.clip(frac - 0.5, 0, None), 0.0) ** 2
+    inferior = dirs[:, 2] < NECK_MAX_SUPERIOR_COMPONENT    # LPS +z is superior; the neck runs inferiorly
+    w = np.where(inferior, np.clip(frac - NECK_MIN_BRIGHT_FRACTION, 0, None), 0.0) ** 2
     if w.sum() <= 0:
         return None, 0.0
     axis = (w[:, None] * dirs).sum(0)
     axis /= np.linalg.norm(axis)
-    near = dirs @ axis > math.cos(math.radians(15))
+    near = dirs @ axis > math.cos(math.radians(NECK_CONE_DEG))
     return axis, float(frac[near].mean())
 
 
@@ -376,54 +523,57 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     if fat is None:
         fat = fat_level(sitk.GetArrayViewFromImage(image))
     centre = np.asarray(candidate_mm, float)
-    half = RADIUS_RANGE_MM[1] + 12.0
+    half = HEAD_RADIUS_RANGE_MM[1] + ROI_MARGIN_MM
     rays = _Rays(image, centre, half, fat)
     # local fat level: bright part of the ball around the candidate
-    prof, h, _ = rays.profiles(centre, 3.0)
-    inner_vals = prof[..., : int(14.0 / RAY_STEP_MM)]
+    prof, h, _ = rays.profiles(centre, CENTRAL_SLAB_MM)
+    inner_vals = prof[..., : int(LOCAL_MARROW_RADIUS_MM / RAY_STEP_MM)]
     inner_vals = inner_vals[np.isfinite(inner_vals)]
     if inner_vals.size == 0:
         raise NoFemoralHeadError("the candidate head lies outside the image")
-    local = float(np.percentile(inner_vals, 80))
-    if local > 0.5:      # rescale so that the local marrow reads 1 (bias field, fat vs marrow)
+    local = float(np.percentile(inner_vals, LOCAL_MARROW_PERCENTILE))
+    if local > LOCAL_MARROW_MIN:      # rescale so that the local marrow reads 1 (bias field, fat vs marrow)
         rays.array /= np.float32(local)
         fat *= local
-    prof, h, _ = rays.profiles(centre, 3.0)
+    prof, h, _ = rays.profiles(centre, CENTRAL_SLAB_MM)
     radii = _median_profile_radius(prof, h)
-    if radii is None or not (RADIUS_RANGE_MM[0] - 3 <= radii[0] <= RADIUS_RANGE_MM[1] + 3):
+    lo_mm, hi_mm = HEAD_RADIUS_RANGE_MM
+    if radii is None or not (lo_mm - PROFILE_RADIUS_SLACK_MM <= radii[0] <= hi_mm + PROFILE_RADIUS_SLACK_MM):
         raise NoFemoralHeadError("no spherical bone surface (femoral head) was found in the image")
     R, r_in = radii
     n_out = n_in = n_rays = 0
-    for _ in range(4):
+    for _ in range(FIT_ROUNDS):
         p_out, p_in, n_rays, prof, h = _edges(rays, centre, R, r_in)
-        fit_in = _fit_sphere(p_in) if len(p_in) >= 30 else None
-        fit_out = _fit_sphere(p_out) if len(p_out) >= 30 else None
+        fit_in = _fit_sphere(p_in) if len(p_in) >= MIN_SURFACE_POINTS else None
+        fit_out = _fit_sphere(p_out) if len(p_out) >= MIN_SURFACE_POINTS else None
         if fit_out is None:
             raise NoFemoralHeadError("no spherical bone surface (femoral head) was found in the image")
         n_out = int(fit_out[2].sum())
         n_in = int(fit_in[2].sum()) if fit_in is not None else 0
-        use_inner = fit_in is not None and n_in >= 0.3 * n_rays and abs(fit_in[1] - fit_out[1]) < 6
+        use_inner = (fit_in is not None and n_in >= MIN_INNER_FRACTION * n_rays
+                     and abs(fit_in[1] - fit_out[1]) < MAX_INNER_OUTER_GAP_MM)
         new_centre = fit_in[0] if use_inner else fit_out[0]
         # head radius: outer surface points, distance from the chosen centre (robust median)
         d_out = np.linalg.norm(p_out - new_centre, axis=1)
-        good = np.abs(d_out - fit_out[1]) < 2.0
+        good = np.abs(d_out - fit_out[1]) < RADIUS_INLIER_MM
         R_new = float(np.median(d_out[good])) if good.any() else fit_out[1]
-        r_in = float(np.median(np.linalg.norm(p_in[fit_in[2]] - new_centre, axis=1))) if use_inner else R_new - 2.0
+        r_in = (float(np.median(np.linalg.norm(p_in[fit_in[2]] - new_centre, axis=1))) if use_inner
+                else R_new - DEFAULT_PLATE_MM)
         moved = float(np.linalg.norm(new_centre - centre))
         centre, R = new_centre, R_new
-        if moved < 0.05:
+        if moved < CONVERGED_MM:
             break
     quality = {"outer_fraction": n_out / max(n_rays, 1), "inner_fraction": n_in / max(n_rays, 1),
                "radius_mm": R, "plate_mm": R - r_in}
-    if not (RADIUS_RANGE_MM[0] <= R <= RADIUS_RANGE_MM[1]):
+    if not (lo_mm <= R <= hi_mm):
         raise NoFemoralHeadError(f"the best spherical surface has radius {R:.1f} mm, outside the "
-                                 f"femoral-head range {RADIUS_RANGE_MM[0]:.0f}–{RADIUS_RANGE_MM[1]:.0f} mm")
-    if quality["outer_fraction"] < 0.4 or not (0.3 <= R - r_in <= 5.0):
+                                 f"femoral-head range {lo_mm:.0f}–{hi_mm:.0f} mm")
+    if quality["outer_fraction"] < MIN_OUTER_FRACTION or not (PLATE_THICKNESS_MM[0] <= R - r_in <= PLATE_THICKNESS_MM[1]):
         raise NoFemoralHeadError("no femoral head: no spherical bone surface with a subchondral plate "
                                  f"(surface found on {100 * quality['outer_fraction']:.0f} % of rays)")
     axis, neck_frac = _neck_axis(image, fat, centre, R)
     quality["neck_bright_fraction"] = neck_frac
-    if axis is None or neck_frac < 0.5:
+    if axis is None or neck_frac < NECK_MIN_BRIGHT_FRACTION:
         raise NoFemoralHeadError("no femoral head: a spherical surface was found but no femoral neck leaves it")
     side = "right" if axis[0] < 0 else "left"     # the neck runs laterally; LPS +x is patient left
     return HeadFit(centre, R, r_in, axis, junction_fraction * R, side, fat, quality)
@@ -447,14 +597,14 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float = JU
     fits: list[HeadFit] = []
     reasons = []
     for cand in _candidates(image, fat, seed_mm):
-        if any(np.linalg.norm(cand - f.centre_mm) < 40 for f in fits):
+        if any(np.linalg.norm(cand - f.centre_mm) < MIN_HEAD_SEPARATION_MM for f in fits):
             continue
         try:
             fit = fit_head(image, cand, fat=fat, junction_fraction=junction_fraction)
         except NoFemoralHeadError as exc:
             reasons.append(str(exc))
             continue
-        if any(np.linalg.norm(fit.centre_mm - f.centre_mm) < 40 for f in fits):
+        if any(np.linalg.norm(fit.centre_mm - f.centre_mm) < MIN_HEAD_SEPARATION_MM for f in fits):
             continue
         fits.append(fit)
     best: dict[str, HeadFit] = {}

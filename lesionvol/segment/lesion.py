@@ -1,17 +1,20 @@
 """Head and necrotic-lesion masks on the native grid, given a fitted femoral head.
 
-The lesion is found inside the head's marrow (the head minus a shell under the subchondral plate
-as thick as the plate plus half a voxel along the radial direction, so the plate's partial
-volume never reads as lesion).  There, relative to the local marrow signal (a linear bias
+The lesion is found inside the head's marrow zone: the head minus a shell made of the
+subchondral plate and a rim under it, a tenth of the marrow-to-plate fade width thick (the
+voxel's projected width along the radius plus 0.8 mm), i.e. down to where a healthy voxel's
+expected signal, partial volume included, reaches 0.6 of marrow.  So the plate's partial
+volume never reads as lesion.  There, relative to the local marrow signal (a linear bias
 model fitted to the head's marrow):
 
-* **dark** voxels read below 0.55 of marrow;
+* **dark** voxels read below 0.55 of marrow (``DARK_LEVEL``);
 * the **healthy marrow** is the bright region connected to the head–neck junction (grown from
-  voxels above 0.75 into voxels above 0.55, so a band blurred by thick slices does not let the
-  marrow leak into a fat-bright lesion centre);
+  voxels above 0.85 (``MARROW_LEVEL``, on a map smoothed within the fine axes) into voxels above
+  0.55, so a band blurred by thick slices does not let the marrow leak into a fat-bright lesion
+  centre);
 * the **enclosed** lesion is every marrow-zone voxel that is not healthy marrow (dark band and
-  necrosis, and a fat-bright centre the band encloses), in components that reach the plate;
-  the **dark** lesion is its low-signal part.
+  necrosis, and a fat-bright centre the band encloses), in components of at least 20 mm³ that
+  reach the plate; the **dark** lesion is its low-signal part.
 
 The plate shell above a lesion cannot be told apart from lesion by signal, so the lesion is
 continued through it: its signed distance map is extrapolated linearly along each radius from
@@ -37,15 +40,57 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from lesionvol.segment.grid import Grid
-from lesionvol.segment.head import HeadFit
+from lesionvol.segment.head import INNER_LEVEL, HeadFit
 
 __all__ = ["HipMasks", "segment_masks", "DARK_LEVEL", "MARROW_LEVEL"]
 
-DARK_LEVEL = 0.55      # × local marrow: below is low signal (necrosis 0.1–0.2, band/plate ≈ 0.05)
-MARROW_LEVEL = 0.85    # × local marrow, on a map smoothed in-plane: above is surely marrow
-MIN_LESION_MM3 = 20.0  # smaller isolated components are noise
-SLOPE_BASE_MM = 2.0    # the lesion boundary's tilt is measured over this radial distance
-SLOPE_CLIP = (-0.5, 0.5)  # limits of that tilt (d signed distance / d radius)
+# Tunables.  Signal levels are fractions of the local marrow signal (× marrow); lengths are mm.
+# "Empirical" means no published source: set while developing on the lesionvol phantoms.
+
+#: Below this (× local marrow) is low signal: necrosis reads 0.1–0.2, band and plate ≈ 0.05.
+DARK_LEVEL = 0.55
+#: Above this (× local marrow, on a map smoothed within the fine axes) is surely marrow; a band face
+#: lying in a thick slice reads ~0.75, so it stays below (empirical).
+MARROW_LEVEL = 0.85
+#: Smaller isolated lesion components are noise (mm³); dark-core components are kept down to this
+#: fraction of it.
+MIN_LESION_MM3 = 20.0
+DARK_MIN_SIZE_FRACTION = 0.25
+#: The lesion boundary's tilt is measured over this radial distance (mm), from this far inside the
+#: marrow zone's outer edge, and clipped to these limits (d signed distance / d radius: ±27° from
+#: radial) when it is continued through the plate shell.
+SLOPE_BASE_MM = 2.0
+SHELL_SAMPLE_INSET_MM = 0.5
+SLOPE_CLIP = (-0.5, 0.5)
+#: The region of interest reaches this far beyond the head radius.
+ROI_MARGIN_MM = 3.0
+#: In-plane axes finer than FINE_SPACING_MM are smoothed with this sigma (noise) before levels are read.
+FINE_SPACING_MM = 1.5
+SMOOTH_SIGMA_MM = 0.4
+#: Partial volume at the plate: the expected healthy signal is INNER_LEVEL at the fitted inner
+#: radius and fades over the voxel's projected radial width plus EDGE_BLUR_MM (empirical).
+EDGE_BLUR_MM = 0.8
+#: The marrow zone (where lesion is looked for) ends MARROW_ZONE_WIDTHS of that fade width inside
+#: the inner radius, where the expected signal is 0.6 of marrow.
+MARROW_ZONE_WIDTHS = 0.1
+#: Expected signal is divided by at least this, so the plate rim cannot blow up the ratio.
+MIN_EXPECTED = 0.05
+#: The local marrow level is a linear model fitted to head voxels with full expected signal
+#: (above FULL_EXPECTED) reading within MARROW_FIT_RANGE × the fit's marrow level, when there are
+#: more than MIN_MARROW_FIT_VOXELS of them; the model never falls below MARROW_FLOOR_FRACTION of
+#: their median (bias extrapolated over a lesion).
+FULL_EXPECTED = 0.99
+MARROW_FIT_RANGE = (0.65, 1.6)
+MIN_MARROW_FIT_VOXELS = 50
+MARROW_FLOOR_FRACTION = 0.5
+#: "Surely marrow" is judged on a map smoothed with this sigma within the fine axes (those within
+#: FINE_AXIS_RATIO of the finest spacing) only: noise down, thick-slice partial volume kept.
+STRICT_SIGMA_MM = 1.0
+FINE_AXIS_RATIO = 1.5
+#: Healthy marrow is the surely-marrow connected to voxels within this distance of the head–neck cut ...
+NECK_CONTACT_MM = 3.0
+#: ... grown back out to DARK_LEVEL over this distance within the fine axes (one step across thick ones).
+GROW_IN_PLANE_MM = 2.5
 
 
 @dataclass
@@ -87,7 +132,7 @@ def _extend_into_shell(core: np.ndarray, interior: np.ndarray, shell: np.ndarray
     q = p[shell] - fit.centre_mm.astype(np.float32)
     r = np.linalg.norm(q, axis=1)
     u = q / np.maximum(r, 1e-6)[:, None]
-    r1 = depth_mm[shell] - 0.5
+    r1 = depth_mm[shell] - SHELL_SAMPLE_INSET_MM
     r2 = r1 - SLOPE_BASE_MM
     inv = np.linalg.inv(grid.index_to_mm)
 
@@ -123,13 +168,13 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
         uint8 masks on the image grid.
     """
     grid = Grid.of(image)
-    box = grid.box_around(fit.centre_mm, fit.radius_mm + 3.0)
+    box = grid.box_around(fit.centre_mm, fit.radius_mm + ROI_MARGIN_MM)
     shape = tuple(int(v) for v in grid.size[::-1])
     lo, hi = box
     sl = tuple(slice(a, b) for a, b in zip(lo[::-1], hi[::-1]))
     v = sitk.GetArrayViewFromImage(image)[sl].astype(np.float32)
     spacing_zyx = grid.spacing_mm[::-1]
-    sigma = [0.4 / s if s < 1.5 else 0.0 for s in spacing_zyx]
+    sigma = [SMOOTH_SIGMA_MM / s if s < FINE_SPACING_MM else 0.0 for s in spacing_zyx]
     if any(sigma):
         v = ndimage.gaussian_filter(v, sigma)
     p = grid.roi_points(lo, hi)
@@ -142,36 +187,36 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
     # width along the radius, so marrow fades into the plate over that width.  Dividing by it
     # keeps the partial-volume rim of a healthy plate from reading as lesion.
     u = d / np.maximum(r, 1e-6)[..., None]
-    width = np.abs(u @ grid.index_to_mm).sum(-1) + 0.8
-    expected = np.clip(0.5 + (fit.inner_radius_mm - r) / width, 0.0, 1.0)
-    depth = fit.inner_radius_mm - 0.1 * width           # marrow zone: expected signal >= 0.6
+    width = np.abs(u @ grid.index_to_mm).sum(-1) + EDGE_BLUR_MM
+    expected = np.clip(INNER_LEVEL + (fit.inner_radius_mm - r) / width, 0.0, 1.0)
+    depth = fit.inner_radius_mm - MARROW_ZONE_WIDTHS * width           # marrow zone: expected signal >= 0.6
     interior = head & (r < depth)
     shell = head & ~interior
 
     # local marrow level: linear model fitted to bright marrow of the head
     guess = v / np.float32(fit.marrow_level)
-    sel = interior & (expected > 0.99) & (guess > 0.65) & (guess < 1.6)
-    if sel.sum() > 50:
+    sel = interior & (expected > FULL_EXPECTED) & (guess > MARROW_FIT_RANGE[0]) & (guess < MARROW_FIT_RANGE[1])
+    if sel.sum() > MIN_MARROW_FIT_VOXELS:
         X = np.c_[np.ones(sel.sum()), d[sel]]
         coef, *_ = np.linalg.lstsq(X, v[sel], rcond=None)
         level = coef[0] + d @ coef[1:].astype(np.float32)
-        level = np.clip(level, 0.5 * np.median(v[sel]), None)
+        level = np.clip(level, MARROW_FLOOR_FRACTION * np.median(v[sel]), None)
     else:       # no marrow left: the whole head may be necrotic
         level = np.float32(fit.marrow_level)
-    n = v / (level * np.maximum(expected, 0.05))
+    n = v / (level * np.maximum(expected, MIN_EXPECTED))
 
     dark = interior & (n < DARK_LEVEL)
     # Healthy marrow: connected to the neck through clearly bright voxels.  "Clearly" is judged on
     # a map smoothed within the fine axes only (noise down, thick-slice partial volume kept), so a
     # band face lying in a thick slice (two slabs at ~0.75) still separates a fat-bright centre.
-    fine = spacing_zyx <= 1.5 * spacing_zyx.min()
-    strict_sigma = [1.0 / s if f else 0.0 for s, f in zip(spacing_zyx, fine)]
-    n_strict = ndimage.gaussian_filter(v, strict_sigma) / (level * np.maximum(expected, 0.05))
+    fine = spacing_zyx <= FINE_AXIS_RATIO * spacing_zyx.min()
+    strict_sigma = [STRICT_SIGMA_MM / s if f else 0.0 for s, f in zip(spacing_zyx, fine)]
+    n_strict = ndimage.gaussian_filter(v, strict_sigma) / (level * np.maximum(expected, MIN_EXPECTED))
     surely = interior & (n_strict >= MARROW_LEVEL)
     lab, nlab = ndimage.label(surely)
     marrow = np.zeros_like(surely)
     if nlab:
-        near_neck = interior & (t > fit.junction_mm - 3.0)
+        near_neck = interior & (t > fit.junction_mm - NECK_CONTACT_MM)
         touching = np.unique(lab[near_neck & surely])
         touching = touching[touching > 0]
         if len(touching) == 0:
@@ -185,7 +230,7 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
             if not f:
                 in_plane = np.delete(in_plane, [0, 2], axis=axis)
                 in_plane = np.concatenate([np.zeros_like(in_plane), in_plane, np.zeros_like(in_plane)], axis=axis)
-        steps = int(np.ceil(2.5 / spacing_zyx[fine].min()))
+        steps = int(np.ceil(GROW_IN_PLANE_MM / spacing_zyx[fine].min()))
         for _ in range(steps):
             marrow = ndimage.binary_dilation(marrow, in_plane) & grow
         marrow = ndimage.binary_dilation(marrow) & grow
@@ -204,7 +249,7 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
     if dark_core.any():
         lab, nlab = ndimage.label(dark_core)
         sizes = ndimage.sum_labels(dark_core, lab, np.arange(1, nlab + 1)) * voxel_mm3
-        dark_core = np.r_[False, sizes >= min_lesion_mm3 / 4][lab]
+        dark_core = np.r_[False, sizes >= min_lesion_mm3 * DARK_MIN_SIZE_FRACTION][lab]
     enc_full = enclosed | _extend_into_shell(enclosed, interior, shell, p, fit, depth, grid, lo)
     dark_full = dark_core | _extend_into_shell(dark_core, interior, shell, p, fit, depth, grid, lo)
     return HipMasks(
