@@ -2,7 +2,7 @@
 
 Each study (one hip of one subject, its scans oldest first; see :mod:`lesionvol.manifest`
 for the manifest CSV and the cohort folder layout) is one Dask task that calls
-:func:`lesionvol.study.analyze` and writes ``DIR/<subject>_<side>/`` with
+:func:`lesionvol.study.analyze_scans` and writes ``DIR/<subject>_<side>/`` with
 :func:`lesionvol.report.write_study` (atomically).  The driver then writes, in ``DIR``:
 
 ``cohort_volumes.csv``, ``cohort_volumes.parquet``
@@ -23,8 +23,8 @@ every worker (``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` and a worker plugin calli
 the cores.
 
 Resuming.  A study whose folder holds ``volumes.csv`` and ``summary.json`` written by a
-batch with the same inputs (SHA-256 of every image and mask, days, labels) and the same
-options is skipped unless ``overwrite``; a study whose inputs changed is redone.  One bad
+batch with the same inputs (SHA-256 of every file of every visit, days, labels, seeds) and the
+same :class:`~lesionvol.inputs.AnalysisOptions` is skipped unless ``overwrite``; a study whose inputs changed is redone.  One bad
 study (missing or corrupt file, failed segmentation or registration) is recorded in
 ``errors.csv`` and the others finish.  Every file is written to a temporary name and renamed,
 so an interrupted run leaves complete study folders or none; leftovers of a killed run are
@@ -35,7 +35,7 @@ patient fields.
 
 Example
 -------
->>> summary = run_batch("cohort.csv", "results", workers=2)  # doctest: +SKIP
+>>> summary = run_batch("cohort.csv", "results", AnalysisOptions(threshold_pct=15), workers=2)  # doctest: +SKIP
 >>> print(summary.describe())                                 # doctest: +SKIP
 """
 
@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -60,9 +61,9 @@ from pathlib import Path
 
 from lesionvol import __version__
 from lesionvol.errors import InputError, LesionvolError
+from lesionvol.inputs import AnalysisOptions
 from lesionvol.io import atomic_path
 from lesionvol.manifest import StudySpec, read_studies
-from lesionvol.measure import THRESHOLD_PCT
 
 PathLike = str | os.PathLike
 ITK_THREADS_ENV = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
@@ -89,19 +90,21 @@ class StudyOutcome:
         return f"{self.subject}_{self.side}"
 
 
-def _sha256(path: str | None) -> str | None:
+def _sha256(path: PathLike | None) -> str | None:
     from lesionvol.io import sha256_of
 
-    return sha256_of(path) if path else None
+    return sha256_of(path) if path is not None else None
 
 
-def study_fingerprint(spec: StudySpec, options: dict) -> dict:
-    """What a study's results depend on: checksums of its inputs, labels, days and options."""
+def study_fingerprint(spec: StudySpec, options: AnalysisOptions) -> dict:
+    """What a study's results depend on: the options and, per visit, its label, days, seed and the
+    checksum of every file it reads."""
     return {
-        "scans": [{"timepoint": s.timepoint, "days": s.days, "image_sha256": _sha256(s.image),
-                   "lesion_mask_sha256": _sha256(s.lesion_mask), "head_mask_sha256": _sha256(s.head_mask)}
-                  for s in spec.scans],
-        "options": {k: options[k] for k in sorted(options)},
+        "visits": [{"timepoint": v.label, "days": v.days, "seed_mm": v.seed_mm,
+                    **{f"{name}_sha256": _sha256(getattr(v, name))
+                       for name in ("image", "lesion", "head", "label_map", "transform")}}
+                   for v in spec.visits],
+        "options": options.as_dict(),
     }
 
 
@@ -126,10 +129,11 @@ def _peak_rss_mb() -> float:
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
 
-def run_study(spec: StudySpec, out_dir: PathLike, options: dict, overwrite: bool = False) -> StudyOutcome:
+def run_study(spec: StudySpec, out_dir: PathLike, options: AnalysisOptions, overwrite: bool = False) -> StudyOutcome:
     """Analyse one study into ``out_dir/<subject>_<side>`` unless its results are current.
 
-    This is the Dask task; it never raises for a bad study (the error is in the outcome).
+    The study's side replaces ``options.side``. This is the Dask task; it never raises for a
+    bad study (the error is in the outcome).
     """
     from lesionvol import report, study
 
@@ -139,22 +143,13 @@ def run_study(spec: StudySpec, out_dir: PathLike, options: dict, overwrite: bool
         if spec.problems:
             raise InputError("missing file(s): " + ", ".join(spec.problems))
         folder = Path(out_dir) / spec.key
+        options = dataclasses.replace(options, side=spec.side)
         fingerprint = study_fingerprint(spec, options)
         recorded = _recorded_fingerprint(folder)
         if recorded == fingerprint and not overwrite:
             outcome.status = "skipped"
         else:
-            has_masks = any(s.lesion_mask or s.head_mask for s in spec.scans)
-            days = [s.days for s in spec.scans]
-            result = study.analyze(
-                [s.image for s in spec.scans],
-                lesion_masks=[s.lesion_mask for s in spec.scans] if has_masks else None,
-                head_masks=[s.head_mask for s in spec.scans] if has_masks else None,
-                labels=[s.timepoint for s in spec.scans],
-                days=None if all(d is None for d in days) else days,
-                threshold_pct=options["threshold_pct"], side=spec.side,
-                lesion_definition=options["lesion_definition"], register=options["register"],
-            )
+            result = study.analyze_scans(spec.visits, options)
             extra = {"batch": {"subject": spec.subject, "side": spec.side, "fingerprint": fingerprint}}
             # a batch result with other inputs or options is ours to replace
             report.write_study(result, folder, overwrite=overwrite or recorded is not None, extra_summary=extra)
@@ -361,15 +356,12 @@ def _remove_leftovers(out: Path, studies: list[StudySpec]) -> None:
 def run_batch(
     manifest: PathLike,
     out_dir: PathLike,
+    options: AnalysisOptions | None = None,
     *,
     workers: int = 2,
     scheduler: str | None = None,
     overwrite: bool = False,
-    threshold_pct: float = THRESHOLD_PCT,
-    lesion_definition: str = "enclosed",
-    register: bool = True,
     show_progress: bool = True,
-    side: str | None = None,
     itk_threads: int = 1,
 ) -> BatchSummary:
     """Analyse every study of a manifest CSV (or cohort folder) on Dask; write the cohort outputs.
@@ -384,14 +376,13 @@ def run_batch(
         Worker processes of the embedded local cluster (one thread each).
     scheduler : str, optional
         Address of an existing Dask scheduler (then ``workers`` is not used).
+    options : AnalysisOptions, optional
+        How every study is analysed (each study's side replaces ``options.side``, which is the
+        side of the subjects of a cohort folder that do not say it, unless "auto").
     overwrite : bool
         Redo studies whose results are current instead of skipping them.
-    threshold_pct, lesion_definition, register :
-        As in :func:`lesionvol.study.analyze`.
     show_progress : bool
         A progress bar on stderr.
-    side : {"left", "right"}, optional
-        Side of the subjects of a cohort folder that do not say it.
     itk_threads : int
         ITK threads per task (1: the cores are shared by processes, not threads).
 
@@ -410,15 +401,14 @@ def run_batch(
     from tqdm import tqdm
 
     wall_start = time.perf_counter()
-    studies = read_studies(manifest, side=side)
+    options = options or AnalysisOptions()
+    studies = read_studies(manifest, side=None if options.side == "auto" else options.side)
     keys = [s.key for s in studies]
     if len(set(keys)) != len(keys):
         raise InputError(f"two studies share an output folder name: {sorted({k for k in keys if keys.count(k) > 1})}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(out, studies)
-    options = {"threshold_pct": float(threshold_pct), "lesion_definition": lesion_definition,
-               "register": bool(register)}
 
     outcomes: dict[str, StudyOutcome] = {}
     startup = compute_seconds = 0.0
@@ -461,7 +451,7 @@ def run_batch(
     ordered = [outcomes[s.key] for s in studies]
     good = [s for s in studies if outcomes[s.key].status != "failed"]
     table = cohort_table(out, good)
-    _write_cohort(out, table, ordered, threshold_pct)
+    _write_cohort(out, table, ordered, options.threshold_pct)
     n_done = sum(o.status == "done" for o in ordered)
     peaks: dict[str, float] = {}
     for o in ordered:
@@ -474,7 +464,7 @@ def run_batch(
         studies_per_minute=round(60.0 * n_done / compute_seconds, 2) if n_done and compute_seconds > 0 else 0.0,
         workers=None if scheduler else workers, scheduler=scheduler or "embedded LocalCluster",
         peak_rss_mb_per_worker=peaks, outcomes=ordered,
-        parameters={**options, "itk_threads": itk_threads, "overwrite": overwrite,
+        parameters={**options.as_dict(), "itk_threads": itk_threads, "overwrite": overwrite,
                     "manifest": os.path.basename(os.path.normpath(os.fspath(manifest)))},
     )
     summary.seconds = round(time.perf_counter() - wall_start, 3)

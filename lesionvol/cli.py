@@ -7,6 +7,7 @@ output folder, 1 for an internal error, 130 when interrupted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from lesionvol import __version__
 from lesionvol.errors import LesionvolError
-from lesionvol.measure import THRESHOLD_PCT
+from lesionvol.inputs import AnalysisOptions
 
 
 def _say(quiet: bool):
@@ -24,56 +25,65 @@ def _say(quiet: bool):
     return lambda step, total, message: print(f"  [{step + 1}/{total}] {message}", file=sys.stderr, flush=True)
 
 
-def _fmt(value: object, digits: int = 2) -> str:
-    if value is None or value == "":
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def format_table(rows: list[dict]) -> str:
-    """A readable fixed-width table of the main columns of ``volumes.csv``."""
-    columns = [
-        ("timepoint", "timepoint", 0), ("days", "days", 0), ("head_volume_ml", "head mL", 2),
-        ("lesion_volume_ml", "lesion mL", 2), ("lesion_pct_head", "LF %", 1),
-        ("residual_pct_baseline", "RF %", 1), ("regenerated_ml", "regen mL", 2),
-        ("new_lesion_ml", "new mL", 2), ("threshold_flag", "vs 10 %", 0), ("steinberg_extent", "Steinberg", 0),
-    ]
-    cells = [[title for _, title, _ in columns]]
-    for row in rows:
-        cells.append([_fmt(row.get(key), digits) if digits else _fmt(row.get(key), 0) for key, _, digits in columns])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    """A readable fixed-width table of the main columns of ``volumes.csv`` (``study.MAIN_COLUMNS``)."""
+    from lesionvol.study import MAIN_COLUMNS, format_cell
+
+    cells = [[title for _, title, _ in MAIN_COLUMNS]]
+    cells += [[format_cell(row.get(key), digits) or "-" for key, _, digits in MAIN_COLUMNS] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(MAIN_COLUMNS))]
     lines = ["  ".join(c.rjust(w) if j else c.ljust(w) for j, (c, w) in enumerate(zip(r, widths))) for r in cells]
     return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
 
 
+def _scalar(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def add_option_arguments(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
+    """One flag per :class:`~lesionvol.inputs.AnalysisOptions` field (or those named), made from
+    the field's declaration: its help, choices, type and default."""
+    for f in dataclasses.fields(AnalysisOptions):
+        if names is not None and f.name not in names:
+            continue
+        flag = AnalysisOptions.option_flag(f.name)
+        help_text = AnalysisOptions.option_help(f.name).replace("%", "%%")  # argparse formats help with %
+        if f.type == "bool":
+            parser.add_argument(flag, dest=f.name, action="store_false" if f.default else "store_true",
+                                help=help_text)
+        elif f.type.startswith("tuple[float, float, float]"):
+            parser.add_argument(flag, dest=f.name, type=float, nargs=3, metavar=("X", "Y", "Z"), help=help_text)
+        else:
+            kind = {"float": float, "int": int, "int | None": int}.get(f.type, str)
+            choices = AnalysisOptions.option_choices(f.name) or None
+            default = f" (default {f.default})" if f.default is not None and "default" not in help_text else ""
+            parser.add_argument(flag, dest=f.name, type=kind, choices=choices, default=f.default,
+                                metavar="N" if kind is int else None, help=help_text + default)
+
+
+def options_from_args(args: argparse.Namespace) -> AnalysisOptions:
+    """The :class:`~lesionvol.inputs.AnalysisOptions` the parsed flags give (defaults for the rest)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(AnalysisOptions) if hasattr(args, f.name)}
+    return AnalysisOptions(**given)
+
+
 def _analyze_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threshold-pct", type=float, default=THRESHOLD_PCT,
-                        help="LF threshold for threshold_flag, in %% of the head (default 10)")
-    parser.add_argument("--side", choices=["auto", "left", "right"], default="auto",
-                        help="hip to analyse when masks are not given (default: auto); for batch folders, "
-                             "the side of subjects that do not give one")
-    parser.add_argument("--lesion-definition", choices=["enclosed", "dark"], default="enclosed",
-                        help="segmented lesion: everything inside the band, or low-signal only")
-    parser.add_argument("--no-register", action="store_true",
-                        help="skip registration (change maps only for follow-ups on the baseline grid)")
+    add_option_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from lesionvol.inputs import visits_from_lists
     from lesionvol.report import write_study
-    from lesionvol.study import analyze
+    from lesionvol.study import analyze_scans
 
     images = [args.baseline, *args.followups]
+    seeds = args.seed_mm * len(images) if args.seed_mm and len(args.seed_mm) == 1 else args.seed_mm
+    visits = visits_from_lists(images, labels=args.labels, days=args.days, lesions=args.lesion, heads=args.head,
+                               label_maps=args.label_map, seeds_mm=seeds)
     started = time.perf_counter()
-    result = analyze(
-        images, lesion_masks=args.lesion, head_masks=args.head, labels=args.labels, days=args.days,
-        threshold_pct=args.threshold_pct, side=args.side, lesion_definition=args.lesion_definition,
-        register=not args.no_register, acetabular_edge_mm=args.acetabular_edge_mm, volume_index=args.volume,
-        progress=_say(args.quiet),
-    )
+    result = analyze_scans(visits, options_from_args(args), progress=_say(args.quiet))
     write_study(result, args.out, overwrite=args.overwrite)
     print(format_table(result.rows()))
     print(f"\nwrote {args.out}/volumes.csv and summary.json in {time.perf_counter() - started:.1f} s")
@@ -93,8 +103,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     truth = sample_truth()
     print(f"lesionvol {__version__} demo: right hip, baseline, 3 and 12 months (synthetic, exact truth)", file=sys.stderr)
     started = time.perf_counter()
-    result = analyze(sample_series_paths(), labels=list(SAMPLE_VISITS),
-                     days=truth["days"], acetabular_edge_mm=truth["landmarks_mm"][0]["acetabular_edge"],
+    options = AnalysisOptions(acetabular_edge_mm=truth["landmarks_mm"][0]["acetabular_edge"])
+    result = analyze(sample_series_paths(), options, labels=list(SAMPLE_VISITS), days=truth["days"],
                      progress=_say(args.quiet))
     write_study(result, out, overwrite=overwrite, extra_summary={"command": "demo"})
     seconds = time.perf_counter() - started
@@ -118,20 +128,16 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from lesionvol.io import read_mask, read_scan
     from lesionvol.measure import measure_volumes, steinberg_extent, threshold_flag
 
-    scan = read_scan(args.image, args.volume)
+    options = options_from_args(args)
+    scan = read_scan(args.image, options.volume_index)
     lesion = read_mask(args.lesion, scan.image)
-    if args.head is not None:
-        head = read_mask(args.head, scan.image)
-    else:
-        from lesionvol.segment import segment_hip
-
-        head = segment_hip(scan.image, side=args.side).head
+    head = read_mask(args.head, scan.image) if args.head is not None else _segment(scan, options, args.seed_mm).head
     volumes = measure_volumes(lesion, head)
     lf = volumes.lesion_pct_head
     result = {
         "head_volume_ml": volumes.head_volume_ml, "lesion_volume_ml": volumes.lesion_volume_ml,
-        "lesion_pct_head": lf, "threshold_pct": args.threshold_pct,
-        "threshold_flag": threshold_flag(lf, args.threshold_pct), "steinberg_extent": steinberg_extent(lf),
+        "lesion_pct_head": lf, "threshold_pct": options.threshold_pct,
+        "threshold_flag": threshold_flag(lf, options.threshold_pct), "steinberg_extent": steinberg_extent(lf),
         "head_mesh_volume_ml": volumes.head_mesh_volume_ml, "lesion_mesh_volume_ml": volumes.lesion_mesh_volume_ml,
         "lesion_outside_head_ml": volumes.lesion_outside_head_ml,
         "head_source": "user" if args.head else "segmented", "image_sha256": scan.sha256,
@@ -140,7 +146,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
     else:
         for key, value in result.items():
-            print(f"{key:>24}  {_fmt(value, 3) if isinstance(value, float) else value}")
+            print(f"{key:>24}  {_scalar(value)}")
     return 0
 
 
@@ -151,19 +157,32 @@ def _with_side(path: str, side: str) -> Path:
     return path.with_name(f"{path.name[: len(path.name) - len(suffix)]}_{side}{suffix}")
 
 
+def _segment(scan, options: AnalysisOptions, seed_mm=None):
+    """One hip of a scan, segmented as the options say."""
+    from lesionvol.segment import segment_hip
+
+    return segment_hip(scan.image, side=options.side, seed_mm=seed_mm, head_definition=options.head_definition,
+                       lesion_definition=options.lesion_definition, segmenter=options.make_segmenter())
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from lesionvol.io import read_scan, write_image
     from lesionvol.measure import mask_volume_ml
-    from lesionvol.segment import segment_hip, segment_hips
+    from lesionvol.segment import segment_hips
 
-    scan = read_scan(args.image, args.volume)
-    definitions = {"lesion_definition": args.lesion_definition, "head_definition": args.head_definition}
-    if args.side == "both":
+    both = args.side == "both"
+    options = options_from_args(argparse.Namespace(**{**vars(args), "side": "auto" if both else args.side}))
+    scan = read_scan(args.image, options.volume_index)
+    if both:
+        if options.segmenter != "classical" or args.seed_mm:
+            raise LesionvolError("--side both uses the classical segmenter without a seed; segment one side "
+                                 "at a time with --seed-mm or --segmenter")
+        hips = segment_hips(scan.image, lesion_definition=options.lesion_definition,
+                            head_definition=options.head_definition)
         outputs = [(seg, _with_side(args.out_lesion, side), _with_side(args.out_head, side))
-                   for side, seg in sorted(segment_hips(scan.image, **definitions).items())]
+                   for side, seg in sorted(hips.items())]
     else:
-        seg = segment_hip(scan.image, side=args.side, seed_mm=args.seed_mm, **definitions)
-        outputs = [(seg, Path(args.out_lesion), Path(args.out_head))]
+        outputs = [(_segment(scan, options, args.seed_mm), Path(args.out_lesion), Path(args.out_head))]
     for seg, lesion_path, head_path in outputs:
         write_image(seg.lesion, lesion_path)
         write_image(seg.head, head_path)
@@ -178,32 +197,32 @@ def cmd_register(args: argparse.Namespace) -> int:
     from lesionvol.io import atomic_path, read_mask, read_scan
     from lesionvol.register import register_followup
 
-    fixed, moving = read_scan(args.fixed, args.volume), read_scan(args.moving, args.volume)
-    from lesionvol.segment import segment_hip
-
+    options = options_from_args(args)
+    fixed, moving = read_scan(args.fixed, options.volume_index), read_scan(args.moving, options.volume_index)
     # the femur moves relative to the pelvis: the registration is driven by the femoral head
-    fixed_head = read_mask(args.fixed_head, fixed.image) if args.fixed_head else segment_hip(fixed.image).head
-    moving_head = read_mask(args.moving_head, moving.image) if args.moving_head else segment_hip(moving.image).head
+    fixed_head = read_mask(args.fixed_head, fixed.image) if args.fixed_head else _segment(fixed, options).head
+    moving_head = read_mask(args.moving_head, moving.image) if args.moving_head else _segment(moving, options).head
     result = register_followup(fixed.image, moving.image, fixed_head=fixed_head, moving_head=moving_head,
                                affine=args.affine)
     with atomic_path(args.out) as tmp:
         sitk.WriteTransform(result.transform, str(tmp))
     for key, value in result.qc.items():
-        print(f"{key:>32}  {_fmt(value, 4) if isinstance(value, float) else value}")
+        print(f"{key:>32}  {_scalar(value)}")
     return 3 if result.doubtful else 0
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from lesionvol.batch import run_batch
 
-    summary = run_batch(
-        args.manifest, args.out, workers=args.workers, scheduler=args.scheduler, overwrite=args.overwrite,
-        threshold_pct=args.threshold_pct, lesion_definition=args.lesion_definition,
-        register=not args.no_register, show_progress=not args.quiet,
-        side=None if args.side == "auto" else args.side, itk_threads=args.itk_threads,
-    )
+    summary = run_batch(args.manifest, args.out, options_from_args(args), workers=args.workers,
+                        scheduler=args.scheduler, overwrite=args.overwrite, show_progress=not args.quiet,
+                        itk_threads=args.itk_threads)
     print(summary.describe())
     return 0 if summary.n_failed == 0 else 1
+
+
+#: The options that matter where one scan is segmented (measure, segment, register).
+_SEGMENT_OPTIONS = ("side", "head_definition", "lesion_definition", "segmenter", "volume_index")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,11 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--out", required=True, help="output folder")
     analyze.add_argument("--lesion", nargs="+", metavar="MASK", help="lesion mask per image, in order")
     analyze.add_argument("--head", nargs="+", metavar="MASK", help="head mask per image, in order")
+    analyze.add_argument("--label-map", nargs="+", metavar="LABELS",
+                         help="one label image per image holding head and lesion (see --head-label, --lesion-label)")
     analyze.add_argument("--labels", nargs="+", help="timepoint labels (default t0, t1, ...)")
     analyze.add_argument("--days", nargs="+", type=float, help="days since baseline per image")
-    analyze.add_argument("--acetabular-edge-mm", type=float, nargs=3, metavar=("X", "Y", "Z"),
-                         help="lateral acetabular edge on the baseline mid-coronal slice, LPS mm (for the JIC type)")
-    analyze.add_argument("--volume", type=int, help="volume index to take from 4D images")
+    analyze.add_argument("--seed-mm", type=float, nargs=3, action="append", metavar=("X", "Y", "Z"),
+                         help="a point in the femoral head, LPS mm (as clicked in a viewer); once for every "
+                              "image, or repeated once per image in order")
     _analyze_args(analyze)
     analyze.set_defaults(run=cmd_analyze)
 
@@ -237,9 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("image")
     measure.add_argument("--lesion", required=True, metavar="MASK", help="lesion mask")
     measure.add_argument("--head", metavar="MASK", help="head mask (segmented when not given)")
-    measure.add_argument("--side", choices=["auto", "left", "right"], default="auto")
-    measure.add_argument("--threshold-pct", type=float, default=THRESHOLD_PCT)
-    measure.add_argument("--volume", type=int, help="volume index to take from a 4D image")
+    measure.add_argument("--seed-mm", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                         help="a point inside the femoral head, LPS mm, when the head is segmented")
+    add_option_arguments(measure, _SEGMENT_OPTIONS + ("threshold_pct",))
     measure.add_argument("--json", action="store_true", help="print JSON instead of a table")
     measure.set_defaults(run=cmd_measure)
 
@@ -249,11 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--out-head", required=True, metavar="MASK", help="head mask to write")
     segment.add_argument("--side", choices=["auto", "left", "right", "both"], default="auto",
                          help="hip to segment; 'both' (pelvis field) writes M_left/M_right for each output")
-    segment.add_argument("--lesion-definition", choices=["enclosed", "dark"], default="enclosed")
-    segment.add_argument("--head-definition", choices=["anatomical", "sphere"], default="anatomical")
     segment.add_argument("--seed-mm", type=float, nargs=3, metavar=("X", "Y", "Z"),
                          help="a point inside the femoral head, LPS mm (as clicked in a viewer)")
-    segment.add_argument("--volume", type=int, help="volume index to take from a 4D image")
+    add_option_arguments(segment, tuple(n for n in _SEGMENT_OPTIONS if n != "side"))
     segment.set_defaults(run=cmd_segment)
 
     register = commands.add_parser("register", help="rigid registration of a follow-up to the baseline")
@@ -263,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--fixed-head", metavar="MASK", help="baseline head mask (segmented when not given)")
     register.add_argument("--moving-head", metavar="MASK", help="follow-up head mask (segmented when not given)")
     register.add_argument("--affine", action="store_true", help="affine instead of rigid")
-    register.add_argument("--volume", type=int, help="volume index to take from 4D images")
+    add_option_arguments(register, _SEGMENT_OPTIONS)
     register.set_defaults(run=cmd_register)
 
     batch = commands.add_parser("batch", help="a cohort from a manifest CSV or a subject/session folder, on Dask")

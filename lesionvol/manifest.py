@@ -20,6 +20,10 @@ Two ways to describe a cohort, both read by :func:`read_studies`.
 * ``image``, ``lesion_mask``, ``head_mask``: paths, relative to the manifest's folder or
   absolute; a DICOM series is its folder.  The mask columns are optional; an empty mask cell
   means "segment this scan" (give both masks of a scan or neither).
+* Optional columns: ``label_map`` (one label image holding head and lesion, instead of the two
+  masks; label values from the batch options ``--head-label``/``--lesion-label``), ``seed_mm``
+  (``"x y z"``, a point in this scan's femoral head, LPS mm) and ``transform`` (a known
+  baseline → this scan ``.tfm``; the scan is then not registered).
 
 **A folder** laid out per subject and session::
 
@@ -60,34 +64,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lesionvol.errors import InputError
+from lesionvol.inputs import Visit
 
 REQUIRED_COLUMNS = ("subject", "side", "timepoint", "days", "image")
-OPTIONAL_COLUMNS = ("lesion_mask", "head_mask")
+#: Optional columns and the :class:`~lesionvol.inputs.Visit` field each fills (paths, but ``seed_mm``).
+OPTIONAL_COLUMNS = {"lesion_mask": "lesion", "head_mask": "head", "label_map": "label_map",
+                    "transform": "transform", "seed_mm": "seed_mm"}
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 SIDES = {"left": "left", "l": "left", "right": "right", "r": "right"}
 
 
 @dataclass
-class ScanEntry:
-    """One scan of a study as the manifest gives it (paths resolved)."""
-
-    timepoint: str
-    days: float | None
-    image: str
-    lesion_mask: str | None = None
-    head_mask: str | None = None
-
-
-@dataclass
 class StudySpec:
-    """One hip of one subject: its scans, oldest first, and what is missing.
+    """One hip of one subject: its visits (paths resolved), oldest first, and what is missing.
 
     ``problems`` lists missing files; such a study is not run but reported as failed.
     """
 
     subject: str
     side: str
-    scans: list[ScanEntry]
+    visits: list[Visit]
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -123,26 +119,26 @@ def _check_subject(subject: str) -> str | None:
 def _order_and_check(studies: dict[tuple[str, str], StudySpec], source: str) -> list[StudySpec]:
     problems = []
     for spec in studies.values():
-        labels = [s.timepoint for s in spec.scans]
+        labels = [v.label for v in spec.visits]
         dupes = sorted({t for t in labels if labels.count(t) > 1})
         if dupes:
             problems.append(f"{spec.subject} {spec.side}: duplicate timepoint {', '.join(map(repr, dupes))}")
-        days = [s.days for s in spec.scans]
+        days = [v.days for v in spec.visits]
         if all(d is not None for d in days):
             same = sorted({d for d in days if days.count(d) > 1})
             if same:
                 problems.append(f"{spec.subject} {spec.side}: two scans on day {', '.join(f'{d:g}' for d in same)}")
-            spec.scans.sort(key=lambda s: s.days)
+            spec.visits.sort(key=lambda v: v.days)
     _fail(source, problems)
     return sorted(studies.values(), key=lambda s: (s.subject, s.side))
 
 
 def _missing(spec: StudySpec) -> None:
-    for scan in spec.scans:
-        for column in ("image", "lesion_mask", "head_mask"):
-            path = getattr(scan, column)
-            if path is not None and not os.path.exists(path):
-                spec.problems.append(f"{scan.timepoint} {column} '{path}'")
+    for visit in spec.visits:
+        for column, name in (("image", "image"), *OPTIONAL_COLUMNS.items()):
+            path = getattr(visit, name)
+            if name != "seed_mm" and path is not None and not os.path.exists(path):
+                spec.problems.append(f"{visit.label} {column} '{path}'")
 
 
 def read_manifest(path: str | os.PathLike) -> list[StudySpec]:
@@ -161,7 +157,7 @@ def read_manifest(path: str | os.PathLike) -> list[StudySpec]:
     >>> _ = (folder / "m.csv").write_text("subject,side,timepoint,days,image\\n"
     ...                                   "P1,R,3mo,91,b.nii.gz\\nP1,R,base,0,a.nii.gz\\n")
     >>> [study] = read_manifest(folder / "m.csv")
-    >>> study.key, [s.timepoint for s in study.scans], study.problems[0].startswith("base image")
+    >>> study.key, [v.label for v in study.visits], study.problems[0].startswith("base image")
     ('P1_right', ['base', '3mo'], True)
     """
     path = Path(path)
@@ -173,8 +169,8 @@ def read_manifest(path: str | os.PathLike) -> list[StudySpec]:
         columns = [c.strip() for c in (reader.fieldnames or [])]
         missing = [c for c in REQUIRED_COLUMNS if c not in columns]
         if missing:
-            raise InputError(f"manifest '{path}' lacks column(s) {', '.join(missing)}; "
-                             f"the header must be {','.join(REQUIRED_COLUMNS)}[,lesion_mask,head_mask]")
+            raise InputError(f"manifest '{path}' lacks column(s) {', '.join(missing)}; the header must be "
+                             f"{','.join(REQUIRED_COLUMNS)} and optionally {','.join(OPTIONAL_COLUMNS)}")
         reader.fieldnames = columns
         raw_rows = list(reader)
     if not raw_rows:
@@ -212,9 +208,14 @@ def read_manifest(path: str | os.PathLike) -> list[StudySpec]:
         if image is None:
             problems.append(f"line {line}: empty image")
             continue
-        spec = studies.setdefault((subject, side), StudySpec(subject, side, []))
-        spec.scans.append(ScanEntry(timepoint, days, image, resolve(row.get("lesion_mask")),
-                                    resolve(row.get("head_mask"))))
+        given = {name: resolve(row.get(column)) for column, name in OPTIONAL_COLUMNS.items() if column != "seed_mm"}
+        seed = (row.get("seed_mm") or "").replace(",", " ").split() or None
+        try:
+            visit = Visit(image, label=timepoint, days=days, seed_mm=seed, **given)
+        except InputError as exc:
+            problems.append(f"line {line}: {exc}")
+            continue
+        studies.setdefault((subject, side), StudySpec(subject, side, [])).visits.append(visit)
     _fail(f"manifest '{path}'", problems)
     ordered = _order_and_check(studies, f"manifest '{path}'")
     for spec in ordered:
@@ -257,7 +258,7 @@ def read_folder(root: str | os.PathLike, side: str | None = None) -> list[StudyS
     ...     (root / "P1" / session).mkdir(parents=True)
     ...     _ = (root / "P1" / session / "image.nii.gz").write_bytes(b"")
     >>> [study] = read_folder(root, side="left")
-    >>> study.key, [(s.timepoint, s.days) for s in study.scans]
+    >>> study.key, [(v.label, v.days) for v in study.visits]
     ('P1_left', [('d0', 0.0), ('d91', 91.0)])
     """
     root = Path(root)
@@ -298,8 +299,8 @@ def read_folder(root: str | os.PathLike, side: str | None = None) -> list[StudyS
                     continue
                 image = _find_image(session, "image")
                 lesion, head = _find_image(session, "lesion"), _find_image(session, "head")
-                spec.scans.append(ScanEntry(session.name, days, str(image or session / "image.nii.gz"),
-                                            str(lesion) if lesion else None, str(head) if head else None))
+                spec.visits.append(Visit(str(image or session / "image.nii.gz"), label=session.name, days=days,
+                                         lesion=str(lesion) if lesion else None, head=str(head) if head else None))
             studies[(subject, hip_side)] = spec
     _fail(f"cohort folder '{root}'", problems)
     if not studies:

@@ -1,7 +1,8 @@
 """One hip over time: read the scans, get the masks, register, measure, tabulate.
 
-This is the library function behind ``lesionvol analyze`` and ``lesionvol demo``; the
-batch runner calls it once per study.
+:func:`analyze_scans` takes :class:`~lesionvol.inputs.Visit` s and
+:class:`~lesionvol.inputs.AnalysisOptions`; it is the one path behind ``lesionvol analyze``,
+``lesionvol demo``, every study of ``lesionvol batch`` and the napari widget.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from lesionvol import __version__
 from lesionvol.change import ChangeMaps, change_maps
 from lesionvol.errors import InputError
 from lesionvol.geometry import same_grid
-from lesionvol.io import Scan, as_binary_mask, read_mask, read_scan
+from lesionvol.inputs import AnalysisOptions, LoadedVisit, Visit, load_visit, visits_from_lists
+from lesionvol.io import Scan, as_binary_mask
 from lesionvol.location import LOCATION_DEFINITIONS, describe_location, infer_side
 from lesionvol.register import REGISTRATION_DEFINITIONS
 from lesionvol.measure import (
     STEINBERG_RULE,
-    THRESHOLD_PCT,
     THRESHOLD_SOURCE,
     Volumes,
     measure_volumes,
@@ -51,9 +52,17 @@ DEFINITIONS = {
 }
 
 
+#: ``change_method`` of a follow-up the core could not bring into baseline space.
+NOT_COMPARED = "not compared: not registered and not on the baseline's grid"
+
+
 @dataclass
 class Timepoint:
-    """Everything known about one visit after analysis."""
+    """Everything known about one visit after analysis.
+
+    ``transform_source`` is ``"baseline"``, ``"given"`` (a known transform), ``"registered"`` or
+    ``""`` (a follow-up without a transform).
+    """
 
     label: str
     scan: Scan
@@ -63,20 +72,64 @@ class Timepoint:
     volumes: Volumes
     days: float | None = None
     transform: sitk.Transform | None = None
+    transform_source: str = ""
     change: ChangeMaps | None = None
     registration_qc: dict = field(default_factory=dict)
     location: dict = field(default_factory=dict)
     head_definition: str = "as drawn by the user"
     lesion_definition: str = "as drawn by the user"
 
+    @property
+    def change_method(self) -> str:
+        """How this follow-up was brought into baseline space for the change columns, in words
+        (the ``change_method`` column; the napari widget shows the same words)."""
+        if self.change is None:
+            return NOT_COMPARED if self.transform_source != "baseline" else ""
+        if self.transform is None:
+            return "same grid, not registered (assumes the hip did not move)"
+        if self.transform_source == "given":
+            return "transform given"
+        if self.registration_qc.get("registration_doubtful"):
+            return "registered to baseline, DOUBTFUL: review before use"
+        return "registered to baseline"
+
+
+#: Columns of ``volumes.csv`` a reader looks at first (the CLI table and the napari widget show these):
+#: (column, short title, decimals; None for text).
+MAIN_COLUMNS = (
+    ("timepoint", "visit", None), ("days", "days", 0), ("head_volume_ml", "head mL", 2),
+    ("lesion_volume_ml", "lesion mL", 3), ("lesion_pct_head", "LF %", 1),
+    ("residual_pct_baseline", "RF %", 1), ("regenerated_ml", "regen. mL", 3),
+    ("new_lesion_ml", "new mL", 3), ("threshold_flag", "flag", None), ("steinberg_extent", "Steinberg", None),
+    ("mask_source", "masks", None),
+)
+
+
+def format_cell(value: object, decimals: int | None) -> str:
+    """A table cell as text: ``""`` for missing values, floats to ``decimals`` places.
+
+    Example
+    -------
+    >>> format_cell(12.345, 1), format_cell(None, 2), format_cell("below", None)
+    ('12.3', '', 'below')
+    """
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if decimals is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:.{decimals}f}"
+    return str(value)
+
 
 @dataclass
 class StudyResult:
-    """The analysed series (oldest first), the table rows and the provenance."""
+    """The analysed series (oldest first), the options it was made with, the table rows."""
 
     timepoints: list[Timepoint]
-    threshold_pct: float
-    parameters: dict
+    options: AnalysisOptions = field(default_factory=AnalysisOptions)
+
+    @property
+    def threshold_pct(self) -> float:
+        return self.options.threshold_pct
 
     def rows(self) -> list[dict]:
         """One dict per timepoint with the columns of ``volumes.csv``."""
@@ -98,7 +151,7 @@ class StudyResult:
                 "residual_pct_baseline": residual_pct_baseline(v.lesion_volume_ml, baseline_ml),
                 "regenerated_ml": tp.change.regenerated_ml if tp.change else None,
                 "new_lesion_ml": tp.change.new_lesion_ml if tp.change else None,
-                "change_method": _change_method(tp),
+                "change_method": tp.change_method,
                 "threshold_pct": self.threshold_pct,
                 "threshold_flag": threshold_flag(lf, self.threshold_pct),
                 "steinberg_extent": steinberg_extent(lf),
@@ -125,10 +178,9 @@ class StudyResult:
         Example
         -------
         >>> import SimpleITK as sitk
-        >>> from lesionvol.io import Scan
         >>> head = sitk.Image([20, 20, 20], sitk.sitkUInt8); head[2:18, 2:18, 2:18] = 1
         >>> lesion = sitk.Image([20, 20, 20], sitk.sitkUInt8); lesion[2:10, 2:10, 2:10] = 1
-        >>> result = analyze_scans([Scan(sitk.Image([20, 20, 20], sitk.sitkFloat32))], lesions=[lesion], heads=[head])
+        >>> result = analyze_scans([Visit(sitk.Image([20, 20, 20], sitk.sitkFloat32), lesion=lesion, head=head)])
         >>> lesion[2:10, 2:10, 2:6] = 0  # the reader erases half of it
         >>> _ = result.update_mask(0, "lesion", lesion)
         >>> result.rows()[0]["lesion_volume_ml"]
@@ -139,7 +191,7 @@ class StudyResult:
         tp = self.timepoints[index]
         setattr(tp, kind, as_binary_mask(mask, tp.scan.image, name=f"the corrected {kind} mask of {tp.label}"))
         tp.volumes = measure_volumes(tp.lesion, tp.head)
-        edges = _acetabular_edges(self.timepoints, self.parameters.get("acetabular_edge_mm"))
+        edges = _acetabular_edges(self.timepoints, self.options.acetabular_edge_mm)
         _locate([tp], tp.location.get("location_side", ""), [edges[index]])
         if kind != "lesion":
             return []
@@ -161,26 +213,14 @@ class StudyResult:
                 "source": THRESHOLD_SOURCE,
             },
             "definitions": {**DEFINITIONS, **REGISTRATION_DEFINITIONS, **LOCATION_DEFINITIONS},
-            "parameters": self.parameters,
+            "options": self.options.as_dict(),
             "inputs": [
                 {"timepoint": tp.label, "file": os.path.basename(tp.scan.source), "sha256": tp.scan.sha256,
-                 "mask_source": tp.mask_source}
+                 "mask_source": tp.mask_source, "transform": tp.transform_source}
                 for tp in self.timepoints
             ],
             "timepoints": self.rows(),
         }
-
-
-def _change_method(tp: Timepoint) -> str:
-    if tp.change is None:
-        return ""
-    if tp.transform is None:
-        return "same grid, not registered (assumes the hip did not move)"
-    if tp.registration_qc.get("registration_doubtful"):
-        return "registered to baseline, DOUBTFUL: review before use"
-    if not tp.registration_qc:
-        return "transform given"
-    return "registered to baseline"
 
 
 def _days_from_dates(scans: Sequence[Scan]) -> list[float | None]:
@@ -220,71 +260,61 @@ def _mask_source(given: list[str]) -> str:
     return f"user {given[0]}, segmented {'head' if given[0] == 'lesion' else 'lesion'}"
 
 
-def _check_lengths(n: int, **sequences: Sequence | None) -> None:
-    if n == 0:
-        raise InputError("no images given")
-    for name, seq in sequences.items():
-        if seq is not None and len(seq) != n:
-            raise InputError(f"{len(seq)} {name.replace('_', ' ')} for {n} images")
+
+def _days(loaded: list[LoadedVisit]) -> list[float | None]:
+    """Days as given; when no visit gives them, from the DICOM study dates."""
+    given = [v.visit.days for v in loaded]
+    if any(d is not None for d in given):
+        return given
+    base = loaded[0].scan.study_date
+    return [float((v.scan.study_date - base).days) if base and v.scan.study_date else None for v in loaded]
 
 
 def analyze_scans(
-    scans: Sequence[Scan],
-    *,
-    lesions: Sequence[sitk.Image | None] | None = None,
-    heads: Sequence[sitk.Image | None] | None = None,
-    labels: Sequence[str] | None = None,
-    days: Sequence[float | None] | None = None,
-    transforms: Sequence[sitk.Transform | None] | None = None,
-    threshold_pct: float = THRESHOLD_PCT,
-    side: str = "auto",
-    lesion_definition: str = "enclosed",
-    register: bool = True,
-    acetabular_edge_mm: Sequence[float] | None = None,
+    visits: Sequence[Visit],
+    options: AnalysisOptions | None = None,
     progress: Progress | None = None,
 ) -> StudyResult:
-    """Analyse one hip's scans already in memory, oldest first (the core of :func:`analyze`).
+    """Analyse one hip's visits, oldest first: masks, registration, volumes, location, change.
 
     Parameters
     ----------
-    scans : sequence of Scan
-        Baseline first.
-    lesions, heads : sequence of SimpleITK.Image or None, optional
-        Masks per scan on its grid; a missing one is segmented.
-    labels, days : optional
-        Timepoint names (``t0, t1, …`` by default) and days since baseline (from DICOM
-        study dates when not given).
-    transforms : sequence of SimpleITK.Transform or None, optional
-        Known baseline→follow-up transforms, one per follow-up; those given are not registered.
-    threshold_pct, side, lesion_definition, register, acetabular_edge_mm
-        As for :func:`analyze`.
+    visits : sequence of Visit
+        Baseline first. Each holds its scan (in memory or a path), any masks or label map a
+        reader drew (the rest is segmented), its days, an optional known transform and seed.
+    options : AnalysisOptions, optional
+        Threshold, side, definitions, segmenter, registration (defaults when not given).
     progress : callable, optional
         ``progress(step, total, message)`` before each step.
+
+    Returns
+    -------
+    StudyResult
+        The timepoints, the options, and ``rows()`` / ``summary()`` for the tables.
 
     Example
     -------
     >>> import SimpleITK as sitk
-    >>> from lesionvol.io import Scan
     >>> image = sitk.Image([20, 20, 20], sitk.sitkFloat32)
     >>> head = sitk.Image([20, 20, 20], sitk.sitkUInt8); head[2:18, 2:18, 2:18] = 1
     >>> lesion = sitk.Image([20, 20, 20], sitk.sitkUInt8); lesion[2:10, 2:10, 2:10] = 1
-    >>> result = analyze_scans([Scan(image)], lesions=[lesion], heads=[head])
+    >>> result = analyze_scans([Visit(image, lesion=lesion, head=head)])
     >>> result.rows()[0]["lesion_pct_head"], result.rows()[0]["steinberg_extent"]
     (12.5, 'A')
     """
-    n = len(scans)
-    _check_lengths(n, lesion_masks=lesions, head_masks=heads, labels=labels, days=days)
-    if transforms is not None and len(transforms) != n - 1:
-        raise InputError(f"{len(transforms)} transforms for {n - 1} follow-ups")
-    labels = list(labels) if labels is not None else [f"t{i}" for i in range(n)]
+    options = options or AnalysisOptions()
+    if not visits:
+        raise InputError("no images given")
+    n = len(visits)
+    loaded = [load_visit(v, i, options) for i, v in enumerate(visits)]
+    labels = [v.label for v in loaded]
     if len(set(labels)) != n:
         raise InputError(f"timepoint labels must be unique: {labels}")
-    lesions = list(lesions) if lesions is not None else [None] * n
-    heads = list(heads) if heads is not None else [None] * n
-    transforms = list(transforms) if transforms is not None else [None] * (n - 1)
-    days = list(days) if days is not None else _days_from_dates(scans)
-    n_segment = sum(1 for lesion, head in zip(lesions, heads) if lesion is None or head is None)
-    n_register = sum(1 for t in transforms if t is None) if register else 0
+    if loaded[0].transform is not None:
+        raise InputError(f"the baseline {labels[0]} cannot have a transform: transforms map the baseline "
+                         f"to a follow-up")
+    n_segment = sum(1 for v in loaded if v.lesion is None or v.head is None)
+    n_register = sum(1 for v in loaded[1:] if v.transform is None) if options.register else 0
     total, step = n_segment + n_register + 1, 0
 
     def say(message: str) -> None:
@@ -293,22 +323,23 @@ def analyze_scans(
             progress(step, total, message)
         step += 1
 
+    segmenter = options.make_segmenter() if n_segment else None
     timepoints: list[Timepoint] = []
-    hip_side = side if side in ("left", "right") else ""
-    for scan, label, lesion, head, day in zip(scans, labels, lesions, heads, days):
+    hip_side = options.side if options.side in ("left", "right") else ""
+    for v, day in zip(loaded, _days(loaded)):
+        lesion, head = v.lesion, v.head
         given = [name for name, mask in (("lesion", lesion), ("head", head)) if mask is not None]
         if len(given) < 2:
-            say(f"{label}: segmenting the femoral head and the lesion")
+            say(f"{v.label}: segmenting the femoral head and the lesion")
             from lesionvol.segment import segment_hip
 
-            seg = segment_hip(scan.image, side=hip_side or side, lesion_definition=lesion_definition)
+            seg = segment_hip(v.scan.image, side=hip_side or options.side, seed_mm=v.visit.seed_mm,
+                              head_definition=options.head_definition,
+                              lesion_definition=options.lesion_definition, segmenter=segmenter)
             hip_side = hip_side or seg.side
             lesion = seg.lesion if lesion is None else lesion
             head = seg.head if head is None else head
-        lesion = as_binary_mask(lesion, scan.image, name=f"the lesion mask of {label}")
-        head = as_binary_mask(head, scan.image, name=f"the head mask of {label}")
-        source = _mask_source(given)
-        tp = Timepoint(label, scan, lesion, head, source, measure_volumes(lesion, head), day)
+        tp = Timepoint(v.label, v.scan, lesion, head, _mask_source(given), measure_volumes(lesion, head), day)
         if "head" not in given:
             tp.head_definition = seg.head_definition
         if "lesion" not in given:
@@ -316,90 +347,62 @@ def analyze_scans(
         timepoints.append(tp)
 
     baseline = timepoints[0]
-    for tp, transform in zip(timepoints[1:], transforms):
-        if transform is not None:
-            tp.transform = transform
-        elif register:
+    baseline.transform_source = "baseline"
+    for tp, v in zip(timepoints[1:], loaded[1:]):
+        if v.transform is not None:
+            tp.transform, tp.transform_source = v.transform, "given"
+        elif options.register:
             say(f"{tp.label}: registering to {baseline.label}")
             from lesionvol.register import register_followup
 
             registration = register_followup(
                 baseline.scan.image, tp.scan.image, fixed_head=baseline.head, moving_head=tp.head
             )
-            tp.transform = registration.transform
+            tp.transform, tp.transform_source = registration.transform, "registered"
             tp.registration_qc = dict(registration.qc)
         if tp.transform is not None:
             tp.change = change_maps(baseline.lesion, tp.lesion, tp.transform)
         elif same_grid(baseline.scan.image, tp.scan.image):
             tp.change = change_maps(baseline.lesion, tp.lesion)
-    _locate(timepoints, hip_side, _acetabular_edges(timepoints, acetabular_edge_mm))
+    _locate(timepoints, hip_side, _acetabular_edges(timepoints, options.acetabular_edge_mm))
     say("measured")
-
-    parameters = {"threshold_pct": threshold_pct, "side": side, "lesion_definition": lesion_definition,
-                  "register": register, "labels": labels, "acetabular_edge_mm": acetabular_edge_mm,
-                  "transforms": ["given" if t is not None else ("registered" if register else "none") for t in transforms]}
-    return StudyResult(timepoints, threshold_pct, parameters)
+    return StudyResult(timepoints, options)
 
 
 def analyze(
     images: Sequence[PathLike],
+    options: AnalysisOptions | None = None,
     *,
-    lesion_masks: Sequence[PathLike | None] | None = None,
-    head_masks: Sequence[PathLike | None] | None = None,
     labels: Sequence[str] | None = None,
     days: Sequence[float | None] | None = None,
-    threshold_pct: float = THRESHOLD_PCT,
-    side: str = "auto",
-    lesion_definition: str = "enclosed",
-    register: bool = True,
-    acetabular_edge_mm: Sequence[float] | None = None,
-    volume_index: int | None = None,
+    lesion_masks: Sequence[PathLike | None] | None = None,
+    head_masks: Sequence[PathLike | None] | None = None,
     progress: Progress | None = None,
 ) -> StudyResult:
-    """Analyse one hip's serial scans from files, oldest first.
+    """Analyse one hip's serial scans from files, oldest first: :func:`analyze_scans` on
+    :class:`Visit` s made from per-image lists.
 
     Parameters
     ----------
     images : sequence of path-like
         Baseline first, then follow-ups (NIfTI, NRRD, MHA or DICOM series folders).
+    options : AnalysisOptions, optional
+        How to analyse (threshold, side, definitions, segmenter, registration, …).
+    labels, days : sequence, optional
+        Timepoint names (``t0, t1, …`` by default) and days since baseline (from DICOM study
+        dates when not given).
     lesion_masks, head_masks : sequence of path-like or None, optional
         Masks drawn by a reader, one per image (``None`` entries are segmented).
-    labels : sequence of str, optional
-        Timepoint names; ``t0, t1, …`` by default.
-    days : sequence of float, optional
-        Days since baseline; taken from DICOM study dates when not given.
-    threshold_pct : float
-        LF threshold for ``threshold_flag`` (10 % by default, see ``THRESHOLD_SOURCE``).
-    side, lesion_definition : str
-        Passed to the segmenter when masks are missing.
-    register : bool
-        Register each follow-up to the baseline for the change maps. When ``False``,
-        change maps are computed only for scans on the baseline's grid.
-    acetabular_edge_mm : sequence of 3 float, optional
-        The lateral acetabular edge on the baseline's mid-coronal section (LPS mm), as a reader
-        would click it; needed for the JIC type (carried to follow-ups by their transforms).
-    volume_index : int, optional
-        Which volume to take from 4D images.
     progress : callable, optional
         ``progress(step, total, message)`` before each step.
-
-    Returns
-    -------
-    StudyResult
 
     Example
     -------
     >>> from lesionvol.sample import sample_series_paths, sample_mask_paths
-    >>> result = analyze(sample_series_paths(), lesion_masks=sample_mask_paths("lesion"),
-    ...                  head_masks=sample_mask_paths("head"), register=False)
+    >>> result = analyze(sample_series_paths(), AnalysisOptions(register=False),
+    ...                  lesion_masks=sample_mask_paths("lesion"), head_masks=sample_mask_paths("head"))
     >>> [row["timepoint"] for row in result.rows()]
     ['t0', 't1', 't2']
     """
-    n = len(images)
-    _check_lengths(n, lesion_masks=lesion_masks, head_masks=head_masks, labels=labels, days=days)
-    scans = [read_scan(path, volume_index) for path in images]
-    lesions = [read_mask(p, s.image) if p is not None else None for p, s in zip(lesion_masks or [None] * n, scans)]
-    heads = [read_mask(p, s.image) if p is not None else None for p, s in zip(head_masks or [None] * n, scans)]
-    return analyze_scans(scans, lesions=lesions, heads=heads, labels=labels, days=days, threshold_pct=threshold_pct,
-                         side=side, lesion_definition=lesion_definition, register=register,
-                         acetabular_edge_mm=acetabular_edge_mm, progress=progress)
+    visits = visits_from_lists(images, labels=labels, days=days, lesions=lesion_masks, heads=head_masks)
+    return analyze_scans(visits, options, progress)

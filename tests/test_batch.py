@@ -25,9 +25,11 @@ import SimpleITK as sitk
 from lesionvol.batch import run_batch
 from lesionvol.cli import main
 from lesionvol.errors import InputError
+from lesionvol.inputs import AnalysisOptions
 from lesionvol.manifest import read_folder, read_manifest
 
 SIZE = 32
+NO_REGISTER = AnalysisOptions(register=False)
 
 
 def _ball(radius_mm: float, centre=(SIZE / 2,) * 3) -> np.ndarray:
@@ -99,9 +101,9 @@ def test_manifest_orders_by_days_and_resolves_relative_paths(tmp_path):
     studies = read_manifest(make_cohort(tmp_path, subjects=("S01",)))
     [study] = studies
     assert study.key == "S01_right"
-    assert [s.timepoint for s in study.scans] == ["baseline", "3mo", "1y"]
-    assert [s.days for s in study.scans] == [0, 91, 365]
-    assert study.scans[0].image == str(tmp_path / "S01" / "baseline" / "image.nii.gz")
+    assert [v.label for v in study.visits] == ["baseline", "3mo", "1y"]
+    assert [v.days for v in study.visits] == [0, 91, 365]
+    assert study.visits[0].image == str(tmp_path / "S01" / "baseline" / "image.nii.gz")
     assert study.problems == []
 
 
@@ -134,9 +136,9 @@ def test_folder_layout(tmp_path):
     make_scan(tmp_path / "S02" / "right" / "d0", 6, 1)
     make_scan(tmp_path / "S02" / "right" / "d100", 4, 1)
     s1, s2 = read_folder(tmp_path)
-    assert (s1.key, [s.timepoint for s in s1.scans]) == ("S01_left", ["baseline", "3mo", "1y"])
-    assert s1.scans[1].lesion_mask.endswith("3mo/lesion.nii.gz")
-    assert (s2.key, [s.days for s in s2.scans]) == ("S02_right", [0.0, 100.0])
+    assert (s1.key, [v.label for v in s1.visits]) == ("S01_left", ["baseline", "3mo", "1y"])
+    assert s1.visits[1].lesion.endswith("3mo/lesion.nii.gz")
+    assert (s2.key, [v.days for v in s2.visits]) == ("S02_right", [0.0, 100.0])
 
 
 # ----------------------------------------------------------------------------- the batch
@@ -204,7 +206,7 @@ def test_itk_threads_are_pinned_in_workers(tmp_path, cluster):
     from distributed import Client
 
     run_batch(make_cohort(tmp_path / "in", subjects=("S01",)), tmp_path / "out", scheduler=cluster,
-              register=False, show_progress=False)
+              options=NO_REGISTER, show_progress=False)
     with Client(cluster) as client:
         threads = client.run(lambda: __import__("SimpleITK").ProcessObject.GetGlobalDefaultNumberOfThreads())
     assert set(threads.values()) == {1}
@@ -213,27 +215,27 @@ def test_itk_threads_are_pinned_in_workers(tmp_path, cluster):
 def test_resume_skips_finished_studies_and_redoes_changed_inputs(tmp_path, cluster):
     manifest = make_cohort(tmp_path / "in", subjects=("S01", "S02", "S03"))
     out = tmp_path / "out"
-    first = run_batch(manifest, out, scheduler=cluster, register=False, show_progress=False)
+    first = run_batch(manifest, out, scheduler=cluster, options=NO_REGISTER, show_progress=False)
     assert (first.n_done, first.n_skipped, first.n_failed) == (3, 0, 0)
     before = _mtimes(out)
     cohort_before = (out / "cohort_volumes.csv").read_text()
 
-    second = run_batch(manifest, out, scheduler=cluster, register=False, show_progress=False)
+    second = run_batch(manifest, out, scheduler=cluster, options=NO_REGISTER, show_progress=False)
     assert (second.n_done, second.n_skipped) == (0, 3)
     assert _mtimes(out) == before  # nothing rewritten
     assert (out / "cohort_volumes.csv").read_text() == cohort_before  # the cohort still lists every study
 
     make_scan(tmp_path / "in" / "S02" / "1y", 4.0, seed=99)  # new scan data for one study
-    third = run_batch(manifest, out, scheduler=cluster, register=False, show_progress=False)
+    third = run_batch(manifest, out, scheduler=cluster, options=NO_REGISTER, show_progress=False)
     assert (third.n_done, third.n_skipped) == (1, 2)
     after = _mtimes(out)
     assert after["S02_right"] != before["S02_right"]
     assert {k: v for k, v in after.items() if k != "S02_right"} == {k: v for k, v in before.items() if k != "S02_right"}
 
-    fourth = run_batch(manifest, out, scheduler=cluster, register=False, show_progress=False, threshold_pct=15)
+    other = AnalysisOptions(register=False, threshold_pct=15)
+    fourth = run_batch(manifest, out, other, scheduler=cluster, show_progress=False)
     assert fourth.n_done == 3  # other options -> other results
-    fifth = run_batch(manifest, out, scheduler=cluster, register=False, show_progress=False, threshold_pct=15,
-                      overwrite=True)
+    fifth = run_batch(manifest, out, other, scheduler=cluster, show_progress=False, overwrite=True)
     assert (fifth.n_done, fifth.n_skipped) == (3, 0)
     assert all(_mtimes(out)[k] != after[k] for k in after)
     _no_partials(out)
@@ -319,6 +321,6 @@ def test_interrupted_run_leaves_no_half_written_files(tmp_path, cluster, how):
         assert len(list((out / name / "qc").iterdir())) == 3
     assert not (out / "cohort_volumes.csv").exists()
     # a killed run may leave hidden temporary folders; the next run removes them and resumes
-    summary = run_batch(manifest, out, scheduler=cluster, register=False, show_progress=False)
+    summary = run_batch(manifest, out, scheduler=cluster, options=NO_REGISTER, show_progress=False)
     assert (summary.n_skipped, summary.n_done, summary.n_failed) == (len(done), n - len(done), 0)
     _no_partials(out)

@@ -10,6 +10,7 @@ import pytest
 from lesionvol.cli import main
 from lesionvol.io import sha256_of
 from lesionvol.sample import sample_mask_paths, sample_series_paths, sample_truth
+from lesionvol.inputs import AnalysisOptions
 from lesionvol.study import analyze
 
 IMAGES = [str(p) for p in sample_series_paths()]
@@ -24,7 +25,7 @@ def analyze_cli(out, *extra):
 
 @pytest.fixture(scope="module")
 def result():
-    return analyze(IMAGES, lesion_masks=LESIONS, head_masks=HEADS, register=False)
+    return analyze(IMAGES, AnalysisOptions(register=False), lesion_masks=LESIONS, head_masks=HEADS)
 
 
 def test_reference_masks_measure_the_true_volumes(result):
@@ -168,7 +169,7 @@ def test_register_command_writes_a_transform_that_maps_baseline_to_followup(tmp_
 def test_a_corrected_mask_is_measured_again_with_its_change_maps():
     import SimpleITK as sitk
 
-    result = analyze(IMAGES[:2], lesion_masks=LESIONS[:2], head_masks=HEADS[:2], register=False)
+    result = analyze(IMAGES[:2], AnalysisOptions(register=False), lesion_masks=LESIONS[:2], head_masks=HEADS[:2])
     before = result.rows()
     lesion = sitk.Image(result.timepoints[0].lesion)
     array = sitk.GetArrayFromImage(lesion)

@@ -157,15 +157,12 @@ class MaskSegmenter:
 
     def segment(self, image: sitk.Image, *, side: str = "auto", head_definition: str = "anatomical",
                 lesion_definition: str = "enclosed", seed_mm=None) -> HipSegmentation:
-        """Return the given masks (checked against the image grid), as uint8 0/1."""
-        def binary(m: sitk.Image) -> sitk.Image:
-            if m.GetSize() != image.GetSize() or not np.allclose(m.GetSpacing(), image.GetSpacing(), atol=1e-4):
-                raise InputError("the given mask is not on the image's grid")
-            out = sitk.Cast(m != 0, sitk.sitkUInt8)
-            out.CopyInformation(image)
-            return out
-        return HipSegmentation(binary(self.head), binary(self.lesion), self.side, self.head_definition,
-                               self.lesion_definition, self.name)
+        """Return the given masks (checked against the image grid, as every mask is), as uint8 0/1."""
+        from lesionvol.io import as_binary_mask
+
+        return HipSegmentation(as_binary_mask(self.head, image, name="the given head mask"),
+                               as_binary_mask(self.lesion, image, name="the given lesion mask"),
+                               self.side, self.head_definition, self.lesion_definition, self.name)
 
 
 class OnnxSegmenter:

@@ -15,13 +15,13 @@ import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from lesionvol.io import Scan
+from lesionvol.inputs import AnalysisOptions, Visit
 from lesionvol.study import StudyResult, Timepoint, analyze_scans
 
 #: Values of the change overlay (baseline space).
@@ -29,17 +29,6 @@ RESIDUAL, REGENERATED, NEW = 1, 2, 3
 CHANGE_COLORS = {None: (0.0, 0.0, 0.0, 0.0), RESIDUAL: (1.0, 0.85, 0.0, 1.0),
                  REGENERATED: (0.1, 0.9, 0.2, 1.0), NEW: (1.0, 0.0, 1.0, 1.0)}
 MASK_KINDS = ("lesion", "head")
-
-
-@dataclass
-class VisitInput:
-    """One visit as the widget hands it over: its scan and any masks already drawn."""
-
-    label: str
-    scan: Scan
-    lesion: sitk.Image | None = None
-    head: sitk.Image | None = None
-    mask_origin: dict = field(default_factory=dict)  # kind -> where the mask came from
 
 
 @dataclass
@@ -51,18 +40,10 @@ class Progress:
     message: str
 
 
-def _how_compared(tp: Timepoint, given: str) -> str:
-    """How a follow-up was brought into baseline space, in words for the status line."""
-    if given == "given":
-        return "given transform"
-    if tp.transform is not None:
-        doubtful = tp.registration_qc.get("registration_doubtful")
-        reason = tp.registration_qc.get("registration_doubtful_reason", "")
-        return "registered (rigid, inside the femoral head)" + (
-            f" - doubtful ({reason}), check the overlay" if doubtful else "")
-    if tp.change is not None:
-        return "not registered, same grid as the baseline (assumes the hip did not move)"
-    return "not registered and on another grid: no change maps"
+def how_compared(tp: Timepoint) -> str:
+    """The core's ``change_method`` of a follow-up, with the reason when its registration is doubtful."""
+    reason = tp.registration_qc.get("registration_doubtful_reason", "")
+    return tp.change_method + (f" ({reason})" if tp.registration_qc.get("registration_doubtful") else "")
 
 
 class ReviewSession:
@@ -71,8 +52,7 @@ class ReviewSession:
     def __init__(self, result: StudyResult, mask_origin: dict[str, dict]):
         self.result = result
         self.mask_origin = mask_origin
-        self.registration = [_how_compared(tp, given) for tp, given in
-                             zip(result.timepoints[1:], result.parameters.get("transforms", []))]
+        self.registration = [how_compared(tp) for tp in result.timepoints[1:]]
         self._initial = {(tp.label, kind): sitk.GetArrayFromImage(getattr(tp, kind)).astype(bool)
                          for tp in self.timepoints for kind in MASK_KINDS}
         self._base_source = {tp.label: tp.mask_source for tp in self.timepoints}
@@ -127,7 +107,8 @@ class ReviewSession:
                     "volume_before_edit_ml": initial * voxel_ml,
                     "volume_ml": now * voxel_ml,
                 }
-        return {"review": {"tool": "napari-lesionvol review widget", "mask_edits": edits,
+        return {"interface": "napari review widget",
+                "review": {"tool": "napari-lesionvol review widget", "mask_edits": edits,
                            "registration": dict(zip([tp.label for tp in self.timepoints[1:]], self.registration))}}
 
     # -- files --------------------------------------------------------------------------
@@ -156,18 +137,17 @@ def followup_in_baseline(image: sitk.Image, reference: sitk.Image, transform: si
 
 
 def analyze_visits(
-    visits: Sequence[VisitInput],
+    visits: Sequence[Visit],
+    options: AnalysisOptions,
+    mask_origin: dict[str, dict[str, str]] | None = None,
     *,
-    days: Sequence[float | None] | None = None,
     poll_s: float = 0.05,
-    **options,
 ) -> Iterator[Progress | ReviewSession]:
     """Run :func:`lesionvol.study.analyze_scans` on the visits; yield its progress, then the session.
 
     The core runs in its own thread and reports through a queue, so the caller (a napari
-    generator worker) yields each step as it happens. ``options`` are passed on to
-    ``analyze_scans`` (``register``, ``transforms``, ``threshold_pct``, ``side``,
-    ``lesion_definition``); errors of the core are raised here.
+    generator worker) yields each step as it happens; errors of the core are raised here.
+    ``mask_origin`` says where each given mask came from (``{label: {kind: text}}``).
     """
     reports: queue.Queue = queue.Queue()
     outcome: dict = {}
@@ -175,9 +155,7 @@ def analyze_visits(
     def work():
         try:
             outcome["result"] = analyze_scans(
-                [v.scan for v in visits], lesions=[v.lesion for v in visits], heads=[v.head for v in visits],
-                labels=[v.label for v in visits], days=days,
-                progress=lambda step, total, message: reports.put(Progress(step, total, message)), **options)
+                visits, options, progress=lambda step, total, message: reports.put(Progress(step, total, message)))
         except BaseException as exc:  # handed to the caller's thread
             outcome["error"] = exc
 
@@ -195,14 +173,11 @@ def analyze_visits(
     if "error" in outcome:
         raise outcome["error"]
     result = outcome["result"]
-    result.parameters["interface"] = "napari review widget"
     origin = {}
-    for visit in visits:
-        origin[visit.label] = dict(visit.mask_origin)
+    for tp in result.timepoints:
+        origin[tp.label] = dict((mask_origin or {}).get(tp.label, {}))
         for kind in MASK_KINDS:
-            if getattr(visit, kind) is None:
-                origin[visit.label][kind] = "segmented" + (
-                    f" ({result.parameters['lesion_definition']})" if kind == "lesion" else "")
+            origin[tp.label].setdefault(kind, f"segmented ({getattr(tp, f'{kind}_definition')})")
     yield Progress(total, total, "done")
     yield ReviewSession(result, origin)
 
@@ -217,5 +192,5 @@ def run_to_end(generator: Iterator) -> ReviewSession:
     return last
 
 
-__all__ = ["VisitInput", "Progress", "ReviewSession", "analyze_visits", "run_to_end", "change_label_image",
+__all__ = ["how_compared", "Progress", "ReviewSession", "analyze_visits", "run_to_end", "change_label_image",
            "followup_in_baseline", "RESIDUAL", "REGENERATED", "NEW", "CHANGE_COLORS"]

@@ -46,6 +46,7 @@ from qtpy.QtWidgets import (
 )
 
 from lesionvol.geometry import same_grid
+from lesionvol.inputs import AnalysisOptions, Visit
 from napari_lesionvol._geometry import (
     META_KEY,
     apply_display_edit,
@@ -63,7 +64,6 @@ from napari_lesionvol._review import (
     MASK_KINDS,
     Progress,
     ReviewSession,
-    VisitInput,
     analyze_visits,
     change_label_image,
     followup_in_baseline,
@@ -353,19 +353,19 @@ class ReviewWidget(QWidget):
         except ValueError as exc:
             self._fail(str(exc))
             return None
-        options = {
-            "register": self.register_box.isChecked() if register is None else register,
-            "transforms": transforms,
-            "threshold_pct": float(self.threshold.value()),
-            "side": self.side.currentText(),
-            "lesion_definition": self.definition.currentText(),
-        }
+        if transforms is not None and len(transforms) != len(snapshot) - 1:
+            self._fail(f"{len(transforms)} transforms for {len(snapshot) - 1} follow-ups")
+            return None
+        options = AnalysisOptions(
+            register=self.register_box.isChecked() if register is None else register,
+            threshold_pct=float(self.threshold.value()), side=self.side.currentText(),
+            lesion_definition=self.definition.currentText())
         self.last_error = None
         self.run_button.setEnabled(False)
         self.progress.setRange(0, 0)  # busy until the first report
         self.status.setText("Reading the scans…")
         # errors are shown in the status line (and napari's notifications), not re-raised into Qt
-        self.worker = create_worker(_analysis_job, snapshot, days, options, _ignore_errors=True)
+        self.worker = create_worker(_analysis_job, snapshot, days, transforms, options, _ignore_errors=True)
         self.worker.yielded.connect(self._on_progress)
         self.worker.returned.connect(self._on_result)
         self.worker.errored.connect(lambda exc: self._fail(f"{type(exc).__name__}: {exc}"))
@@ -419,7 +419,7 @@ class ReviewWidget(QWidget):
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
         doubtful = [f"{tp.label}: {how}" for tp, how in zip(session.timepoints[1:], session.registration)
-                    if "doubtful" in how]
+                    if tp.registration_qc.get("registration_doubtful")]
         apart = [tp.label for tp in session.timepoints[1:] if tp.change is None]
         self.status.setText(
             "Done. Paint or erase in a lesion or head layer: the numbers follow."
@@ -580,10 +580,12 @@ def _scan_from_state(state: dict):
     return Scan(image=image, source=state["name"])
 
 
-def _analysis_job(snapshot: list[dict], days, options: dict):
+def _analysis_job(snapshot: list[dict], days, transforms, options: AnalysisOptions):
     """Worker body (runs off the GUI thread): yields Progress, returns (session, display images)."""
-    visits = []
-    for item in snapshot:
+    visits, origins = [], {}
+    days = days or [None] * len(snapshot)
+    transforms = [None, *transforms] if transforms is not None else [None] * len(snapshot)
+    for item, day, transform in zip(snapshot, days, transforms):
         yield Progress(0, 1, f"{item['label']}: reading")
         scan = _scan_from_state(item["image"])
         masks, origin = {}, {}
@@ -594,9 +596,11 @@ def _analysis_job(snapshot: list[dict], days, options: dict):
                                                         if state["meta"].get("source") else "")
             if how != "same grid":
                 origin[kind] += f", {how}"
-        visits.append(VisitInput(item["label"], scan, masks.get("lesion"), masks.get("head"), origin))
+        visits.append(Visit(scan, label=item["label"], lesion=masks.get("lesion"), head=masks.get("head"), days=day,
+                            transform=transform))
+        origins[item["label"]] = origin
     session = None
-    for item in analyze_visits(visits, days=days, **options):
+    for item in analyze_visits(visits, options, origins):
         if isinstance(item, ReviewSession):
             session = item
         else:
