@@ -2,6 +2,10 @@
 
 Both take the tidy cohort table (one row per hip per timepoint, the columns of
 ``volumes.csv`` plus ``subject`` and ``side``) and write a PNG atomically.
+
+Figures are bare :class:`matplotlib.figure.Figure` objects on their own Agg canvas, never
+pyplot: pyplot would hold them in its global figure list and choosing its backend
+(``matplotlib.use``) would change the backend of the host process (napari, a notebook).
 """
 
 from __future__ import annotations
@@ -16,21 +20,26 @@ from lesionvol.io import atomic_path
 from lesionvol.measure import THRESHOLD_PCT
 
 
-def _pyplot():
-    import matplotlib
+def new_figure(figsize: tuple[float, float]):
+    """A figure with one axes on an Agg canvas, without pyplot (the process's backend is left alone).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Example
+    -------
+    >>> fig, ax = new_figure((4, 3))
+    >>> type(fig.canvas).__name__, len(fig.axes)
+    ('FigureCanvasAgg', 1)
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    return plt
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
-    try:
-        with atomic_path(path) as tmp:  # a killed run's temporary file is removed by the next batch
-            fig.savefig(tmp, dpi=110)
-    finally:
-        _pyplot().close(fig)
+    with atomic_path(path) as tmp:  # a killed run's temporary file is removed by the next batch
+        fig.savefig(tmp, dpi=110)
     return Path(path)
 
 
@@ -48,12 +57,13 @@ def plot_lf_trajectories(table: pd.DataFrame, path: str | os.PathLike,
 
     Hips without days are drawn against the visit number instead (and the axis says so).
     """
-    plt = _pyplot()
+    from matplotlib import colormaps
+
     table = _visits(table)
     use_days = "days" in table and table["days"].notna().all() and len(table) > 0
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    fig, ax = new_figure((7.5, 4.8))
     hips = list(dict.fromkeys(table["hip"]))
-    colours = plt.get_cmap("tab20" if len(hips) > 10 else "tab10")
+    colours = colormaps["tab20" if len(hips) > 10 else "tab10"]
     for i, hip in enumerate(hips):
         rows = table[table["hip"] == hip]
         x = rows["days"] if use_days else rows["visit"]
@@ -78,10 +88,9 @@ def plot_rf_by_followup(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     One column per follow-up visit (1st, 2nd, … after baseline), each hip a point, with the
     median and the visit's median days in the label.
     """
-    plt = _pyplot()
     table = _visits(table)
     follow = table[(table["visit"] > 0) & table["residual_pct_baseline"].notna()]
-    fig, ax = plt.subplots(figsize=(6.5, 4.8))
+    fig, ax = new_figure((6.5, 4.8))
     visits = sorted(follow["visit"].unique())
     rng = np.random.default_rng(0)
     labels = []

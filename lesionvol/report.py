@@ -124,10 +124,7 @@ def qc_picture(tp: Timepoint, path: str | os.PathLike) -> None:
     The image is reoriented to the nearest LPS axes first, so the picture is coronal
     whatever the acquisition plane; patient's right is on the picture's left.
     """
-    # A bare Figure on the Agg canvas: no pyplot, so the backend of a host application
-    # (napari, a notebook) is left alone.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from lesionvol.cohort_plots import new_figure  # a bare Figure: no pyplot, the host's backend is left alone
 
     image = sitk.DICOMOrient(tp.scan.image, "LPS")
     head = sitk.GetArrayFromImage(sitk.DICOMOrient(tp.head, "LPS"))
@@ -136,9 +133,7 @@ def qc_picture(tp: Timepoint, path: str | os.PathLike) -> None:
     where = np.nonzero(head) if head.any() else np.nonzero(np.ones_like(head))
     y = int(np.round(np.mean(where[1])))
     spacing = image.GetSpacing()
-    fig = Figure(figsize=(5, 5 * array.shape[0] * spacing[2] / (array.shape[2] * spacing[0]) + 0.6))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = new_figure((5, 5 * array.shape[0] * spacing[2] / (array.shape[2] * spacing[0]) + 0.6))
     lo, hi = np.percentile(array, [1, 99.5])
     ax.imshow(array[:, y, :], cmap="gray", origin="lower", vmin=lo, vmax=hi, aspect=spacing[2] / spacing[0])
     if head[:, y, :].any():
