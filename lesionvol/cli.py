@@ -152,9 +152,10 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
 def _with_side(path: str, side: str) -> Path:
     """``lesion.nii.gz`` -> ``lesion_left.nii.gz``: one mask pair per hip of a pelvis field."""
-    path = Path(path)
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
-    return path.with_name(f"{path.name[: len(path.name) - len(suffix)]}_{side}{suffix}")
+    from lesionvol.io import split_suffix
+
+    stem, suffix = split_suffix(path)
+    return Path(path).with_name(f"{stem}_{side}{suffix}")
 
 
 def _segment(scan, options: AnalysisOptions, seed_mm=None):

@@ -65,12 +65,12 @@ from pathlib import Path
 
 from lesionvol.errors import InputError
 from lesionvol.inputs import Visit
+from lesionvol.io import IMAGE_SUFFIXES
 
 REQUIRED_COLUMNS = ("subject", "side", "timepoint", "days", "image")
 #: Optional columns and the :class:`~lesionvol.inputs.Visit` field each fills (paths, but ``seed_mm``).
 OPTIONAL_COLUMNS = {"lesion_mask": "lesion", "head_mask": "head", "label_map": "label_map",
                     "transform": "transform", "seed_mm": "seed_mm"}
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 SIDES = {"left": "left", "l": "left", "right": "right", "r": "right"}
 
 
