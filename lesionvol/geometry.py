@@ -1,4 +1,4 @@
-"""Physical geometry of SimpleITK images: voxel volumes, affines, grid comparison.
+"""Physical geometry of SimpleITK images: voxel volumes, affines, grid comparison, sphere fit.
 
 Everything here is in millimetres of the scanner's physical space in the ITK/LPS
 convention: ``point = origin + direction @ (spacing * index)`` with ``index``
@@ -6,6 +6,8 @@ ordered (i, j, k) = (x, y, z), while numpy arrays from SimpleITK are (z, y, x).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import SimpleITK as sitk
@@ -61,6 +63,42 @@ def physical_points(image: sitk.Image, zyx_indices: np.ndarray) -> np.ndarray:
     ijk = np.asarray(zyx_indices, dtype=float)[:, ::-1]
     affine = index_to_physical_affine(image)
     return ijk @ affine[:3, :3].T + affine[:3, 3]
+
+
+def fit_sphere(points_mm: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares sphere through points: centre (mm) and radius (mm).
+
+    The algebraic fit: ``|p|² = 2 p·c + (r² − |c|²)`` is linear in the centre ``c`` and
+    ``r² − |c|²``, so one linear least-squares solve gives both.  No outlier handling: callers
+    trim their points (a MAD band, or the flat cut of a head mask) and fit again.
+
+    Parameters
+    ----------
+    points_mm : (N, 3) array_like
+        Points in mm, N >= 4 and not coplanar.
+
+    Returns
+    -------
+    centre_mm : (3,) ndarray
+        Sphere centre, mm.
+    radius_mm : float
+        Sphere radius, mm.
+
+    Example
+    -------
+    >>> d = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]])
+    >>> centre, radius = fit_sphere(np.array([10.0, 20.0, 30.0]) + 5.0 * d)
+    >>> np.round(centre, 6).tolist(), round(radius, 6)
+    ([10.0, 20.0, 30.0], 5.0)
+    """
+    p = np.asarray(points_mm, dtype=float)
+    a = np.column_stack([2 * p, np.ones(len(p))])
+    b = (p * p).sum(axis=1)
+    sol, *_ = np.linalg.lstsq(a, b, rcond=None)
+    centre = sol[:3]
+    # r² = sol[3] + |c|² is >= 0 for any real sphere; the floor only guards degenerate input
+    radius = math.sqrt(max(sol[3] + centre @ centre, 1e-9))
+    return centre, radius
 
 
 def grid_difference(a: sitk.Image, b: sitk.Image) -> str | None:

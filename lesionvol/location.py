@@ -25,13 +25,11 @@ Example
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import SimpleITK as sitk
 
 from lesionvol.errors import InputError
-from lesionvol.geometry import index_to_physical_affine, physical_points
+from lesionvol.geometry import fit_sphere, index_to_physical_affine, physical_points
 
 #: Kerboul grade limits on the combined necrotic angle (degrees), see LOCATION_DEFINITIONS.
 KERBOUL_LIMITS_DEG = (200.0, 250.0, 300.0)
@@ -41,7 +39,12 @@ ARC_DEPTHS_MM = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 PILLAR_FRACTIONS = (0.3, 0.4, 0.3)
 #: A pillar counts as wholly involved when the lesion reaches this share of its columns.
 PILLAR_FULL = 0.95
+#: Grid step (mm) of the resampled mid-coronal section (JIC margin, CJFH pillars).
 SECTION_STEP_MM = 0.5
+#: Head-mask sphere fit: rounds of fitting; surface points more than HEAD_CUT_TRIM_MM (at least one
+#: voxel) inside the last fit are the flat head–neck cut and are left out of the next round.
+HEAD_SPHERE_FIT_ROUNDS = 4
+HEAD_CUT_TRIM_MM = 2.0
 
 OCTANTS = [f"{ap}_{si}_{ml}" for ap in ("anterior", "posterior") for si in ("superior", "inferior")
            for ml in ("medial", "lateral")]
@@ -145,15 +148,10 @@ def fit_head_sphere(head_mask: sitk.Image) -> tuple[np.ndarray, float]:
     half_voxel = 0.5 * float(np.mean(mask.GetSpacing()))
     keep = np.ones(len(surface), bool)
     centre, radius = surface.mean(axis=0), 1.0
-    for _ in range(4):
-        p = surface[keep]
-        a = np.column_stack([2 * p, np.ones(len(p))])
-        b = (p**2).sum(axis=1)
-        sol, *_ = np.linalg.lstsq(a, b, rcond=None)
-        centre = sol[:3]
-        radius = math.sqrt(max(sol[3] + centre @ centre, 1e-9))
+    for _ in range(HEAD_SPHERE_FIT_ROUNDS):
+        centre, radius = fit_sphere(surface[keep])
         distance = np.linalg.norm(surface - centre, axis=1)
-        keep = distance > radius - max(2.0, 2 * half_voxel)
+        keep = distance > radius - max(HEAD_CUT_TRIM_MM, 2 * half_voxel)
     return centre, radius + half_voxel
 
 

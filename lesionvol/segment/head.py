@@ -43,6 +43,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from lesionvol.errors import InputError
+from lesionvol.geometry import fit_sphere
 from lesionvol.segment.grid import Grid
 
 __all__ = ["HeadFit", "NoFemoralHeadError", "find_heads", "fit_head", "fat_level"]
@@ -391,19 +392,15 @@ def _crossings(prof: np.ndarray, level: float, rising: bool, expect: np.ndarray,
 
 
 def _fit_sphere(points: np.ndarray, trim_iter: int = SPHERE_TRIM_ROUNDS):
-    """Robust algebraic sphere fit: centre, radius, inlier mask (MAD trimming)."""
+    """Robust sphere fit: centre, radius, inlier mask; refitted ``trim_iter`` times, each time on
+    the points within a MAD band of the last fit.  None when fewer than SPHERE_MIN_POINTS remain."""
     p = np.asarray(points, float)
     keep = np.ones(len(p), bool)
     c, r = p.mean(0), 0.0
     for _ in range(trim_iter + 1):
         if keep.sum() < SPHERE_MIN_POINTS:
             return None
-        q = p[keep]
-        A = np.c_[2 * q, np.ones(len(q))]
-        b = (q * q).sum(1)
-        sol, *_ = np.linalg.lstsq(A, b, rcond=None)
-        c = sol[:3]
-        r = math.sqrt(max(sol[3] + c @ c, 1e-9))
+        c, r = fit_sphere(p[keep])
         res = np.linalg.norm(p - c, axis=1) - r
         mad = MAD_TO_SIGMA * np.median(np.abs(res[keep] - np.median(res[keep])))
         keep = np.abs(res) < max(SPHERE_TRIM_SIGMAS * mad, SPHERE_TRIM_MIN_MM)
