@@ -235,6 +235,54 @@ def read_scan(path: str | os.PathLike, volume_index: int | None = None) -> Scan:
     return Scan(image=image, source=str(path), sha256=sha256_of(path), study_date=study_date)
 
 
+def describe_grid(image: sitk.Image) -> str:
+    """A voxel grid in one line: size, spacing (mm), origin (LPS mm) and direction cosines.
+
+    Example
+    -------
+    >>> img = sitk.Image([4, 3, 2], sitk.sitkUInt8); img.SetOrigin((10.0, -2.5, 0.0))
+    >>> describe_grid(img)
+    'size (4, 3, 2), spacing (1.0, 1.0, 1.0) mm, origin (10.0, -2.5, 0.0) mm, direction (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)'
+    """
+    def values(numbers) -> str:
+        return "(" + ", ".join(str(round(float(v), 4) + 0.0) for v in numbers) + ")"  # + 0.0: no "-0.0"
+
+    return (f"size {tuple(image.GetSize())}, spacing {values(image.GetSpacing())} mm, "
+            f"origin {values(image.GetOrigin())} mm, direction {values(image.GetDirection())}")
+
+
+def check_same_grid(mask: sitk.Image, image: sitk.Image, name: str = "mask") -> None:
+    """Refuse a mask that is not on its image's voxel grid.
+
+    This is lesionvol's one policy for a mask on another grid: it is refused, never
+    resampled behind the user's back (a resampled mask no longer holds the voxels the
+    user drew, and volumes are counted on the native grid). Size, spacing, origin and
+    direction cosines must agree within :data:`lesionvol.geometry.GRID_TOLERANCE`, as
+    :func:`lesionvol.geometry.same_grid` checks. A caller that means to resample
+    does it itself, with nearest neighbour, before calling.
+
+    Raises
+    ------
+    InputError
+        One line: what differs, then both grids (see :func:`describe_grid`).
+
+    Example
+    -------
+    >>> image = sitk.Image([4, 4, 4], sitk.sitkFloat32)
+    >>> mask = sitk.Image([4, 4, 4], sitk.sitkUInt8); mask.SetOrigin((0.0, 0.0, 2.0))
+    >>> check_same_grid(mask, image, "the head mask")  # doctest: +ELLIPSIS, +NORMALIZE_WHITESPACE
+    Traceback (most recent call last):
+    ...
+    lesionvol.errors.InputError: the head mask is not on its image's grid: origin ... mm;
+        image grid: size (4, 4, 4), spacing (1.0, 1.0, 1.0) mm, origin (0.0, 0.0, 0.0) mm, ...;
+        mask grid: size (4, 4, 4), spacing (1.0, 1.0, 1.0) mm, origin (0.0, 0.0, 2.0) mm, ...
+    """
+    difference = grid_difference(image, mask)
+    if difference is not None:
+        raise InputError(f"{name} is not on its image's grid: {difference}; "
+                         f"image grid: {describe_grid(image)}; mask grid: {describe_grid(mask)}")
+
+
 def as_binary_mask(mask: sitk.Image, reference: sitk.Image | None = None, name: str = "mask") -> sitk.Image:
     """Check that an image is a binary mask (on the reference grid) and return it as uint8 0/1.
 
@@ -246,7 +294,8 @@ def as_binary_mask(mask: sitk.Image, reference: sitk.Image | None = None, name: 
     Raises
     ------
     InputError
-        Non-binary or fractional values, or a grid that differs from ``reference``.
+        Non-binary or fractional values, or a grid that differs from ``reference``
+        (see :func:`check_same_grid`).
 
     Example
     -------
@@ -257,9 +306,7 @@ def as_binary_mask(mask: sitk.Image, reference: sitk.Image | None = None, name: 
     if mask.GetNumberOfComponentsPerPixel() != 1 or mask.GetDimension() != 3:
         raise InputError(f"{name} must be a 3D scalar image")
     if reference is not None:
-        difference = grid_difference(reference, mask)
-        if difference is not None:
-            raise InputError(f"{name} is not on its image's grid: {difference}")
+        check_same_grid(mask, reference, name)
     values = sitk.GetArrayViewFromImage(mask)
     unique = np.unique(values)
     if not np.all(np.isfinite(unique)):

@@ -49,7 +49,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from lesionvol.errors import InputError
-from lesionvol.geometry import physical_points, same_grid, voxel_volume_mm3
+from lesionvol.geometry import physical_points, voxel_volume_mm3
+from lesionvol.io import check_same_grid
 
 #: Images are cropped to the head bounding box plus this margin (mm) before registering: head,
 #: neck, trochanter and acetabulum. A tighter region (head dilated 12-20 mm as metric mask) left
@@ -126,10 +127,8 @@ def _as_float(image: sitk.Image) -> sitk.Image:
 def _binary(mask: sitk.Image | None, reference: sitk.Image, name: str) -> sitk.Image | None:
     if mask is None:
         return None
+    check_same_grid(mask, reference, name)  # refused, not resampled: see io.check_same_grid
     mask = sitk.Cast(mask != 0, sitk.sitkUInt8)
-    if not same_grid(mask, reference):
-        # A mask drawn on another grid: bring it onto the image grid.
-        mask = sitk.Resample(mask, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
     if not np.any(sitk.GetArrayViewFromImage(mask)):
         raise InputError(f"{name} is empty")
     return mask
@@ -260,9 +259,10 @@ def register_followup(
     fixed_image, moving_image : sitk.Image
         Baseline and follow-up, any grids, slice planes and thicknesses (physical LPS space).
     fixed_head, moving_head : sitk.Image, optional
-        Femoral-head masks on (or resampled to) the image grids. When both are given the
-        registration is driven by the proximal femur (see module docstring); with neither,
-        the whole images are used and the centres of mass start the search.
+        Femoral-head masks, each on its image's grid (a mask on another grid is refused; a
+        caller that means to resample one does it first, nearest neighbour). When both are
+        given the registration is driven by the proximal femur (see module docstring); with
+        neither, the whole images are used and the centres of mass start the search.
     affine : bool
         Add an affine (12-parameter) stage after the rigid one. Rigid is right for bone;
         affine absorbs scanner scaling/shear but also a collapsing head's deformation.
@@ -271,6 +271,12 @@ def register_followup(
     -------
     Registration
         ``transform`` maps baseline → follow-up points (ITK convention), ``qc`` and ``doubtful``.
+
+    Raises
+    ------
+    InputError
+        Images that are not 3D scalar, an empty head mask, a head mask not on its image's
+        grid (:func:`lesionvol.io.check_same_grid`), or images that never overlap.
 
     Example
     -------

@@ -168,8 +168,22 @@ def test_mask_on_another_grid_refused(tmp_path):
     mask.CopyInformation(image)
     mask.SetSpacing((0.7, 0.7, 3.0))
     sitk.WriteImage(mask, str(tmp_path / "m.nii.gz"))
-    with pytest.raises(InputError, match="not on its image's grid: spacing"):
+    with pytest.raises(InputError, match="not on its image's grid: spacing") as error:
         read_mask(tmp_path / "m.nii.gz", image)
+    message = str(error.value)
+    assert "image grid: size (24, 20, 9), spacing (0.7, 0.7, 3.5) mm" in message
+    assert "mask grid: size (24, 20, 9), spacing (0.7, 0.7, 3.0) mm" in message and "\n" not in message
+
+
+def test_mask_on_a_rotated_grid_refused():
+    """Same size, spacing and origin, other direction cosines: still another grid."""
+    image = oblique_volume()
+    mask = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+    mask.CopyInformation(image)
+    mask.SetDirection((OBLIQUE @ rotation_matrix((0.0, 0.0, 1.0), 2.0)).flatten().tolist())
+    with pytest.raises(InputError, match=r"the head mask is not on its image's grid: direction cosines differ; "
+                                         r"image grid: .* direction \(0\.9[0-9]*, .*; mask grid: .* direction"):
+        as_binary_mask(mask, image, name="the head mask")
 
 
 def test_float_probability_mask_refused_but_float_binary_accepted():

@@ -133,3 +133,26 @@ def test_bad_input():
                           moving_head=sitk.Image([8, 8, 8], sitk.sitkUInt8))
     with pytest.raises(InputError):
         register_followup(sitk.Image([8, 8], sitk.sitkFloat32), image)
+
+
+@pytest.mark.parametrize("move", ["shifted", "rotated"])
+def test_head_mask_on_another_grid_is_refused_not_resampled(move):
+    """A head mask must lie on its image's grid (io.check_same_grid); it is never resampled silently."""
+    from lesionvol.errors import InputError
+
+    image = sitk.Image([16, 16, 8], sitk.sitkFloat32)
+    image.SetSpacing((1.0, 1.0, 3.0))
+    head = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+    head.CopyInformation(image)
+    head[4:12, 4:12, 2:6] = 1
+    elsewhere = sitk.Image(head)
+    if move == "shifted":
+        elsewhere.SetOrigin((0.0, 1.5, 0.0))
+        expected = r"origin .*mask grid: .*origin \(0\.0, 1\.5, 0\.0\) mm"
+    else:
+        c, s = np.cos(np.radians(5.0)), np.sin(np.radians(5.0))
+        elsewhere.SetDirection((c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0))
+        expected = r"direction cosines differ; image grid: .*direction \(1\.0, 0\.0, .*mask grid: .*direction \(0\.9962, -0\.0872,"
+    with pytest.raises(InputError, match="follow-up head mask is not on its image's grid: " + expected) as error:
+        register_followup(image, image, fixed_head=head, moving_head=elsewhere)
+    assert "\n" not in str(error.value)  # one line, as the command line prints it
