@@ -3,15 +3,18 @@
 import csv
 import json
 
+import dataclasses
+
 import numpy as np
-
 import pytest
+import SimpleITK as sitk
 
-from lesionvol.cli import main
-from lesionvol.io import sha256_of
+from lesionvol.cli import build_parser, main, options_from_args
+from lesionvol.errors import InputError
+from lesionvol.inputs import AnalysisOptions, Visit
+from lesionvol.io import read_mask, sha256_of
 from lesionvol.sample import sample_mask_paths, sample_series_paths, sample_truth
-from lesionvol.inputs import AnalysisOptions
-from lesionvol.study import analyze
+from lesionvol.study import analyze, analyze_scans
 
 IMAGES = [str(p) for p in sample_series_paths()]
 LESIONS = [str(p) for p in sample_mask_paths("lesion")]
@@ -199,3 +202,58 @@ def test_segment_both_hips_of_a_pelvis_field(tmp_path, capsys):
         head = read_mask(tmp_path / f"head_{side}.nii.gz", scan.image)
         assert mask_volume_ml(head) == pytest.approx(scan.truths[side].head_volume_ml, rel=0.04)
         assert mask_volume_ml(read_mask(tmp_path / f"lesion_{side}.nii.gz", scan.image)) == 0.0  # healthy heads
+
+
+def test_every_analysis_option_has_a_flag_in_analyze_and_batch():
+    """Options are declared once (AnalysisOptions); analyze and batch offer every one of them."""
+    names = {f.name for f in dataclasses.fields(AnalysisOptions)}
+    for command in (["analyze", "a.nii", "--out", "o"], ["batch", "m.csv", "--out", "o"]):
+        args = build_parser().parse_args(command)
+        assert names <= set(vars(args)), names - set(vars(args))
+        assert options_from_args(args) == AnalysisOptions()  # the flags' defaults are the options' defaults
+    args = build_parser().parse_args(["analyze", "a.nii", "--out", "o", "--head-definition", "sphere",
+                                      "--threshold-pct", "15", "--no-register", "--acetabular-edge-mm", "1", "2", "3"])
+    assert options_from_args(args) == AnalysisOptions(head_definition="sphere", threshold_pct=15.0, register=False,
+                                                      acetabular_edge_mm=(1.0, 2.0, 3.0))
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "0", "-5", "101"])
+def test_a_threshold_that_is_not_a_percentage_is_refused(tmp_path, capsys, bad):
+    assert analyze_cli(tmp_path / "o", f"--threshold-pct={bad}") == 2
+    assert "threshold_pct must be a number above 0 and at most 100" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_label_map_gives_the_volumes_of_the_separate_masks(tmp_path):
+    """ITK-SNAP / nnU-Net style: one file, head 1 and lesion 2 (head = head + lesion labels)."""
+    maps = []
+    for i, (image, lesion, head) in enumerate(zip(IMAGES, LESIONS, HEADS)):
+        les, hd = read_mask(lesion), read_mask(head)
+        labels = sitk.Cast(hd * 3, sitk.sitkUInt8)  # head as 3 ...
+        labels = sitk.Mask(labels, sitk.Not(les), outsideValue=7)  # ... lesion as 7: labels set by the options
+        path = tmp_path / f"labels{i}.nii.gz"
+        sitk.WriteImage(labels, str(path))
+        maps.append(str(path))
+    out = tmp_path / "o"
+    assert main(["analyze", *IMAGES, "--label-map", *maps, "--head-label", "3", "--lesion-label", "7",
+                 "--no-register", "--quiet", "--out", str(out)]) == 0
+    with open(out / "volumes.csv") as handle:
+        from_maps = list(csv.DictReader(handle))
+    separate = analyze(IMAGES, AnalysisOptions(register=False), lesion_masks=LESIONS, head_masks=HEADS).rows()
+    for a, b in zip(from_maps, separate):
+        assert float(a["head_volume_ml"]) == pytest.approx(b["head_volume_ml"], rel=1e-5)  # CSV keeps 6 digits
+        assert float(a["lesion_volume_ml"]) == pytest.approx(b["lesion_volume_ml"], rel=1e-5)
+        assert a["mask_source"] == "user"
+    with pytest.raises(InputError, match="neither the head label 1 nor the lesion label 2"):
+        analyze_scans([Visit(IMAGES[0], label_map=maps[0])])
+
+
+def test_known_transforms_are_used_and_recorded(tmp_path):
+    """A visit with a given transform is not registered; the summary says which were given."""
+    identity = sitk.Euler3DTransform()
+    result = analyze_scans([Visit(IMAGES[0], lesion=LESIONS[0], head=HEADS[0]),
+                            Visit(IMAGES[1], lesion=LESIONS[1], head=HEADS[1], transform=identity)])
+    follow = result.timepoints[1]
+    assert follow.transform_source == "given" and follow.registration_qc == {}
+    assert result.rows()[1]["change_method"] == "transform given"
+    assert [i["transform"] for i in result.summary()["inputs"]] == ["baseline", "given"]
