@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,10 @@ PathLike = str | os.PathLike
 ImageOrPath = sitk.Image | PathLike
 
 SIDES = ("auto", "left", "right")
+#: Names that become file or folder names (timepoints, subjects): ASCII letters and digits first,
+#: then also ``. _ + -``; at most 64 characters. No path separators, "..", spaces, control
+#: characters or spreadsheet formula starts (``= + - @``) can get through.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 HEAD_DEFINITIONS = ("anatomical", "sphere")
 LESION_DEFINITIONS = ("enclosed", "dark")
 
@@ -170,6 +175,39 @@ def point_mm(value: Sequence[float], name: str) -> tuple[float, float, float]:
     return point  # type: ignore[return-value]
 
 
+def check_name(name: str, what: str) -> str:
+    """``name`` if it can name a file or folder as it is (see :data:`NAME_PATTERN`), else an
+    :class:`InputError` saying what is allowed.
+
+    Example
+    -------
+    >>> check_name("3mo", "timepoint")
+    '3mo'
+    >>> check_name("../../x", "timepoint")
+    Traceback (most recent call last):
+    ...
+    lesionvol.errors.InputError: timepoint '../../x' cannot name a file: use letters, digits, '.', '_', '+' and '-' (starting with a letter or digit, at most 64 characters)
+    """
+    if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None or ".." in name:
+        shown = repr(name) if len(str(name)) <= 40 else repr(str(name)[:40]) + f"… ({len(str(name))} characters)"
+        raise InputError(f"{what} {shown} cannot name a file: use letters, digits, '.', '_', '+' and '-' "
+                         f"(starting with a letter or digit, at most 64 characters)")
+    return name
+
+
+def safe_name(text: str, fallback: str = "t") -> str:
+    """A name :func:`check_name` accepts, made from any text (e.g. a napari layer name).
+
+    Example
+    -------
+    >>> safe_name("T1 cor (3 months)"), safe_name("=SUM(A1)"), safe_name("..")
+    ('T1_cor_3_months', 'SUM_A1', 't')
+    """
+    name = re.sub(r"[^A-Za-z0-9._+-]+", "_", text).replace("..", "_")
+    name = re.sub(r"^[^A-Za-z0-9]+", "", name)[:64].rstrip("_")
+    return name if name and NAME_PATTERN.fullmatch(name) else fallback
+
+
 @dataclass(frozen=True)
 class Visit:
     """One scan of the hip and what is known about it.
@@ -179,7 +217,8 @@ class Visit:
     image : Scan, SimpleITK.Image or path-like
         The scan (file or DICOM folder, read when analysed).
     label : str, optional
-        Timepoint name (``t0, t1, …`` by position when not given).
+        Timepoint name (``t0, t1, …`` by position when not given); it names files, so it must
+        pass :func:`check_name`.
     lesion, head : SimpleITK.Image or path-like, optional
         Masks a reader drew, on the image's grid; a missing one is segmented.
     label_map : SimpleITK.Image or path-like, optional
@@ -208,6 +247,8 @@ class Visit:
     seed_mm: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
+        if self.label is not None:
+            check_name(self.label, "timepoint")
         if self.label_map is not None and (self.lesion is not None or self.head is not None):
             raise InputError(f"visit {self.label or ''}: give a label map or lesion/head masks, not both")
         if self.days is not None:

@@ -11,9 +11,10 @@ Two ways to describe a cohort, both read by :func:`read_studies`.
     P002,left,1y,365,/data/P002/dicom_1y,,
 
 * ``subject``: a pseudonymous ID, used as given (never read from DICOM headers); it names the
-  output folder ``<subject>_<side>``, so it may not contain ``/``, ``\\`` or start with ``.``.
+  output folder ``<subject>_<side>``, so it is ASCII letters, digits and ``. _ + -``, starting
+  with a letter or digit, at most 64 characters (:func:`lesionvol.inputs.check_name`).
 * ``side``: ``left`` or ``right`` (``L``/``R`` accepted).  A study is one subject + side.
-* ``timepoint``: the visit's label, unique within a study.
+* ``timepoint``: the visit's label, unique within a study; it names files, so the same rule applies.
 * ``days``: days since treatment or baseline (may be empty; then taken from DICOM study dates).
   A study's scans are ordered by ``days`` (manifest order when a study has empty days);
   two scans of a study on the same day are refused.
@@ -64,7 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lesionvol.errors import InputError
-from lesionvol.inputs import Visit
+from lesionvol.inputs import Visit, check_name
 from lesionvol.io import IMAGE_SUFFIXES
 
 REQUIRED_COLUMNS = ("subject", "side", "timepoint", "days", "image")
@@ -111,8 +112,10 @@ def _parse_days(text: str) -> float | None:
 def _check_subject(subject: str) -> str | None:
     if not subject:
         return "empty subject"
-    if "/" in subject or "\\" in subject or subject.startswith(".") or subject != subject.strip():
-        return f"subject {subject!r} cannot name a folder (no '/', '\\', leading '.' or spaces at the ends)"
+    try:
+        check_name(subject, "subject")
+    except InputError as exc:
+        return str(exc)
     return None
 
 
@@ -299,8 +302,11 @@ def read_folder(root: str | os.PathLike, side: str | None = None) -> list[StudyS
                     continue
                 image = _find_image(session, "image")
                 lesion, head = _find_image(session, "lesion"), _find_image(session, "head")
-                spec.visits.append(Visit(str(image or session / "image.nii.gz"), label=session.name, days=days,
-                                         lesion=str(lesion) if lesion else None, head=str(head) if head else None))
+                try:
+                    spec.visits.append(Visit(str(image or session / "image.nii.gz"), label=session.name, days=days,
+                                             lesion=str(lesion) if lesion else None, head=str(head) if head else None))
+                except InputError as exc:
+                    problems.append(f"{subject} {hip_side}: {exc}")
             studies[(subject, hip_side)] = spec
     _fail(f"cohort folder '{root}'", problems)
     if not studies:

@@ -112,7 +112,7 @@ def test_manifest_orders_by_days_and_resolves_relative_paths(tmp_path):
     ("subject,side,timepoint,days,image\nS1,right,t0,0,a.nii\nS1,right,t0,5,b.nii\n", "duplicate timepoint 't0'"),
     ("subject,side,timepoint,days,image\nS1,up,t0,0,a.nii\n", "side 'up' is not left or right"),
     ("subject,side,timepoint,days,image\nS1,left,t0,soon,a.nii\n", "days 'soon' is not a number"),
-    ("subject,side,timepoint,days,image\n../x,left,t0,0,a.nii\n", "cannot name a folder"),
+    ("subject,side,timepoint,days,image\n../x,left,t0,0,a.nii\n", "cannot name a file"),
 ])
 def test_bad_manifest_is_one_clear_line(tmp_path, text, message):
     (tmp_path / "m.csv").write_text(text)
