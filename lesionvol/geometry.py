@@ -1,13 +1,17 @@
-"""Physical geometry of SimpleITK images: voxel volumes, affines, grid comparison, sphere fit.
+"""Physical geometry of SimpleITK images: voxel volumes, index ↔ physical mapping, grid
+comparison, sphere fit.
 
 Everything here is in millimetres of the scanner's physical space in the ITK/LPS
 convention: ``point = origin + direction @ (spacing * index)`` with ``index``
 ordered (i, j, k) = (x, y, z), while numpy arrays from SimpleITK are (z, y, x).
+:class:`Grid` holds that mapping and is its one implementation; :func:`physical_points` and
+:func:`index_to_physical_affine` are shortcuts through it.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import SimpleITK as sitk
@@ -15,6 +19,82 @@ import SimpleITK as sitk
 #: Largest difference in origin (mm), spacing (relative) or direction cosine for two
 #: grids to count as the same. Headers written by different tools round differently.
 GRID_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Geometry of an image grid: spacing (mm), origin (LPS mm), direction cosines, size.
+
+    Vectors are in index order (i, j, k) = (x, y, z), as in ITK; arrays from SimpleITK are
+    (z, y, x).  A physical point is ``origin + direction · (spacing ∘ index)``.
+
+    Example
+    -------
+    >>> img = sitk.Image([4, 4, 4], sitk.sitkUInt8)
+    >>> img.SetSpacing((1.0, 1.0, 3.0)); img.SetOrigin((10.0, 0.0, 0.0))
+    >>> g = Grid.of(img)
+    >>> g.to_physical(np.array([[1.0, 2.0, 3.0]])).tolist()
+    [[11.0, 2.0, 9.0]]
+    >>> g.to_index(np.array([[11.0, 2.0, 9.0]])).tolist()
+    [[1.0, 2.0, 3.0]]
+    """
+
+    spacing_mm: np.ndarray
+    origin_mm: np.ndarray
+    direction: np.ndarray
+    size: np.ndarray
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> "Grid":
+        """Grid of a SimpleITK image.
+
+        Example
+        -------
+        >>> Grid.of(sitk.Image(2, 3, 4, sitk.sitkUInt8)).size.tolist()
+        [2, 3, 4]
+        """
+        dim = image.GetDimension()
+        return cls(np.asarray(image.GetSpacing(), float), np.asarray(image.GetOrigin(), float),
+                   np.asarray(image.GetDirection(), float).reshape(dim, dim), np.asarray(image.GetSize(), int))
+
+    @property
+    def index_to_mm(self) -> np.ndarray:
+        """Matrix taking an index step to a physical step: direction · diag(spacing)."""
+        return self.direction * self.spacing_mm
+
+    def to_physical(self, index: np.ndarray) -> np.ndarray:
+        """Continuous indices (N, 3) in (i, j, k) order → physical points (N, 3), mm."""
+        return np.asarray(index, float) @ self.index_to_mm.T + self.origin_mm
+
+    def to_index(self, points_mm: np.ndarray) -> np.ndarray:
+        """Physical points (N, 3), mm → continuous indices (N, 3) in (i, j, k) order."""
+        return (np.asarray(points_mm, float) - self.origin_mm) @ np.linalg.inv(self.index_to_mm).T
+
+    def box_around(self, centre_mm: np.ndarray, half_mm: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """Index bounds [lo, hi) (i, j, k) of the grid part within a cube of half side ``half_mm`` (3D).
+
+        Returns None when the cube misses the grid (less than two voxels along an axis).
+
+        Example
+        -------
+        >>> Grid.of(sitk.Image(20, 20, 20, sitk.sitkUInt8)).box_around(np.array([5.0, 5.0, 18.0]), 2.0)
+        (array([ 3,  3, 16]), array([ 8,  8, 20]))
+        """
+        corners = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], float)
+        idx = self.to_index(np.asarray(centre_mm, float) + half_mm * corners)
+        lo = np.clip(np.floor(idx.min(0)).astype(int), 0, self.size)
+        hi = np.clip(np.ceil(idx.max(0)).astype(int) + 1, 0, self.size)
+        if np.any(hi - lo < 2):
+            return None
+        return lo, hi
+
+    def roi_points(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Physical points (float32) of every voxel centre in [lo, hi), shape (nz, ny, nx, 3) (3D)."""
+        k, j, i = np.meshgrid(*(np.arange(a, b, dtype=np.float32) for a, b in zip(lo[::-1], hi[::-1])),
+                              indexing="ij")
+        m = self.index_to_mm.astype(np.float32)
+        o = self.origin_mm.astype(np.float32)
+        return (i[..., None] * m[:, 0] + j[..., None] * m[:, 1] + k[..., None] * m[:, 2]) + o
 
 
 def voxel_volume_mm3(image: sitk.Image) -> float:
@@ -42,11 +122,11 @@ def index_to_physical_affine(image: sitk.Image) -> np.ndarray:
     >>> index_to_physical_affine(img) @ [1, 0, 1, 1]
     array([12.,  0.,  4.,  1.])
     """
-    dim = image.GetDimension()
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(dim, dim)
+    grid = Grid.of(image)
+    dim = len(grid.size)
     affine = np.eye(dim + 1)
-    affine[:dim, :dim] = direction * np.asarray(image.GetSpacing(), dtype=float)
-    affine[:dim, dim] = image.GetOrigin()
+    affine[:dim, :dim] = grid.index_to_mm
+    affine[:dim, dim] = grid.origin_mm
     return affine
 
 
@@ -57,12 +137,10 @@ def physical_points(image: sitk.Image, zyx_indices: np.ndarray) -> np.ndarray:
     -------
     >>> img = sitk.Image([3, 3, 3], sitk.sitkUInt8)
     >>> img.SetSpacing((1.0, 1.0, 3.0))
-    >>> physical_points(img, np.array([[1, 0, 2]]))
-    array([[2., 0., 3.]])
+    >>> physical_points(img, np.array([[1, 0, 2]])).tolist()
+    [[2.0, 0.0, 3.0]]
     """
-    ijk = np.asarray(zyx_indices, dtype=float)[:, ::-1]
-    affine = index_to_physical_affine(image)
-    return ijk @ affine[:3, :3].T + affine[:3, 3]
+    return Grid.of(image).to_physical(np.asarray(zyx_indices, dtype=float)[:, ::-1])
 
 
 def fit_sphere(points_mm: np.ndarray) -> tuple[np.ndarray, float]:

@@ -39,3 +39,29 @@ def test_segmenter_robust_fit_is_the_plain_fit_on_its_inliers():
     c, r, keep = _fit_sphere(pts)
     c_all, r_all = fit_sphere(pts[keep])
     assert np.array_equal(c, c_all) and r == r_all
+
+
+def test_grid_round_trip_oblique_anisotropic():
+    import SimpleITK as sitk
+
+    from lesionvol.geometry import Grid, index_to_physical_affine, physical_points
+
+    img = sitk.Image([30, 20, 10], sitk.sitkUInt8)
+    img.SetSpacing((0.7, 0.7, 4.0))
+    img.SetOrigin((-120.0, 35.5, 12.0))
+    c, s = np.cos(np.radians(12.0)), np.sin(np.radians(12.0))
+    img.SetDirection((c, 0.0, s, 0.0, 1.0, 0.0, -s, 0.0, c))
+    grid = Grid.of(img)
+    ijk = np.array([[0.0, 0.0, 0.0], [3.0, 4.0, 5.0], [29.0, 19.0, 9.0]])
+    points = grid.to_physical(ijk)
+    # SimpleITK is the reference for the LPS convention
+    reference = np.array([img.TransformContinuousIndexToPhysicalPoint(tuple(p)) for p in ijk.tolist()])
+    assert points == pytest.approx(reference, abs=1e-9)
+    assert grid.to_index(points) == pytest.approx(ijk, abs=1e-9)
+    # the shortcuts go through the same mapping: (z, y, x) indices and the 4x4 affine
+    assert np.array_equal(physical_points(img, ijk[:, ::-1]), points)
+    assert (np.c_[ijk, np.ones(3)] @ index_to_physical_affine(img).T)[:, :3] == pytest.approx(points, abs=1e-9)
+    roi = grid.roi_points(np.array([3, 4, 5]), np.array([4, 5, 6]))
+    assert roi.shape == (1, 1, 1, 3) and roi[0, 0, 0] == pytest.approx(points[1], abs=1e-4)
+    assert grid.box_around(points[1], 1.0) is not None
+    assert grid.box_around(points[1] + 500.0, 1.0) is None

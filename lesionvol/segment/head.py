@@ -43,8 +43,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from lesionvol.errors import InputError
-from lesionvol.geometry import fit_sphere
-from lesionvol.segment.grid import Grid
+from lesionvol.geometry import Grid, fit_sphere
 
 __all__ = ["HeadFit", "NoFemoralHeadError", "find_heads", "fit_head", "fat_level"]
 

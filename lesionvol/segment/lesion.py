@@ -39,7 +39,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from lesionvol.segment.grid import Grid
+from lesionvol.geometry import Grid
 from lesionvol.segment.head import INNER_LEVEL, HeadFit
 
 __all__ = ["HipMasks", "segment_masks", "DARK_LEVEL", "MARROW_LEVEL"]
