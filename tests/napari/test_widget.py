@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import time
 
@@ -201,15 +202,17 @@ def test_painting_changes_the_lesion_volume_by_the_painted_amount(reviewed_for_e
     assert (out / "transforms" / "month03.tfm").exists()
 
 
-def test_bad_input_is_reported_in_the_widget_not_raised(reviewed, monkeypatch):
-    viewer, widget, _ = reviewed
-    session = widget.session
+def test_bad_input_is_reported_in_the_widget_not_raised(reviewed_for_editing, monkeypatch):
+    viewer, widget = reviewed_for_editing
+    assert widget.table.rowCount() == 3 and widget.export_button.isEnabled()
     widget.days.setText("0, 91")  # three visits
     try:
         assert widget.run() is None
         assert "3 visits" in widget.last_error and widget.run_button.isEnabled()
     finally:
         widget.days.setText("")
+    # a failure leaves no numbers on show that the current inputs did not produce
+    assert widget.session is None and widget.table.rowCount() == 0 and not widget.export_button.isEnabled()
     assert widget.run(transforms=true_sample_transforms()[:1]) is None
     assert "1 transforms for 2 follow-ups" in widget.last_error
     # an error inside the worker (here: the core refusing an input) ends up in the status line too
@@ -223,8 +226,62 @@ def test_bad_input_is_reported_in_the_widget_not_raised(reviewed, monkeypatch):
     widget.last_error = None
     worker = widget.run(transforms=true_sample_transforms())
     wait_until(lambda: widget.last_error is not None and not worker.is_running, 60, "the worker's error")
-    assert "not on its image's grid" in widget.last_error
-    assert widget.session is session and widget.run_button.isEnabled()
+    assert "not on its image's grid" in widget.last_error and "not on its image's grid" in widget.status.text()
+    assert widget.session is None and widget.run_button.isEnabled() and not widget.export_button.isEnabled()
+
+
+def test_every_analysis_option_is_in_the_panel_and_reaches_the_core(reviewed_for_editing, monkeypatch):
+    from qtpy.QtWidgets import QComboBox
+
+    from lesionvol.errors import InputError
+    from lesionvol.inputs import AnalysisOptions
+    from napari_lesionvol import _review
+
+    viewer, widget = reviewed_for_editing
+    panel = widget.options_panel
+    assert set(panel.controls) == {f.name for f in dataclasses.fields(AnalysisOptions)}
+    for name, control in panel.controls.items():
+        assert control.toolTip() == AnalysisOptions.option_help(name)
+        if AnalysisOptions.option_choices(name):
+            assert isinstance(control, QComboBox)
+            assert [control.itemText(i) for i in range(control.count())] == list(AnalysisOptions.option_choices(name))
+    assert panel.options() == AnalysisOptions()  # the panel starts at the core's defaults
+    # the core's validation, shown in the status line (no exception into Qt)
+    for name, setter, bad, good in (("threshold_pct", "setValue", 0.0, 10.0),
+                                    ("segmenter", "setText", "onnx:", "classical"),
+                                    ("acetabular_edge_mm", "setText", "1, 2", "")):
+        getattr(panel.controls[name], setter)(bad)
+        assert widget.run() is None and name in widget.last_error and name in widget.status.text()
+        getattr(panel.controls[name], setter)(good)
+    assert panel.options() == AnalysisOptions()
+
+    panel.controls["head_definition"].setCurrentText("sphere")
+    panel.controls["acetabular_edge_mm"].setText("-60.5, 10, 35")
+    widget.run(transforms=true_sample_transforms())
+    wait_for_worker(widget)
+    options = widget.session.result.options
+    assert options.head_definition == "sphere" and options.acetabular_edge_mm == (-60.5, 10.0, 35.0)
+    assert widget.table.rowCount() == 3 and widget.export_button.isEnabled()
+
+    # another choice of layers: the table and Export go until a run succeeds
+    widget.rows[1].lesion.setCurrentText("(segment)")
+    assert widget.session is None and widget.table.rowCount() == 0 and not widget.export_button.isEnabled()
+    # the seed goes to the visits that get segmented, and only to them
+    seen = {}
+
+    def record(visits, options, progress=None):
+        seen.update(visits=list(visits), options=options)
+        raise InputError("recorded")
+
+    monkeypatch.setattr(_review, "analyze_scans", record)
+    panel.seed.setText("1.5, -2, 30")
+    worker = widget.run(transforms=true_sample_transforms())
+    wait_until(lambda: widget.last_error is not None and not worker.is_running, 60, "the worker")
+    assert [v.seed_mm for v in seen["visits"]] == [None, (1.5, -2.0, 30.0), None]
+    assert seen["visits"][1].lesion is None and seen["visits"][1].head is not None
+    assert seen["options"].head_definition == "sphere"
+    panel.seed.setText("1, 2")
+    assert widget.run() is None and "seed" in widget.last_error
 
 
 def test_unregistered_followup_on_another_grid_gets_no_change_maps(reviewed_for_editing):
