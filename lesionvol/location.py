@@ -110,6 +110,8 @@ def _points(mask: sitk.Image) -> np.ndarray:
 def _sampler(mask: sitk.Image):
     """Nearest-voxel lookup of a mask at physical points (outside the grid = 0)."""
     array = sitk.GetArrayViewFromImage(mask) != 0
+    # inverse of the 4x4 affine rather than Grid.to_index: the two differ in the last bit, which
+    # would move a point lying half-way between voxels to the other one (a change of results)
     inverse = np.linalg.inv(index_to_physical_affine(mask))
     shape = np.asarray(array.shape)
 
@@ -127,8 +129,11 @@ def _sampler(mask: sitk.Image):
 def fit_head_sphere(head_mask: sitk.Image) -> tuple[np.ndarray, float]:
     """Centre (LPS mm) and radius (mm) of the sphere fitted to the head mask's surface.
 
-    Surface voxels well inside the fitted sphere (the flat head–neck cut) are dropped and
-    the fit repeated, so a junction-cut head gives its articular sphere.
+    The surface is the mask's boundary voxels; :func:`lesionvol.geometry.fit_sphere` is fitted
+    to them ``HEAD_SPHERE_FIT_ROUNDS`` times, each round leaving out the points more than
+    ``HEAD_CUT_TRIM_MM`` (at least one voxel) inside the last fit (the flat head–neck cut), so a
+    junction-cut head gives its articular sphere.  Boundary voxel centres lie about half a voxel
+    inside the true surface, so half a voxel (mean spacing) is added to the radius.
 
     Example
     -------
