@@ -28,7 +28,9 @@ same :class:`~lesionvol.inputs.AnalysisOptions` is skipped unless ``overwrite``;
 study (missing or corrupt file, failed segmentation or registration) is recorded in
 ``errors.csv`` and the others finish.  Every file is written to a temporary name and renamed,
 so an interrupted run leaves complete study folders or none; leftovers of a killed run are
-removed by the next run.  Do not run two batches into the same ``DIR`` at once.
+removed by the next run.  A second batch into the same ``DIR`` is refused while one runs (a lock);
+``DIR`` must be new, empty or a lesionvol batch folder, and outside the inputs' folders
+(:mod:`lesionvol.outdir`).
 
 Pseudonymity: subjects are named by the manifest's IDs only; nothing is read from DICOM
 patient fields.
@@ -60,10 +62,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lesionvol import __version__
-from lesionvol.errors import InputError, LesionvolError
+from lesionvol.errors import InputError, LesionvolError, OutputExistsError
 from lesionvol.inputs import AnalysisOptions
 from lesionvol.io import atomic_path
 from lesionvol.manifest import StudySpec, read_studies
+from lesionvol.outdir import check_not_inputs, locked, marker_kind, resolve_out, write_marker
 
 PathLike = str | os.PathLike
 ITK_THREADS_ENV = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
@@ -406,70 +409,76 @@ def run_batch(
     keys = [s.key for s in studies]
     if len(set(keys)) != len(keys):
         raise InputError(f"two studies share an output folder name: {sorted({k for k in keys if keys.count(k) > 1})}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(out, studies)
+    out = resolve_out(out_dir)
+    check_not_inputs(out, [f for spec in studies for visit in spec.visits for f in visit.files()])
+    with locked(out):  # one batch per output folder at a time
+        if out.exists() and any(out.iterdir()) and marker_kind(out) != "batch":
+            raise OutputExistsError(f"'{out}' is not empty and is not a lesionvol batch folder; choose a new or "
+                                    f"empty folder")
+        out.mkdir(parents=True, exist_ok=True)
+        write_marker(out, "batch")
+        _remove_leftovers(out, studies)
 
-    outcomes: dict[str, StudyOutcome] = {}
-    startup = compute_seconds = 0.0
-    say = tqdm.write if show_progress else (lambda message: None)
-    try:
-        with _dask_client(workers, scheduler, itk_threads) as client:
-            from distributed import as_completed
+        outcomes: dict[str, StudyOutcome] = {}
+        startup = compute_seconds = 0.0
+        say = tqdm.write if show_progress else (lambda message: None)
+        try:
+            with _dask_client(workers, scheduler, itk_threads) as client:
+                from distributed import as_completed
 
-            startup = time.perf_counter() - wall_start
-            compute_start = time.perf_counter()
-            tag = uuid.uuid4().hex[:8]
-            futures = {client.submit(run_study, spec, str(out.resolve()), options, overwrite,
-                                     key=f"lesionvol-study-{spec.key}-{tag}", pure=False): spec for spec in studies}
-            bar = tqdm(total=len(futures), unit="study", desc="lesionvol batch", file=sys.stderr,
-                       disable=not show_progress, dynamic_ncols=True)
-            try:
-                for future in as_completed(futures):
-                    spec = futures[future]
-                    try:
-                        outcome = future.result()
-                    except Exception as exc:  # the worker died (memory, segfault) or the task was lost
-                        outcome = StudyOutcome(spec.subject, spec.side, "failed", _one_line(exc))
-                    outcomes[spec.key] = outcome
-                    if outcome.status == "failed":
-                        say(f"failed {spec.key}: {outcome.error}")
-                    bar.update(1)
-                    bar.set_postfix(failed=sum(o.status == "failed" for o in outcomes.values()),
-                                    skipped=sum(o.status == "skipped" for o in outcomes.values()), refresh=False)
-            except BaseException:
-                client.cancel(list(futures), force=True)
-                raise
-            finally:
-                bar.close()
-            compute_seconds = time.perf_counter() - compute_start
-    except KeyboardInterrupt:
-        if scheduler is None:  # the local workers are gone: nothing can still be writing
-            _remove_leftovers(out, studies)
-        raise
+                startup = time.perf_counter() - wall_start
+                compute_start = time.perf_counter()
+                tag = uuid.uuid4().hex[:8]
+                futures = {client.submit(run_study, spec, str(out.resolve()), options, overwrite,
+                                         key=f"lesionvol-study-{spec.key}-{tag}", pure=False): spec for spec in studies}
+                bar = tqdm(total=len(futures), unit="study", desc="lesionvol batch", file=sys.stderr,
+                           disable=not show_progress, dynamic_ncols=True)
+                try:
+                    for future in as_completed(futures):
+                        spec = futures[future]
+                        try:
+                            outcome = future.result()
+                        except Exception as exc:  # the worker died (memory, segfault) or the task was lost
+                            outcome = StudyOutcome(spec.subject, spec.side, "failed", _one_line(exc))
+                        outcomes[spec.key] = outcome
+                        if outcome.status == "failed":
+                            say(f"failed {spec.key}: {outcome.error}")
+                        bar.update(1)
+                        bar.set_postfix(failed=sum(o.status == "failed" for o in outcomes.values()),
+                                        skipped=sum(o.status == "skipped" for o in outcomes.values()), refresh=False)
+                except BaseException:
+                    client.cancel(list(futures), force=True)
+                    raise
+                finally:
+                    bar.close()
+                compute_seconds = time.perf_counter() - compute_start
+        except KeyboardInterrupt:
+            if scheduler is None:  # the local workers are gone: nothing can still be writing
+                _remove_leftovers(out, studies)
+            raise
 
-    ordered = [outcomes[s.key] for s in studies]
-    good = [s for s in studies if outcomes[s.key].status != "failed"]
-    table = cohort_table(out, good)
-    _write_cohort(out, table, ordered, options.threshold_pct)
-    n_done = sum(o.status == "done" for o in ordered)
-    peaks: dict[str, float] = {}
-    for o in ordered:
-        if o.worker:
-            peaks[o.worker] = round(max(peaks.get(o.worker, 0.0), o.peak_rss_mb), 1)
-    summary = BatchSummary(
-        out_dir=str(out), n_studies=len(studies), n_done=n_done,
-        n_skipped=sum(o.status == "skipped" for o in ordered), n_failed=sum(o.status == "failed" for o in ordered),
-        n_rows=len(table), seconds=0.0, startup_seconds=round(startup, 3),
-        studies_per_minute=round(60.0 * n_done / compute_seconds, 2) if n_done and compute_seconds > 0 else 0.0,
-        workers=None if scheduler else workers, scheduler=scheduler or "embedded LocalCluster",
-        peak_rss_mb_per_worker=peaks, outcomes=ordered,
-        parameters={**options.as_dict(), "itk_threads": itk_threads, "overwrite": overwrite,
-                    "manifest": os.path.basename(os.path.normpath(os.fspath(manifest)))},
-    )
-    summary.seconds = round(time.perf_counter() - wall_start, 3)
-    from lesionvol.report import write_json
+        ordered = [outcomes[s.key] for s in studies]
+        good = [s for s in studies if outcomes[s.key].status != "failed"]
+        table = cohort_table(out, good)
+        _write_cohort(out, table, ordered, options.threshold_pct)
+        n_done = sum(o.status == "done" for o in ordered)
+        peaks: dict[str, float] = {}
+        for o in ordered:
+            if o.worker:
+                peaks[o.worker] = round(max(peaks.get(o.worker, 0.0), o.peak_rss_mb), 1)
+        summary = BatchSummary(
+            out_dir=str(out), n_studies=len(studies), n_done=n_done,
+            n_skipped=sum(o.status == "skipped" for o in ordered), n_failed=sum(o.status == "failed" for o in ordered),
+            n_rows=len(table), seconds=0.0, startup_seconds=round(startup, 3),
+            studies_per_minute=round(60.0 * n_done / compute_seconds, 2) if n_done and compute_seconds > 0 else 0.0,
+            workers=None if scheduler else workers, scheduler=scheduler or "embedded LocalCluster",
+            peak_rss_mb_per_worker=peaks, outcomes=ordered,
+            parameters={**options.as_dict(), "itk_threads": itk_threads, "overwrite": overwrite,
+                        "manifest": os.path.basename(os.path.normpath(os.fspath(manifest)))},
+        )
+        summary.seconds = round(time.perf_counter() - wall_start, 3)
+        from lesionvol.report import write_json
 
-    with atomic_path(out / "batch_summary.json") as tmp:
-        write_json(summary.as_dict(), tmp)
-    return summary
+        with atomic_path(out / "batch_summary.json") as tmp:
+            write_json(summary.as_dict(), tmp)
+        return summary

@@ -91,22 +91,20 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from lesionvol.report import has_results, write_study
+    from lesionvol.outdir import marker_kind
+    from lesionvol.report import write_study
     from lesionvol.sample import SAMPLE_VISITS, sample_series_paths, sample_truth
     from lesionvol.study import analyze
 
     out = Path(args.out)
-    marker = out / "summary.json"
-    overwrite = args.overwrite or (marker.exists() and '"command": "demo"' in marker.read_text())
-    if has_results(out) and not overwrite:
-        raise LesionvolError(f"'{out}' holds results that are not a demo's; use --overwrite or another --out")
+    overwrite = args.overwrite or marker_kind(out) == "demo"  # a demo's own results are replaced
     truth = sample_truth()
     print(f"lesionvol {__version__} demo: right hip, baseline, 3 and 12 months (synthetic, exact truth)", file=sys.stderr)
     started = time.perf_counter()
     options = AnalysisOptions(acetabular_edge_mm=truth["landmarks_mm"][0]["acetabular_edge"])
     result = analyze(sample_series_paths(), options, labels=list(SAMPLE_VISITS), days=truth["days"],
                      progress=_say(args.quiet))
-    write_study(result, out, overwrite=overwrite, extra_summary={"command": "demo"})
+    write_study(result, out, overwrite=overwrite, extra_summary={"command": "demo"}, kind="demo")
     seconds = time.perf_counter() - started
     rows = result.rows()
     print(format_table(rows))

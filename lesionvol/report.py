@@ -2,79 +2,24 @@
 
 Everything goes into a hidden temporary folder next to the destination, which is
 renamed into place only when complete: an interrupted run leaves no half-written
-results, and an existing result folder is replaced only when asked.
+results, and an existing result folder is replaced only when asked and only when lesionvol
+wrote it (see :mod:`lesionvol.outdir`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import os
-import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from lesionvol.errors import OutputExistsError
 from lesionvol.io import write_image
+from lesionvol.outdir import atomic_folder, has_results  # noqa: F401  (has_results: part of this module's API)
 from lesionvol.study import StudyResult, Timepoint
-
-RESULT_FILES = ("volumes.csv", "summary.json")
-
-
-def has_results(folder: str | os.PathLike) -> bool:
-    """True when ``folder`` already holds a finished lesionvol result.
-
-    Example
-    -------
-    >>> has_results(tempfile.mkdtemp())
-    False
-    """
-    return any((Path(folder) / name).exists() for name in RESULT_FILES)
-
-
-@contextlib.contextmanager
-def atomic_folder(out_dir: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder that replaces ``out_dir`` only if the block succeeds.
-
-    Raises
-    ------
-    OutputExistsError
-        ``out_dir`` holds results (or other files) and ``overwrite`` is False.
-
-    Example
-    -------
-    >>> out = Path(tempfile.mkdtemp()) / "results"
-    >>> with atomic_folder(out) as tmp:
-    ...     _ = (tmp / "volumes.csv").write_text("timepoint\\n")
-    >>> sorted(p.name for p in out.iterdir())
-    ['volumes.csv']
-    """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        if has_results(out_dir):
-            raise OutputExistsError(f"'{out_dir}' already holds results; use --overwrite to replace them")
-        if any(out_dir.iterdir()):
-            raise OutputExistsError(f"'{out_dir}' is not empty; choose an empty folder or use --overwrite")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
-        yield tmp
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
 
 def _csv_value(value: object) -> object:
     if value is None:
@@ -151,14 +96,15 @@ def qc_picture(tp: Timepoint, path: str | os.PathLike) -> None:
 
 
 def write_study(result: StudyResult, out_dir: str | os.PathLike, overwrite: bool = False,
-                extra_summary: dict | None = None) -> Path:
+                extra_summary: dict | None = None, kind: str = "study") -> Path:
     """Write all outputs of a study into ``out_dir`` atomically; return the folder.
 
     Layout: ``volumes.csv``, ``summary.json``, ``masks/<tp>_{lesion,head}.nii.gz``,
     ``transforms/<tp>.tfm`` (follow-ups), ``change/<tp>_{regenerated,new}.nii.gz``
-    (baseline space), ``qc/<tp>.png``.
+    (baseline space), ``qc/<tp>.png``, and the ``.lesionvol`` marker. The folder may not be
+    an input's folder (``result.input_files``); see :func:`lesionvol.outdir.atomic_folder`.
     """
-    with atomic_folder(out_dir, overwrite) as tmp:
+    with atomic_folder(out_dir, overwrite, kind=kind, inputs=result.input_files) as tmp:
         for name in ("masks", "transforms", "change", "qc"):
             (tmp / name).mkdir()
         for tp in result.timepoints:

@@ -126,6 +126,7 @@ class StudyResult:
 
     timepoints: list[Timepoint]
     options: AnalysisOptions = field(default_factory=AnalysisOptions)
+    input_files: list[str] = field(default_factory=list)  # every file read (outputs may not replace them)
 
     @property
     def threshold_pct(self) -> float:
@@ -366,7 +367,7 @@ def analyze_scans(
             tp.change = change_maps(baseline.lesion, tp.lesion)
     _locate(timepoints, hip_side, _acetabular_edges(timepoints, options.acetabular_edge_mm))
     say("measured")
-    return StudyResult(timepoints, options)
+    return StudyResult(timepoints, options, [f for v in visits for f in v.files()])
 
 
 def analyze(

@@ -52,3 +52,92 @@ def test_a_visit_refuses_a_bad_label_in_the_library_too():
             Visit("a.nii.gz", label=bad)
     assert Visit("a.nii.gz", label="3mo_v2.1+").label == "3mo_v2.1+"
     assert os.path.basename(Visit("a.nii.gz").files()[0]) == "a.nii.gz"
+
+
+# ----------------------------------------------------------------------------- output folders
+def _patient_folder(tmp_path: Path) -> Path:
+    """A reader's folder: two scans with their masks, and notes that are not ours."""
+    folder = tmp_path / "pA"
+    folder.mkdir()
+    for kind, paths in (("", sample_series_paths()[:2]), ("_lesion", sample_mask_paths("lesion")[:2]),
+                        ("_head", sample_mask_paths("head")[:2])):
+        for i, path in enumerate(paths):
+            (folder / f"t{i}{kind}.nii.gz").write_bytes(Path(path).read_bytes())
+    (folder / "notes.txt").write_text("reader's notes")
+    return folder
+
+
+def _analyze(folder: Path, out: Path, *extra: str) -> int:
+    return main(["analyze", str(folder / "t0.nii.gz"), str(folder / "t1.nii.gz"),
+                 "--lesion", str(folder / "t0_lesion.nii.gz"), str(folder / "t1_lesion.nii.gz"),
+                 "--head", str(folder / "t0_head.nii.gz"), str(folder / "t1_head.nii.gz"),
+                 "--no-register", "--quiet", "--out", str(out), *extra])
+
+
+@pytest.mark.parametrize("where", [".", "results"])
+def test_out_in_the_inputs_folder_is_refused_even_with_overwrite(tmp_path, capsys, where):
+    folder = _patient_folder(tmp_path)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert _analyze(folder, folder / where, "--overwrite") == 2
+    assert "the input" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_overwrite_replaces_only_a_folder_lesionvol_wrote(tmp_path, capsys):
+    folder = _patient_folder(tmp_path)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "draft.docx").write_text("not lesionvol's")
+    assert _analyze(folder, mine, "--overwrite") == 2
+    assert "did not write" in capsys.readouterr().err and (mine / "draft.docx").exists()
+    out = tmp_path / "results"
+    assert _analyze(folder, out) == 0
+    assert _analyze(folder, out) == 2  # results there: not without --overwrite
+    assert _analyze(folder, out, "--overwrite") == 0
+    assert (out / ".lesionvol").is_file() and (out / "volumes.csv").is_file()
+
+
+def test_a_symlinked_out_writes_into_its_target(tmp_path):
+    folder = _patient_folder(tmp_path)
+    target = tmp_path / "big_disk" / "hip"
+    target.parent.mkdir()
+    link = tmp_path / "hip"
+    link.symlink_to(target, target_is_directory=True)
+    assert _analyze(folder, link) == 0
+    assert link.is_symlink() and (target / "volumes.csv").is_file()
+
+
+def test_a_second_run_into_the_same_out_is_refused_while_one_runs(tmp_path, capsys):
+    from lesionvol.outdir import locked, resolve_out
+
+    folder = _patient_folder(tmp_path)
+    out = tmp_path / "hip"
+    with locked(resolve_out(out)):
+        assert _analyze(folder, out) == 2
+    assert "another lesionvol run is writing to" in capsys.readouterr().err
+    assert _analyze(folder, out) == 0  # the lock went with the first run
+    assert not (tmp_path / ".hip.lock").exists()
+
+
+def test_leftovers_of_a_killed_run_are_removed_and_the_umask_is_kept(tmp_path):
+    folder = _patient_folder(tmp_path)
+    stale = tmp_path / ".hip.partial-dead1234"
+    (stale / "masks").mkdir(parents=True)
+    previous = os.umask(0o022)
+    try:
+        assert _analyze(folder, tmp_path / "hip") == 0
+    finally:
+        os.umask(previous)
+    assert not stale.exists()
+    assert (tmp_path / "hip" / "volumes.csv").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "hip" / "masks" / "t0_lesion.nii.gz").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "hip").stat().st_mode & 0o777 == 0o755
+
+
+def test_batch_refuses_an_out_that_holds_its_inputs(tmp_path, capsys):
+    folder = _patient_folder(tmp_path)
+    (tmp_path / "m.csv").write_text("subject,side,timepoint,days,image,lesion_mask,head_mask\n"
+                                    "P1,R,t0,0,pA/t0.nii.gz,pA/t0_lesion.nii.gz,pA/t0_head.nii.gz\n")
+    assert main(["batch", str(tmp_path / "m.csv"), "--out", str(tmp_path), "--no-register", "--quiet"]) == 2
+    assert "holds the input" in capsys.readouterr().err
+    assert (folder / "notes.txt").exists()

@@ -231,7 +231,8 @@ def test_a_label_map_gives_the_volumes_of_the_separate_masks(tmp_path):
         les, hd = read_mask(lesion), read_mask(head)
         labels = sitk.Cast(hd * 3, sitk.sitkUInt8)  # head as 3 ...
         labels = sitk.Mask(labels, sitk.Not(les), outsideValue=7)  # ... lesion as 7: labels set by the options
-        path = tmp_path / f"labels{i}.nii.gz"
+        (tmp_path / "maps").mkdir(exist_ok=True)
+        path = tmp_path / "maps" / f"labels{i}.nii.gz"
         sitk.WriteImage(labels, str(path))
         maps.append(str(path))
     out = tmp_path / "o"
