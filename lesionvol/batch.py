@@ -70,6 +70,7 @@ from lesionvol.outdir import check_not_inputs, locked, marker_kind, resolve_out,
 
 PathLike = str | os.PathLike
 ITK_THREADS_ENV = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
+DASHBOARD = "127.0.0.1:0"  # this machine only: the dashboard has no authentication
 COHORT_FILES = ("cohort_volumes.csv", "cohort_volumes.parquet", "errors.csv", "lf_trajectories.png",
                 "rf_by_followup.png", "batch_summary.json")
 
@@ -214,7 +215,7 @@ def _workers_ignore_ctrl_c() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _dask_client(workers: int, scheduler: str | None, itk_threads: int) -> Iterator:
+def _dask_client(workers: int, scheduler: str | None, itk_threads: int, dashboard: str | None) -> Iterator:
     from distributed import Client, LocalCluster
 
     cluster = None
@@ -229,8 +230,8 @@ def _dask_client(workers: int, scheduler: str | None, itk_threads: int) -> Itera
         env = {ITK_THREADS_ENV: str(itk_threads), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1"}
         with _workers_ignore_ctrl_c():
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                   silence_logs=logging.ERROR, env=env)
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                   dashboard_address=dashboard, silence_logs=logging.ERROR, env=env)
         client = Client(cluster)
     try:
         client.register_plugin(_thread_plugin(itk_threads))
@@ -317,7 +318,7 @@ def cohort_table(out_dir: PathLike, studies: list[StudySpec]):
 
 def _write_cohort(out: Path, table, outcomes: list[StudyOutcome], threshold_pct: float) -> None:
     from lesionvol.cohort_plots import plot_lf_trajectories, plot_rf_by_followup
-    from lesionvol.report import write_rows_csv
+    from lesionvol.report import spreadsheet_safe, write_rows_csv
 
     records = table.astype(object).where(table.notna(), None).to_dict("records")
     with atomic_path(out / "cohort_volumes.csv") as tmp:
@@ -333,7 +334,8 @@ def _write_cohort(out: Path, table, outcomes: list[StudyOutcome], threshold_pct:
     with atomic_path(out / "errors.csv") as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["subject", "side", "error"])
-        writer.writerows([o.subject, o.side, o.error] for o in outcomes if o.status == "failed")
+        writer.writerows([spreadsheet_safe(text) for text in (o.subject, o.side, o.error)]
+                         for o in outcomes if o.status == "failed")
     if len(table) and "lesion_pct_head" in table:
         plot_lf_trajectories(table, out / "lf_trajectories.png", threshold_pct)
         plot_rf_by_followup(table, out / "rf_by_followup.png")
@@ -366,6 +368,7 @@ def run_batch(
     overwrite: bool = False,
     show_progress: bool = True,
     itk_threads: int = 1,
+    dashboard: str | None = DASHBOARD,
 ) -> BatchSummary:
     """Analyse every study of a manifest CSV (or cohort folder) on Dask; write the cohort outputs.
 
@@ -388,6 +391,10 @@ def run_batch(
         A progress bar on stderr.
     itk_threads : int
         ITK threads per task (1: the cores are shared by processes, not threads).
+    dashboard : str or None
+        Address of the embedded cluster's Dask dashboard (``127.0.0.1:0``, a free port on this
+        machine only, by default; ``None`` for none). It has no authentication: expose it on
+        other interfaces (``0.0.0.0:8787``) only on a trusted network. Its address is printed.
 
     Returns
     -------
@@ -423,8 +430,11 @@ def run_batch(
         startup = compute_seconds = 0.0
         say = tqdm.write if show_progress else (lambda message: None)
         try:
-            with _dask_client(workers, scheduler, itk_threads) as client:
+            with _dask_client(workers, scheduler, itk_threads, dashboard) as client:
                 from distributed import as_completed
+
+                if show_progress and scheduler is None and dashboard:
+                    print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr, flush=True)
 
                 startup = time.perf_counter() - wall_start
                 compute_start = time.perf_counter()

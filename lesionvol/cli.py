@@ -215,7 +215,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     summary = run_batch(args.manifest, args.out, options_from_args(args), workers=args.workers,
                         scheduler=args.scheduler, overwrite=args.overwrite, show_progress=not args.quiet,
-                        itk_threads=args.itk_threads)
+                        itk_threads=args.itk_threads, dashboard=None if args.dashboard == "none" else args.dashboard)
     print(summary.describe())
     return 0 if summary.n_failed == 0 else 1
 
@@ -291,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--workers", type=int, default=2, help="local Dask worker processes (default 2)")
     batch.add_argument("--scheduler", metavar="ADDRESS", help="address of an existing Dask scheduler, "
                                                              "e.g. tcp://host:8786 (inputs and --out on a shared disk)")
+    batch.add_argument("--dashboard", default="127.0.0.1:0", metavar="ADDRESS",
+                       help="Dask dashboard of the local cluster (default 127.0.0.1:0: this machine only, a free "
+                            "port; it has no authentication, so 0.0.0.0:8787 only on a trusted network; 'none')")
     batch.add_argument("--itk-threads", type=int, default=1, metavar="N",
                        help="ITK threads per study (default 1: the cores go to worker processes)")
     _analyze_args(batch)

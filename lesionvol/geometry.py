@@ -192,9 +192,9 @@ def grid_difference(a: sitk.Image, b: sitk.Image) -> str | None:
         return f"size {a.GetSize()} vs {b.GetSize()}"
     spacing_a, spacing_b = np.asarray(a.GetSpacing()), np.asarray(b.GetSpacing())
     if not np.allclose(spacing_a, spacing_b, rtol=GRID_TOLERANCE, atol=0):
-        return f"spacing {tuple(spacing_a.round(5))} vs {tuple(spacing_b.round(5))} mm"
+        return f"spacing {tuple(spacing_a.round(5).tolist())} vs {tuple(spacing_b.round(5).tolist())} mm"
     if not np.allclose(a.GetOrigin(), b.GetOrigin(), atol=GRID_TOLERANCE * max(spacing_a)):
-        return f"origin {tuple(np.round(a.GetOrigin(), 4))} vs {tuple(np.round(b.GetOrigin(), 4))} mm"
+        return f"origin {tuple(np.round(a.GetOrigin(), 4).tolist())} vs {tuple(np.round(b.GetOrigin(), 4).tolist())} mm"
     if not np.allclose(a.GetDirection(), b.GetDirection(), atol=GRID_TOLERANCE):
         return "direction cosines differ"
     return None

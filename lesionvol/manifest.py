@@ -47,8 +47,11 @@ Two ways to describe a cohort, both read by :func:`read_studies`.
           d0/image.nii.gz
 
 The side comes from a ``left``/``right`` folder, else the ``side`` file, else the batch's
-``side`` option (``lesionvol batch cohort/ --side right``).  Sessions are ordered by days,
-or by name (natural order) when a session's days are unknown.
+``side`` option (``lesionvol batch cohort/ --side right``).  Sessions are ordered by days;
+when a session's days are unknown, by what the names say (``baseline``/``pre``/``t0`` first,
+then ``6w``, ``3mo``, ``m6``, ``1y``, ``d365``, or dates ``2024-03-01``; see :func:`order_key`).
+A study whose order cannot be told is refused, asking for ``days`` files: the baseline must
+never be taken for a follow-up.
 
 Bad manifests are refused with one line naming every problem (missing columns, duplicate
 timepoints, unknown sides); missing files do not stop the batch: the study is reported in
@@ -57,7 +60,10 @@ timepoints, unknown sides); missing files do not stop the batch: the study is re
 
 from __future__ import annotations
 
+import codecs
 import csv
+import datetime as dt
+import io
 import math
 import os
 import re
@@ -144,6 +150,24 @@ def _missing(spec: StudySpec) -> None:
                 spec.problems.append(f"{visit.label} {column} '{path}'")
 
 
+def _manifest_text(path: Path) -> str:
+    """The manifest's text: UTF-8 (with or without BOM) or UTF-16 with a BOM, else Latin-1 (what
+    spreadsheets on Windows save); NUL bytes without a BOM are refused."""
+    data = path.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise InputError(f"manifest '{path}' is not valid UTF-16; save it as UTF-8 CSV") from None
+    if b"\0" in data:
+        raise InputError(f"manifest '{path}' holds NUL bytes (UTF-16 without a byte-order mark, or not a "
+                         f"text file); save it as UTF-8 CSV")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
 def read_manifest(path: str | os.PathLike) -> list[StudySpec]:
     """Read a manifest CSV into studies (see the module docstring for the format).
 
@@ -167,15 +191,17 @@ def read_manifest(path: str | os.PathLike) -> list[StudySpec]:
     if not path.is_file():
         raise InputError(f"manifest '{path}' does not exist")
     base = path.resolve().parent
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-        if missing:
-            raise InputError(f"manifest '{path}' lacks column(s) {', '.join(missing)}; the header must be "
-                             f"{','.join(REQUIRED_COLUMNS)} and optionally {','.join(OPTIONAL_COLUMNS)}")
-        reader.fieldnames = columns
+    reader = csv.DictReader(io.StringIO(_manifest_text(path), newline=""))
+    columns = [c.strip() for c in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise InputError(f"manifest '{path}' lacks column(s) {', '.join(missing)}; the header must be "
+                         f"{','.join(REQUIRED_COLUMNS)} and optionally {','.join(OPTIONAL_COLUMNS)}")
+    reader.fieldnames = columns
+    try:
         raw_rows = list(reader)
+    except csv.Error as exc:
+        raise InputError(f"manifest '{path}' is not a readable CSV ({exc})") from None
     if not raw_rows:
         raise InputError(f"manifest '{path}' has no rows")
 
@@ -247,6 +273,61 @@ def _session_days(session: Path) -> float | None:
     return float(match.group(1)) if match else None
 
 
+_BASELINE_NAMES = {"baseline", "base", "bl", "pre", "preop", "pre-op", "pre_op", "screening", "t0", "0"}
+_UNITS_DAYS = {"d": 1.0, "day": 1.0, "days": 1.0, "w": 7.0, "wk": 7.0, "week": 7.0, "weeks": 7.0,
+               "m": 30.4375, "mo": 30.4375, "mon": 30.4375, "month": 30.4375, "months": 30.4375,
+               "y": 365.25, "yr": 365.25, "year": 365.25, "years": 365.25}
+
+
+def order_key(name: str) -> tuple[str, float] | None:
+    """Where a session named ``name`` falls in time, read off its name, for ordering only.
+
+    ``("after_baseline", days)`` for baseline names (``baseline``, ``pre``, ``t0``, …: 0) and
+    intervals (``3mo``, ``m3``, ``month03``, ``6w``, ``1y``, ``d365``, ``12_months``), ``("date",
+    ordinal)`` for dates (``2024-03-01``, ``20240301``), ``None`` when the name says nothing.
+
+    Example
+    -------
+    >>> [order_key(n) for n in ("baseline", "3mo", "month12", "1y", "d91")]
+    [('after_baseline', 0.0), ('after_baseline', 91.3125), ('after_baseline', 365.25), ('after_baseline', 365.25), ('after_baseline', 91.0)]
+    >>> order_key("2024-03-01")[0], order_key("followup") is None
+    ('date', True)
+    """
+    text = name.strip().lower()
+    if text in _BASELINE_NAMES:
+        return ("after_baseline", 0.0)
+    for pattern in (r"(\d{4})-(\d{2})-(\d{2})", r"(\d{4})(\d{2})(\d{2})"):
+        if (m := re.fullmatch(pattern, text)) is not None:
+            try:
+                return ("date", float(dt.date(*map(int, m.groups())).toordinal()))
+            except ValueError:
+                return None
+    number, unit = r"(\d+(?:\.\d+)?)", r"([a-z]+)"
+    for pattern, order in ((rf"{number}[ _-]?{unit}", (0, 1)), (rf"{unit}[ _-]?{number}", (1, 0))):
+        if (m := re.fullmatch(pattern, text)) is not None:
+            value, word = m.group(1 + order[0]), m.group(1 + order[1])
+            if word in _UNITS_DAYS:
+                return ("after_baseline", float(value) * _UNITS_DAYS[word])
+    if re.fullmatch(number, text):
+        return ("after_baseline", float(text))
+    return None
+
+
+def _order_sessions(spec: StudySpec) -> str | None:
+    """Order a folder study's visits by days, else by what their names say; a problem when neither can."""
+    if all(v.days is not None for v in spec.visits):
+        return None  # ordered by days later
+    keys = {v.label: order_key(v.label) for v in spec.visits}
+    unknown = [label for label, key in keys.items() if key is None]
+    kinds = {key[0] for key in keys.values() if key is not None}
+    if unknown or len(kinds) > 1:
+        what = f"cannot tell when {', '.join(unknown)} was" if unknown else "session names mix dates and intervals"
+        return (f"{spec.subject} {spec.side}: {what}; add a 'days' file to each session folder "
+                f"(or name them baseline, 3mo, 12mo, d91, 2024-03-01, …)")
+    spec.visits.sort(key=lambda v: keys[v.label][1])
+    return None
+
+
 def read_folder(root: str | os.PathLike, side: str | None = None) -> list[StudySpec]:
     """Read a cohort folder laid out per subject (and side) and session.
 
@@ -307,6 +388,8 @@ def read_folder(root: str | os.PathLike, side: str | None = None) -> list[StudyS
                                              lesion=str(lesion) if lesion else None, head=str(head) if head else None))
                 except InputError as exc:
                     problems.append(f"{subject} {hip_side}: {exc}")
+            if (problem := _order_sessions(spec)) is not None:
+                problems.append(problem)
             studies[(subject, hip_side)] = spec
     _fail(f"cohort folder '{root}'", problems)
     if not studies:

@@ -21,16 +21,35 @@ from lesionvol.io import write_image
 from lesionvol.outdir import atomic_folder, has_results  # noqa: F401  (has_results: part of this module's API)
 from lesionvol.study import StudyResult, Timepoint
 
+#: A text cell starting with one of these is a formula to a spreadsheet (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """``text`` as a spreadsheet shows it literally: a leading ``'`` before a formula start
+    (OWASP's advice for CSV injection); numbers are written as numbers, not through this.
+
+    Example
+    -------
+    >>> spreadsheet_safe("=SUM(A1:A9)"), spreadsheet_safe("below")
+    ("'=SUM(A1:A9)", 'below')
+    """
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def _csv_value(value: object) -> object:
     if value is None:
         return ""
     if isinstance(value, float | np.floating):
         return f"{float(value):.6g}"
+    if isinstance(value, str):
+        return spreadsheet_safe(value)
     return value
 
 
 def write_rows_csv(rows: list[dict], path: str | os.PathLike) -> None:
-    """Write dict rows as CSV (union of keys, in first-seen order; empty cell for None).
+    """Write dict rows as CSV (union of keys, in first-seen order; empty cell for None; text
+    that a spreadsheet would run as a formula is escaped, see :func:`spreadsheet_safe`).
 
     Example
     -------

@@ -141,3 +141,73 @@ def test_batch_refuses_an_out_that_holds_its_inputs(tmp_path, capsys):
     assert main(["batch", str(tmp_path / "m.csv"), "--out", str(tmp_path), "--no-register", "--quiet"]) == 2
     assert "holds the input" in capsys.readouterr().err
     assert (folder / "notes.txt").exists()
+
+
+# ----------------------------------------------------------------------------- batch inputs
+def _session(root: Path, name: str, days: str | None = None) -> None:
+    (root / name).mkdir(parents=True)
+    (root / name / "image.nii.gz").write_bytes(b"")
+    if days is not None:
+        (root / name / "days").write_text(days)
+
+
+def test_folder_sessions_are_ordered_by_what_their_names_say(tmp_path):
+    """README's cohort layout without days files: the baseline must come first, not after 3mo."""
+    from lesionvol.manifest import read_folder
+
+    for name in ("3mo", "12mo", "baseline"):
+        _session(tmp_path / "P1", name)
+    for name in ("2024-09-01", "2024-03-01"):
+        _session(tmp_path / "P2", name)
+    for name in ("1y", "6w", "pre"):
+        _session(tmp_path / "P3", name)
+    studies = {s.subject: [v.label for v in s.visits] for s in read_folder(tmp_path, side="right")}
+    assert studies == {"P1": ["baseline", "3mo", "12mo"], "P2": ["2024-03-01", "2024-09-01"],
+                       "P3": ["pre", "6w", "1y"]}
+
+
+def test_folder_sessions_whose_order_cannot_be_told_are_refused(tmp_path):
+    from lesionvol.manifest import read_folder
+
+    for name in ("first", "followup"):
+        _session(tmp_path / "P1", name)
+    with pytest.raises(InputError, match="cannot tell when first, followup was; add a 'days' file"):
+        read_folder(tmp_path, side="left")
+    _session(tmp_path / "P1", "x", days="0")  # days files for some only do not help the others
+    with pytest.raises(InputError, match="cannot tell when"):
+        read_folder(tmp_path, side="left")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "latin-1", "utf-8-sig"])
+def test_manifests_saved_by_spreadsheets_are_read(tmp_path, encoding):
+    text = "subject,side,timepoint,days,image\nPatiënt1,R,base,0,tête.nii.gz\n".replace("Patiënt1", "P1")
+    (tmp_path / "m.csv").write_bytes(text.encode(encoding))
+    [study] = read_manifest(tmp_path / "m.csv")
+    assert study.visits[0].image == str(tmp_path / "tête.nii.gz")
+
+
+def test_a_manifest_that_is_not_text_is_refused_in_one_line(tmp_path):
+    (tmp_path / "m.csv").write_bytes("subject,side\n".encode("utf-16-le"))  # no byte-order mark
+    with pytest.raises(InputError, match="NUL bytes"):
+        read_manifest(tmp_path / "m.csv")
+
+
+def test_cells_a_spreadsheet_would_run_are_escaped(tmp_path):
+    import csv
+
+    from lesionvol.report import write_rows_csv
+
+    write_rows_csv([{"reason": "=HYPERLINK(\"http://x\",\"y\")", "note": "@SUM(1)", "lf_pct": -2.5,
+                     "ok": "below"}], tmp_path / "t.csv")
+    with open(tmp_path / "t.csv", newline="") as handle:
+        [row] = list(csv.DictReader(handle))
+    assert row == {"reason": "'=HYPERLINK(\"http://x\",\"y\")", "note": "'@SUM(1)", "lf_pct": "-2.5", "ok": "below"}
+
+
+def test_the_dask_dashboard_listens_on_this_machine_only(tmp_path, capsys):
+    from test_batch import make_cohort
+
+    manifest = make_cohort(tmp_path / "in", subjects=("S01",))
+    assert main(["batch", str(manifest), "--out", str(tmp_path / "out"), "--workers", "1", "--no-register"]) == 0
+    link = [line for line in capsys.readouterr().err.splitlines() if line.startswith("Dask dashboard: ")]
+    assert len(link) == 1 and link[0].startswith("Dask dashboard: http://127.0.0.1:"), link

@@ -99,8 +99,9 @@ class ResultLayers:
                 elif name in self.viewer.layers:  # left from an earlier run: it would show stale numbers
                     self.viewer.layers.remove(name)
             # follow-ups are reviewed in baseline space; their native layers stay one click away
-            if tp.label in self.viewer.layers:
-                self.viewer.layers[tp.label].visible = False
+            image_layer = outcome.mask_layers.get(tp.label, {}).get("image", tp.label)
+            if image_layer in self.viewer.layers:
+                self.viewer.layers[image_layer].visible = False
             for kind in MASK_KINDS:
                 self._layers[(tp.label, kind)].visible = False
         self._layers[(base.label, "lesion")].visible = True

@@ -17,7 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 from qtpy.QtWidgets import QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from lesionvol.inputs import AnalysisOptions, Visit
+from lesionvol.inputs import AnalysisOptions, Visit, safe_name
 from napari_lesionvol._geometry import META_KEY, layer_image, mask_from_layer, to_native
 from napari_lesionvol._review import Progress, ReviewSession, analyze_visits, followup_in_baseline
 
@@ -29,7 +29,7 @@ class RunOutcome:
     session: ReviewSession
     #: each follow-up resampled into baseline space (None: the core did not compare it)
     followups_in_baseline: list[sitk.Image | None]
-    #: ``{visit label: {kind: layer name}}`` of the masks taken from Labels layers
+    #: ``{visit label: {"image" or kind: layer name}}``: the image layer and the Labels layers a visit came from
     mask_layers: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
@@ -43,9 +43,10 @@ def layer_state(layer, copy: bool = False) -> dict:
 
 def snapshot(viewer, chosen: list[tuple[str, dict[str, str]]]) -> list[dict]:
     """The chosen layers (``(image name, {kind: mask name})`` per visit) as the worker reads them."""
-    return [{"label": image, "image": layer_state(viewer.layers[image]),
+    # the visit's label names files: a layer name such as "T1 cor (3 mo)" becomes T1_cor_3_mo
+    return [{"label": safe_name(image, fallback=f"t{i}"), "image": layer_state(viewer.layers[image]),
              "masks": {kind: layer_state(viewer.layers[name], copy=True) for kind, name in masks.items()}}
-            for image, masks in chosen]
+            for i, (image, masks) in enumerate(chosen)]
 
 
 def _scan_from_state(state: dict):
@@ -92,7 +93,8 @@ def analysis_job(snapshot: list[dict], days, transforms, options: AnalysisOption
         visits.append(Visit(scan, label=item["label"], lesion=masks.get("lesion"), head=masks.get("head"), days=day,
                             transform=transform, seed_mm=seed_mm if segmented else None))
         origins[item["label"]] = origin
-        layers[item["label"]] = {kind: state["name"] for kind, state in item["masks"].items()}
+        layers[item["label"]] = {"image": item["image"]["name"],
+                                 **{kind: state["name"] for kind, state in item["masks"].items()}}
     session = None
     for item in analyze_visits(visits, options, origins):
         if isinstance(item, ReviewSession):
