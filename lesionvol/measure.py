@@ -21,6 +21,8 @@ import numpy as np
 import SimpleITK as sitk
 from skimage.measure import marching_cubes
 
+from lesionvol.errors import InputError
+
 from lesionvol.geometry import voxel_volume_mm3
 
 #: The default LF threshold and where it comes from; written into every output.
@@ -154,10 +156,57 @@ class Volumes:
     head_mesh_volume_ml: float
     lesion_mesh_volume_ml: float
     lesion_outside_head_ml: float
+    head_fov_edges: tuple[str, ...] = ()
+    lesion_fov_edges: tuple[str, ...] = ()
 
     @property
     def lesion_pct_head(self) -> float:
         return lesion_pct_head(self.lesion_volume_ml, self.head_volume_ml)
+
+    def fov_edge_reason(self) -> str:
+        """Why the volumes may be cut by the image's field of view, or ``""``.
+
+        Example
+        -------
+        >>> Volumes(48.0, 4.8, 47.5, 4.6, 0.0, head_fov_edges=("inferior",)).fov_edge_reason()
+        'head touches the inferior edge of the image: its volume may be cut short'
+        """
+        parts = [f"{name} touches the {' and '.join(edges)} edge{'s' if len(edges) > 1 else ''} of the image"
+                 for name, edges in (("head", self.head_fov_edges), ("lesion", self.lesion_fov_edges)) if edges]
+        return "; ".join(parts) + (": its volume may be cut short" if len(parts) == 1 else
+                                   ": their volumes may be cut short") if parts else ""
+
+
+#: Anatomical name of the +x, +y, +z directions of LPS space (and of their opposites).
+_LPS_NAMES = (("left", "right"), ("posterior", "anterior"), ("superior", "inferior"))
+
+
+def fov_edges(mask: sitk.Image) -> tuple[str, ...]:
+    """The faces of the image a mask touches, named by anatomical direction (``"inferior"``, …).
+
+    A head or lesion touching the edge of the field of view was probably cut by it.
+
+    Example
+    -------
+    >>> m = sitk.Image([10, 10, 10], sitk.sitkUInt8); m[3:7, 3:7, 0:4] = 1
+    >>> fov_edges(m)
+    ('inferior',)
+    """
+    array = sitk.GetArrayViewFromImage(mask) != 0
+    if not array.any():
+        return ()
+    direction = np.asarray(mask.GetDirection()).reshape(3, 3)
+    touched = []
+    for axis in range(3):  # image axis i is array axis 2 - i
+        extent = np.any(array, axis=tuple(a for a in range(3) if a != 2 - axis))
+        column = direction[:, axis]
+        k = int(np.argmax(np.abs(column)))
+        positive, negative = _LPS_NAMES[k] if column[k] > 0 else _LPS_NAMES[k][::-1]
+        if extent[0]:
+            touched.append(negative)
+        if extent[-1]:
+            touched.append(positive)
+    return tuple(touched)
 
 
 def measure_volumes(lesion: sitk.Image, head: sitk.Image) -> Volumes:
@@ -181,4 +230,29 @@ def measure_volumes(lesion: sitk.Image, head: sitk.Image) -> Volumes:
         head_mesh_volume_ml=mesh_volume_ml(head),
         lesion_mesh_volume_ml=mesh_volume_ml(lesion),
         lesion_outside_head_ml=mask_volume_ml(outside),
+        head_fov_edges=fov_edges(head),
+        lesion_fov_edges=fov_edges(lesion),
     )
+
+
+#: A lesion with more than this share of its volume outside the head mask is refused: LF would
+#: be a ratio of two unrelated regions. Less is reported in ``lesion_outside_head_ml``.
+MAX_LESION_OUTSIDE_FRACTION = 0.05
+
+
+def check_lesion_in_head(volumes: Volumes, label: str) -> None:
+    """Refuse (InputError) a lesion lying (mostly) outside its head mask.
+
+    Example
+    -------
+    >>> check_lesion_in_head(Volumes(48.0, 4.0, 47.5, 3.9, 0.1), "t0")
+    >>> check_lesion_in_head(Volumes(48.0, 4.0, 47.5, 3.9, 4.0), "t0")
+    Traceback (most recent call last):
+    ...
+    lesionvol.errors.InputError: the lesion of t0 lies outside its head mask (4 of 4 mL outside): check that the masks belong to the same hip and scan
+    """
+    if volumes.lesion_volume_ml > 0 and (
+            volumes.lesion_outside_head_ml > MAX_LESION_OUTSIDE_FRACTION * volumes.lesion_volume_ml):
+        raise InputError(f"the lesion of {label} lies outside its head mask ({volumes.lesion_outside_head_ml:.3g} of "
+                         f"{volumes.lesion_volume_ml:.3g} mL outside): check that the masks belong to the same hip "
+                         f"and scan")

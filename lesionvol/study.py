@@ -23,8 +23,10 @@ from lesionvol.io import Scan, as_binary_mask
 from lesionvol.location import LOCATION_DEFINITIONS, describe_location, infer_side
 from lesionvol.register import REGISTRATION_DEFINITIONS
 from lesionvol.measure import (
+    MAX_LESION_OUTSIDE_FRACTION,
     STEINBERG_RULE,
     THRESHOLD_SOURCE,
+    check_lesion_in_head,
     Volumes,
     measure_volumes,
     residual_pct_baseline,
@@ -43,6 +45,10 @@ DEFINITIONS = {
     "new_lesion_ml": "lesion voxels at this timepoint outside the baseline lesion, in baseline space",
     "change_method": "how the follow-up lesion was brought into baseline space for regenerated_ml / new_lesion_ml",
     "steinberg_extent": STEINBERG_RULE,
+    "mask_at_fov_edge": "True when the head or lesion mask touches a face of the image (the field of view may cut "
+                        "it, so its volume may be short); mask_at_fov_edge_reason names the faces",
+    "lesion_outside_head_ml": f"lesion voxels outside the head mask (QC); a lesion with more than "
+                              f"{100 * MAX_LESION_OUTSIDE_FRACTION:g} % of its volume outside is refused",
     "days": "days since the baseline scan (given, or from DICOM study dates); empty if unknown",
     "head_definition": "anatomical: femoral head cut by the plane of the head-neck junction, perpendicular to "
                        "the neck axis; sphere: the sphere fitted to the head; or as drawn by the user",
@@ -159,6 +165,8 @@ class StudyResult:
                 "head_mesh_volume_ml": v.head_mesh_volume_ml,
                 "lesion_mesh_volume_ml": v.lesion_mesh_volume_ml,
                 "lesion_outside_head_ml": v.lesion_outside_head_ml,
+                "mask_at_fov_edge": bool(v.head_fov_edges or v.lesion_fov_edges),
+                "mask_at_fov_edge_reason": v.fov_edge_reason(),
                 **tp.registration_qc,
                 **tp.location,
                 "mask_source": tp.mask_source,
@@ -341,6 +349,7 @@ def analyze_scans(
             lesion = seg.lesion if lesion is None else lesion
             head = seg.head if head is None else head
         tp = Timepoint(v.label, v.scan, lesion, head, _mask_source(given), measure_volumes(lesion, head), day)
+        check_lesion_in_head(tp.volumes, v.label)
         if "head" not in given:
             tp.head_definition = seg.head_definition
         if "lesion" not in given:

@@ -211,3 +211,46 @@ def test_the_dask_dashboard_listens_on_this_machine_only(tmp_path, capsys):
     assert main(["batch", str(manifest), "--out", str(tmp_path / "out"), "--workers", "1", "--no-register"]) == 0
     link = [line for line in capsys.readouterr().err.splitlines() if line.startswith("Dask dashboard: ")]
     assert len(link) == 1 and link[0].startswith("Dask dashboard: http://127.0.0.1:"), link
+
+
+# ----------------------------------------------------------------------------- masks that cannot be measured
+def test_a_head_cut_by_the_field_of_view_is_flagged(tmp_path):
+    import SimpleITK as sitk
+
+    from lesionvol.io import read_mask, read_scan
+    from lesionvol.study import analyze_scans
+
+    scan = read_scan(sample_series_paths()[0])
+    head = read_mask(sample_mask_paths("head")[0], scan.image)
+    lesion = read_mask(sample_mask_paths("lesion")[0], scan.image)
+    z = sitk.GetArrayViewFromImage(head).any(axis=(1, 2)).nonzero()[0]
+    cut = int(z[len(z) // 3])  # the field of view starts a third of the way into the head
+    size = list(scan.image.GetSize())
+    crop = [size[0], size[1], size[2] - cut]
+    images = [sitk.RegionOfInterest(im, crop, [0, 0, cut]) for im in (scan.image, head, lesion)]
+    whole = analyze_scans([Visit(scan.image, head=head, lesion=lesion)]).rows()[0]
+    cropped = analyze_scans([Visit(images[0], head=images[1], lesion=images[2])]).rows()[0]
+    assert whole["mask_at_fov_edge"] is False and whole["mask_at_fov_edge_reason"] == ""
+    assert cropped["head_volume_ml"] < 0.9 * whole["head_volume_ml"]
+    assert cropped["mask_at_fov_edge"] is True
+    # the sample is coronal: its slices run anterior -> posterior (direction column (0, 1, 0)), so the
+    # cut removes the front of the head and of its anterosuperior lesion
+    assert scan.image.GetDirection()[2::3] == (0.0, 1.0, 0.0)
+    assert cropped["mask_at_fov_edge_reason"] == ("head touches the anterior edge of the image; lesion touches the "
+                                                  "anterior edge of the image: their volumes may be cut short")
+
+
+def test_a_lesion_outside_its_head_is_refused(tmp_path, capsys):
+    import SimpleITK as sitk
+
+    from lesionvol.io import read_mask
+
+    head = read_mask(sample_mask_paths("head")[0])
+    outside = sitk.Cast(head == 0, sitk.sitkUInt8)
+    outside = sitk.And(outside, sitk.BinaryDilate(head, [6, 6, 2]))  # a shell around the head
+    sitk.WriteImage(outside, str(tmp_path / "shell.nii.gz"))
+    code = main(["analyze", str(sample_series_paths()[0]), "--lesion", str(tmp_path / "shell.nii.gz"),
+                 "--head", str(sample_mask_paths("head")[0]), "--out", str(tmp_path / "o"), "--quiet"])
+    assert code == 2
+    assert "the lesion of t0 lies outside its head mask" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
