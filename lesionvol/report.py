@@ -76,9 +76,27 @@ def _json_default(value: object) -> object:
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
+def json_safe(value: object) -> object:
+    """``value`` with every non-finite float (NaN, ±inf) as ``None`` (JSON ``null``), recursively;
+    strings are left exactly as they are.
+
+    Example
+    -------
+    >>> json_safe({"file": "NaNa_t1.nii.gz", "lf": float("nan"), "x": [float("inf"), 1.5]})
+    {'file': 'NaNa_t1.nii.gz', 'lf': None, 'x': [None, 1.5]}
+    """
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
 def write_json(data: dict, path: str | os.PathLike) -> None:
-    """Write JSON with numpy scalars converted and NaN written as null."""
-    text = json.dumps(data, indent=2, default=_json_default, allow_nan=True).replace("NaN", "null")
+    """Write valid JSON: numpy values converted, NaN and infinities written as null."""
+    text = json.dumps(json_safe(data), indent=2, default=_json_default, allow_nan=False)
     Path(path).write_text(text + "\n", encoding="utf-8")
 
 

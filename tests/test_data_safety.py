@@ -254,3 +254,20 @@ def test_a_lesion_outside_its_head_is_refused(tmp_path, capsys):
     assert code == 2
     assert "the lesion of t0 lies outside its head mask" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_json_is_valid_and_keeps_strings_that_contain_nan(tmp_path):
+    import json
+
+    import numpy as np
+
+    from lesionvol.report import write_json
+
+    data = {"file": "NaNa_t1.nii.gz", "error": "NaN values in BaNaNa", "lf": float("nan"), "big": float("inf"),
+            "small": np.float32(-np.inf), "ok": np.float64(2.5), "rows": [{"x": float("nan")}]}
+    write_json(data, tmp_path / "s.json")
+    text = (tmp_path / "s.json").read_text()
+    assert "Infinity" not in text
+    back = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    assert back == {"file": "NaNa_t1.nii.gz", "error": "NaN values in BaNaNa", "lf": None, "big": None,
+                    "small": None, "ok": 2.5, "rows": [{"x": None}]}
