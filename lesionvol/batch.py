@@ -22,6 +22,9 @@ every worker (``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS`` and a worker plugin calli
 ``SetGlobalDefaultNumberOfThreads``), so processes and ITK threads do not oversubscribe
 the cores.
 
+Corrections.  A study a reader corrected (``<study>/corrections/``, :mod:`lesionvol.corrections`)
+is measured again with the corrected masks on the next run, and its ``mask_source`` says so.
+
 Resuming.  A study whose folder holds ``volumes.csv`` and ``summary.json`` written by a
 batch with the same inputs (SHA-256 of every file of every visit, days, labels, seeds) and the
 same :class:`~lesionvol.inputs.AnalysisOptions` is skipped unless ``overwrite``; a study whose inputs changed is redone.  One bad
@@ -100,16 +103,31 @@ def _sha256(path: PathLike | None) -> str | None:
     return sha256_of(path) if path is not None else None
 
 
-def study_fingerprint(spec: StudySpec, options: AnalysisOptions) -> dict:
-    """What a study's results depend on: the options and, per visit, its label, days, seed and the
-    checksum of every file it reads."""
+def study_fingerprint(spec: StudySpec, options: AnalysisOptions, corrections: dict | None = None) -> dict:
+    """What a study's results depend on: the options, per visit its label, days, seed and the
+    checksum of every file it reads, and the checksums of a reader's corrections."""
     return {
         "visits": [{"timepoint": v.label, "days": v.days, "seed_mm": v.seed_mm,
                     **{f"{name}_sha256": _sha256(getattr(v, name))
                        for name in ("image", "lesion", "head", "label_map", "transform")}}
                    for v in spec.visits],
         "options": options.as_dict(),
+        **({"corrections": {f"{label}/{kind}": _sha256(path) for label, kinds in sorted(corrections.items())
+                            for kind, path in sorted(kinds.items())}} if corrections else {}),
     }
+
+
+def _with_corrections(spec: StudySpec, folder: Path, corrections: dict) -> list:
+    """The study's visits, those a reader corrected with the corrected masks (lesionvol.corrections)."""
+    from lesionvol.corrections import corrected_masks
+
+    visits = []
+    for visit in spec.visits:
+        if visit.label in corrections:
+            head, lesion, source = corrected_masks(folder, visit.label, corrections[visit.label])
+            visit = dataclasses.replace(visit, head=head, lesion=lesion, label_map=None, mask_source=source)
+        visits.append(visit)
+    return visits
 
 
 def _recorded_fingerprint(folder: Path) -> dict | None:
@@ -146,14 +164,18 @@ def run_study(spec: StudySpec, out_dir: PathLike, options: AnalysisOptions, over
     try:
         if spec.problems:
             raise InputError("missing file(s): " + ", ".join(spec.problems))
+        from lesionvol.corrections import read_corrections
+
         folder = Path(out_dir) / spec.key
         options = dataclasses.replace(options, side=spec.side)
-        fingerprint = study_fingerprint(spec, options)
+        corrections = read_corrections(folder)
+        fingerprint = study_fingerprint(spec, options, corrections)
         recorded = _recorded_fingerprint(folder)
         if recorded == fingerprint and not overwrite:
             outcome.status = "skipped"
         else:
-            result = study.analyze_scans(spec.visits, options)
+            visits = _with_corrections(spec, folder, corrections) if corrections else spec.visits
+            result = study.analyze_scans(visits, options)
             extra = {"batch": {"subject": spec.subject, "side": spec.side, "fingerprint": fingerprint}}
             # a batch result with other inputs or options is ours to replace
             report.write_study(result, folder, overwrite=overwrite or recorded is not None, extra_summary=extra)

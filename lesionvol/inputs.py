@@ -230,6 +230,9 @@ class Visit:
         Known baseline → this scan transform (ITK convention); this visit is then not registered.
     seed_mm : (x, y, z), optional
         A point in this scan's femoral head (LPS mm), e.g. a reader's click, to guide segmentation.
+    mask_source : str, optional
+        What the ``mask_source`` column says of this visit's masks (by default ``user``,
+        ``segmented`` or which one was segmented).
 
     Example
     -------
@@ -245,6 +248,7 @@ class Visit:
     days: float | None = None
     transform: sitk.Transform | PathLike | None = None
     seed_mm: tuple[float, float, float] | None = None
+    mask_source: str | None = None
 
     def __post_init__(self) -> None:
         if self.label is not None:

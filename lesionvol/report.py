@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,7 +19,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from lesionvol.io import write_image
-from lesionvol.outdir import atomic_folder, has_results  # noqa: F401  (has_results: part of this module's API)
+from lesionvol.corrections import FOLDER as CORRECTIONS
+from lesionvol.outdir import atomic_folder, has_results, resolve_out  # noqa: F401  (has_results: part of this module's API)
 from lesionvol.study import StudyResult, Timepoint
 
 #: A text cell starting with one of these is a formula to a spreadsheet (CSV injection).
@@ -138,10 +140,14 @@ def write_study(result: StudyResult, out_dir: str | os.PathLike, overwrite: bool
 
     Layout: ``volumes.csv``, ``summary.json``, ``masks/<tp>_{lesion,head}.nii.gz``,
     ``transforms/<tp>.tfm`` (follow-ups), ``change/<tp>_{regenerated,new}.nii.gz``
-    (baseline space), ``qc/<tp>.png``, and the ``.lesionvol`` marker. The folder may not be
+    (baseline space), ``qc/<tp>.png``, and the ``.lesionvol`` marker; a ``corrections/`` folder
+    already there (a reader's corrections) is kept. The folder may not be
     an input's folder (``result.input_files``); see :func:`lesionvol.outdir.atomic_folder`.
     """
+    kept = resolve_out(out_dir) / CORRECTIONS
     with atomic_folder(out_dir, overwrite, kind=kind, inputs=result.input_files) as tmp:
+        if kept.is_dir():  # a reader's corrections survive a new run (lesionvol.corrections)
+            shutil.copytree(kept, tmp / CORRECTIONS)
         for name in ("masks", "transforms", "change", "qc"):
             (tmp / name).mkdir()
         for tp in result.timepoints:

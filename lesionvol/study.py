@@ -348,7 +348,8 @@ def analyze_scans(
             hip_side = hip_side or seg.side
             lesion = seg.lesion if lesion is None else lesion
             head = seg.head if head is None else head
-        tp = Timepoint(v.label, v.scan, lesion, head, _mask_source(given), measure_volumes(lesion, head), day)
+        source = v.visit.mask_source or _mask_source(given)
+        tp = Timepoint(v.label, v.scan, lesion, head, source, measure_volumes(lesion, head), day)
         check_lesion_in_head(tp.volumes, v.label)
         if "head" not in given:
             tp.head_definition = seg.head_definition

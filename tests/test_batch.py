@@ -324,3 +324,37 @@ def test_interrupted_run_leaves_no_half_written_files(tmp_path, cluster, how):
     summary = run_batch(manifest, out, scheduler=cluster, options=NO_REGISTER, show_progress=False)
     assert (summary.n_skipped, summary.n_done, summary.n_failed) == (len(done), n - len(done), 0)
     _no_partials(out)
+
+
+def test_a_readers_correction_is_used_by_the_next_batch_run(tmp_path, cluster):
+    """Review loop: correct one lesion in a batch result, rerun batch, the cohort table follows."""
+    from lesionvol.corrections import read_corrections, save_correction
+    from lesionvol.io import read_mask
+
+    manifest = make_cohort(tmp_path / "in", subjects=("S01", "S02"))
+    out = tmp_path / "out"
+    first = run_batch(manifest, out, NO_REGISTER, scheduler=cluster, show_progress=False)
+    assert first.n_done == 2
+    study = out / "S02_right"
+    lesion = read_mask(study / "masks" / "3mo_lesion.nii.gz")
+    array = sitk.GetArrayFromImage(lesion)
+    before_voxels = int(array.sum())
+    array[: SIZE // 2] = 0  # the reader erases the lower half of the lesion
+    corrected = sitk.GetImageFromArray(array)
+    corrected.CopyInformation(lesion)
+    entry = save_correction(study, "3mo", "lesion", corrected)
+    assert entry["voxels_changed"] == before_voxels - int(array.sum()) > 0
+    assert (study / "masks" / "3mo_lesion.nii.gz").is_file()  # the segmenter's mask is kept
+
+    second = run_batch(manifest, out, NO_REGISTER, scheduler=cluster, show_progress=False)
+    assert (second.n_done, second.n_skipped) == (1, 1)  # only the corrected study is redone
+    table = pd.read_csv(out / "cohort_volumes.csv")
+    row = table[(table.subject == "S02") & (table.timepoint == "3mo")].iloc[0]
+    assert row["lesion_volume_ml"] == pytest.approx(int(array.sum()) / 1000.0, rel=1e-5)  # 1 mm voxels
+    assert row["mask_source"] == "corrected by a reader: lesion"
+    other = table[(table.subject == "S02") & (table.timepoint == "baseline")].iloc[0]
+    assert other["mask_source"] == "user"
+    assert set(read_corrections(study)) == {"3mo"}  # the corrections survived the rewrite
+
+    third = run_batch(manifest, out, NO_REGISTER, scheduler=cluster, show_progress=False)
+    assert (third.n_done, third.n_skipped) == (0, 2)
