@@ -33,6 +33,7 @@ import SimpleITK as sitk
 from lesionvol.errors import InputError
 from lesionvol.io import Scan, as_binary_mask, read_image, read_mask, read_scan
 from lesionvol.measure import THRESHOLD_PCT
+from lesionvol.slicer_seg import head_and_lesion, is_slicer_segmentation
 
 PathLike = str | os.PathLike
 ImageOrPath = sitk.Image | PathLike
@@ -85,6 +86,9 @@ class AnalysisOptions:
         None, "lateral acetabular edge on the baseline mid-coronal slice, LPS mm (for the JIC type)")
     head_label: int = _option(1, "value of the head in label maps (the head mask is head + lesion labels)")
     lesion_label: int = _option(2, "value of the lesion in label maps")
+    head_segment: str = _option("head", "name of the head segment in 3D Slicer segmentations (.seg.nrrd; case ignored)")
+    lesion_segment: str = _option("lesion", "name of the lesion segment in 3D Slicer segmentations (.seg.nrrd; "
+                                            "case ignored)")
     volume_index: int | None = _option(None, "volume to take from 4D images", flag="--volume")
 
     def __post_init__(self) -> None:
@@ -103,6 +107,9 @@ class AnalysisOptions:
         if self.head_label == self.lesion_label or min(self.head_label, self.lesion_label) < 1:
             raise InputError(f"head_label and lesion_label must be different positive values, "
                              f"not {self.head_label} and {self.lesion_label}")
+        if not self.head_segment.strip() or self.head_segment.strip().casefold() == self.lesion_segment.strip().casefold():
+            raise InputError(f"head_segment and lesion_segment must be two different names, "
+                             f"not {self.head_segment!r} and {self.lesion_segment!r}")
         object.__setattr__(self, "register", bool(self.register))
 
     @classmethod
@@ -223,7 +230,8 @@ class Visit:
         Masks a reader drew, on the image's grid; a missing one is segmented.
     label_map : SimpleITK.Image or path-like, optional
         One label image holding head and lesion (values ``AnalysisOptions.head_label`` and
-        ``lesion_label``; the head is head + lesion), instead of ``lesion`` and ``head``.
+        ``lesion_label``; the head is head + lesion), or a 3D Slicer ``.seg.nrrd`` (segments
+        ``AnalysisOptions.head_segment`` and ``lesion_segment``), instead of ``lesion`` and ``head``.
     days : float, optional
         Days since baseline (from DICOM study dates when no visit gives them).
     transform : SimpleITK.Transform or path-like (.tfm), optional
@@ -298,8 +306,10 @@ def _mask(mask: ImageOrPath | None, reference: sitk.Image, name: str) -> sitk.Im
 
 
 def split_label_map(label_map: ImageOrPath, reference: sitk.Image, head_label: int = 1,
-                    lesion_label: int = 2, name: str = "label map") -> tuple[sitk.Image, sitk.Image]:
-    """Head and lesion masks from one label image (head = head ∪ lesion labels).
+                    lesion_label: int = 2, name: str = "label map", head_segment: str = "head",
+                    lesion_segment: str = "lesion") -> tuple[sitk.Image, sitk.Image]:
+    """Head and lesion masks from one label image (head = head ∪ lesion labels), or from a 3D Slicer
+    segmentation (``.seg.nrrd``: the segments named ``head_segment`` and ``lesion_segment``).
 
     Other labels (e.g. a neck or acetabulum label) are ignored; a map with neither label is refused.
 
@@ -311,6 +321,8 @@ def split_label_map(label_map: ImageOrPath, reference: sitk.Image, head_label: i
     >>> int(sitk.GetArrayViewFromImage(head).sum()), int(sitk.GetArrayViewFromImage(lesion).sum())
     (216, 8)
     """
+    if not isinstance(label_map, sitk.Image) and is_slicer_segmentation(label_map):
+        return head_and_lesion(label_map, reference, head_segment, lesion_segment)
     if not isinstance(label_map, sitk.Image):
         name = f"label map '{label_map}'"
         label_map = read_image(label_map)
@@ -335,7 +347,8 @@ def load_visit(visit: Visit, index: int, options: AnalysisOptions) -> LoadedVisi
     scan = _scan(visit.image, options.volume_index)
     if visit.label_map is not None:
         head, lesion = split_label_map(visit.label_map, scan.image, options.head_label, options.lesion_label,
-                                       name=f"the label map of {label}")
+                                       name=f"the label map of {label}", head_segment=options.head_segment,
+                                       lesion_segment=options.lesion_segment)
     else:
         lesion = _mask(visit.lesion, scan.image, f"the lesion mask of {label}")
         head = _mask(visit.head, scan.image, f"the head mask of {label}")

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from lesionvol.io import write_image
 from lesionvol.corrections import FOLDER as CORRECTIONS
+from lesionvol.io import write_image
 from lesionvol.outdir import atomic_folder, has_results, resolve_out  # noqa: F401  (has_results: part of this module's API)
+from lesionvol.slicer_seg import write_segments
 from lesionvol.study import StudyResult, Timepoint
 
 #: A text cell starting with one of these is a formula to a spreadsheet (CSV injection).
@@ -138,7 +139,8 @@ def write_study(result: StudyResult, out_dir: str | os.PathLike, overwrite: bool
                 extra_summary: dict | None = None, kind: str = "study") -> Path:
     """Write all outputs of a study into ``out_dir`` atomically; return the folder.
 
-    Layout: ``volumes.csv``, ``summary.json``, ``masks/<tp>_{lesion,head}.nii.gz``,
+    Layout: ``volumes.csv``, ``summary.json``, ``masks/<tp>_{lesion,head}.nii.gz`` (and both as
+    one 3D Slicer segmentation ``masks/<tp>.seg.nrrd``),
     ``transforms/<tp>.tfm`` (follow-ups), ``change/<tp>_{regenerated,new}.nii.gz``
     (baseline space), ``qc/<tp>.png``, and the ``.lesionvol`` marker; a ``corrections/`` folder
     already there (a reader's corrections) is kept. The folder may not be
@@ -153,6 +155,7 @@ def write_study(result: StudyResult, out_dir: str | os.PathLike, overwrite: bool
         for tp in result.timepoints:
             write_image(tp.lesion, tmp / "masks" / f"{tp.label}_lesion.nii.gz")
             write_image(tp.head, tmp / "masks" / f"{tp.label}_head.nii.gz")
+            write_segments(tmp / "masks" / f"{tp.label}.seg.nrrd", {"head": tp.head, "lesion": tp.lesion})
             if tp.transform is not None:
                 sitk.WriteTransform(tp.transform, str(tmp / "transforms" / f"{tp.label}.tfm"))
             if tp.change is not None:

@@ -62,7 +62,7 @@ def test_csv_json_masks_and_qc_pictures_are_written(tmp_path):
     assert "Gomez-Barrena" in summary["threshold"]["source"]
     assert [i["sha256"] for i in summary["inputs"]] == [sha256_of(p) for p in IMAGES]
     assert sorted(p.name for p in (out / "masks").iterdir()) == sorted(
-        f"t{i}_{k}.nii.gz" for i in range(3) for k in ("head", "lesion"))
+        [f"t{i}_{k}.nii.gz" for i in range(3) for k in ("head", "lesion")] + [f"t{i}.seg.nrrd" for i in range(3)])
     assert all((out / "qc" / f"t{i}.png").stat().st_size > 5000 for i in range(3))
 
 
@@ -258,3 +258,27 @@ def test_known_transforms_are_used_and_recorded(tmp_path):
     assert follow.transform_source == "given" and follow.registration_qc == {}
     assert result.rows()[1]["change_method"] == "transform given"
     assert [i["transform"] for i in result.summary()["inputs"]] == ["baseline", "given"]
+
+
+def test_a_slicer_segmentation_gives_the_volumes_of_the_separate_masks(tmp_path):
+    """3D Slicer: one .seg.nrrd per scan with segments named as the options say; results write one back."""
+    from lesionvol.slicer_seg import read_segments, write_segments
+
+    (tmp_path / "seg").mkdir()
+    segs = []
+    for i, (lesion, head) in enumerate(zip(LESIONS, HEADS)):
+        path = tmp_path / "seg" / f"t{i}.seg.nrrd"
+        write_segments(path, {"Femoral head": read_mask(head), "Necrosis": read_mask(lesion)})
+        segs.append(str(path))
+    out = tmp_path / "o"
+    assert main(["analyze", *IMAGES, "--label-map", *segs, "--head-segment", "femoral head",
+                 "--lesion-segment", "necrosis", "--no-register", "--quiet", "--out", str(out)]) == 0
+    with open(out / "volumes.csv") as handle:
+        from_segs = list(csv.DictReader(handle))
+    separate = analyze(IMAGES, AnalysisOptions(register=False), lesion_masks=LESIONS, head_masks=HEADS).rows()
+    for a, b in zip(from_segs, separate):
+        assert float(a["head_volume_ml"]) == pytest.approx(b["head_volume_ml"], rel=1e-5)
+        assert float(a["lesion_volume_ml"]) == pytest.approx(b["lesion_volume_ml"], rel=1e-5)
+    written = read_segments(out / "masks" / "t1.seg.nrrd")
+    assert sorted(written) == ["head", "lesion"]
+    assert (sitk.GetArrayViewFromImage(written["lesion"]) == sitk.GetArrayViewFromImage(read_mask(LESIONS[1]))).all()
