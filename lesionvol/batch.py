@@ -12,6 +12,8 @@ for the manifest CSV and the cohort folder layout) is one Dask task that calls
     ``subject, side, error``: one row per study that failed (header only when none did).
 ``lf_trajectories.png``, ``rf_by_followup.png``
     Each hip's LF against days with the threshold line; the cohort's RF at each follow-up.
+``index.html``
+    The cohort page: one row per hip linking to its ``report.html``, with the two plots.
 ``batch_summary.json``
     Counts, timings (studies per minute), peak memory per worker, versions, parameters.
 
@@ -75,7 +77,7 @@ PathLike = str | os.PathLike
 ITK_THREADS_ENV = "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"
 DASHBOARD = "127.0.0.1:0"  # this machine only: the dashboard has no authentication
 COHORT_FILES = ("cohort_volumes.csv", "cohort_volumes.parquet", "errors.csv", "lf_trajectories.png",
-                "rf_by_followup.png", "batch_summary.json")
+                "rf_by_followup.png", "index.html", "batch_summary.json")
 
 
 # ----------------------------------------------------------------------------- one study (the task)
@@ -309,7 +311,7 @@ class BatchSummary:
         ]
         lines += [f"  failed {o.key}: {o.error}" for o in self.outcomes if o.status == "failed"]
         lines.append(f"  cohort_volumes.csv/.parquet ({self.n_rows} rows), errors.csv, lf_trajectories.png, "
-                     "rf_by_followup.png, batch_summary.json")
+                     "rf_by_followup.png, index.html, batch_summary.json")
         return "\n".join(lines)
 
 
@@ -340,6 +342,7 @@ def cohort_table(out_dir: PathLike, studies: list[StudySpec]):
 
 def _write_cohort(out: Path, table, outcomes: list[StudyOutcome], threshold_pct: float) -> None:
     from lesionvol.cohort_plots import plot_lf_trajectories, plot_rf_by_followup
+    from lesionvol.html_report import write_cohort_index
     from lesionvol.report import spreadsheet_safe, write_rows_csv
 
     records = table.astype(object).where(table.notna(), None).to_dict("records")
@@ -364,12 +367,14 @@ def _write_cohort(out: Path, table, outcomes: list[StudyOutcome], threshold_pct:
     else:
         for name in ("lf_trajectories.png", "rf_by_followup.png"):
             (out / name).unlink(missing_ok=True)
+    write_cohort_index(out, table, outcomes, threshold_pct)
 
 
 def _remove_leftovers(out: Path, studies: list[StudySpec]) -> None:
-    """Remove the temporary folders and files a killed run left (``.<name>.partial-*``)."""
+    """Remove the temporary folders and files a killed run left (``.<name>.partial-*``, ``.old-*``)
+    and the lock files of its studies (call with the batch's own lock held: no run can hold them)."""
     names = {s.key for s in studies} | set(COHORT_FILES)
-    pattern = re.compile(r"^\.(?P<name>.+)\.(partial-|old-)[^/]*$")
+    pattern = re.compile(r"^\.(?P<name>.+)\.(partial-[^/]*|old-[^/]*|lock)$")
     for path in out.glob(".*"):
         match = pattern.match(path.name)
         if match and match.group("name") in names:

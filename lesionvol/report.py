@@ -19,6 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from lesionvol.corrections import FOLDER as CORRECTIONS
+from lesionvol.html_report import write_study_html
 from lesionvol.io import write_image
 from lesionvol.outdir import atomic_folder, has_results, resolve_out  # noqa: F401  (has_results: part of this module's API)
 from lesionvol.slicer_seg import write_segments
@@ -142,7 +143,8 @@ def write_study(result: StudyResult, out_dir: str | os.PathLike, overwrite: bool
     Layout: ``volumes.csv``, ``summary.json``, ``masks/<tp>_{lesion,head}.nii.gz`` (and both as
     one 3D Slicer segmentation ``masks/<tp>.seg.nrrd``),
     ``transforms/<tp>.tfm`` (follow-ups), ``change/<tp>_{regenerated,new}.nii.gz``
-    (baseline space), ``qc/<tp>.png``, and the ``.lesionvol`` marker; a ``corrections/`` folder
+    (baseline space), ``qc/<tp>.png``, ``report.html`` (one self-contained page for sign-off) and
+    the ``.lesionvol`` marker; a ``corrections/`` folder
     already there (a reader's corrections) is kept. The folder may not be
     an input's folder (``result.input_files``); see :func:`lesionvol.outdir.atomic_folder`.
     """
@@ -164,4 +166,5 @@ def write_study(result: StudyResult, out_dir: str | os.PathLike, overwrite: bool
             qc_picture(tp, tmp / "qc" / f"{tp.label}.png")
         write_rows_csv(result.rows(), tmp / "volumes.csv")
         write_json({**result.summary(), **(extra_summary or {})}, tmp / "summary.json")
+        write_study_html(result, tmp / "report.html", extra_summary)
     return Path(out_dir)
