@@ -226,3 +226,31 @@ def apply_display_edit(native: sitk.Image, before: np.ndarray, after: np.ndarray
     out = sitk.GetImageFromArray(values.astype(np.uint8))
     out.CopyInformation(native)
     return out
+
+
+def layer_point_to_lps(index_zyx, meta: dict | None, scale, translate, rotate=None) -> tuple[float, float, float]:
+    """The LPS point (x, y, z mm) of a continuous index (z, y, x) of a layer's data.
+
+    The layer's own grid in its metadata says where its voxels are (``display_grid``);
+    a layer without it is placed by its napari ``scale``/``translate``/``rotate``. A click
+    in napari (world coordinates, z, y, x) becomes an index with ``layer.world_to_data``.
+
+    Example
+    -------
+    >>> grid = {"size": [4, 4, 4], "spacing": [1.0, 2.0, 3.0], "origin": [10.0, 20.0, 30.0],
+    ...         "direction": [1, 0, 0, 0, 1, 0, 0, 0, 1]}
+    >>> layer_point_to_lps([1.0, 1.0, 1.0], {"display_grid": grid}, None, None)
+    (11.0, 22.0, 33.0)
+    """
+    index = [float(v) for v in np.asarray(index_zyx, dtype=float)[::-1]]
+    if meta and "display_grid" in meta:
+        grid = reference_image(meta["display_grid"])
+    else:
+        grid = layer_image(np.zeros((1, 1, 1), np.uint8), scale, translate, rotate)
+    return tuple(float(v) for v in grid.TransformContinuousIndexToPhysicalPoint(index))
+
+
+def point_in_grid(point_mm, grid: dict) -> bool:
+    """Whether an LPS point lies inside the voxels of a grid (:func:`grid_dict`)."""
+    index = reference_image(grid).TransformPhysicalPointToContinuousIndex([float(v) for v in point_mm])
+    return all(-0.5 <= i <= n - 0.5 for i, n in zip(index, grid["size"]))

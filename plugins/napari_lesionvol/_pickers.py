@@ -9,6 +9,8 @@ widget can drop numbers that no longer belong to its inputs.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
@@ -63,6 +65,7 @@ class SeriesPicker(QGroupBox):
         self.viewer = viewer
         self.rows: list[VisitRow] = []
         self._picked: tuple = ()
+        self._quiet = False
         layout = QVBoxLayout(self)
         self._grid = QGridLayout()
         for col, text in enumerate(("", "image", "lesion", "head")):
@@ -101,7 +104,23 @@ class SeriesPicker(QGroupBox):
                        for row in self.rows)
         if picked != self._picked:
             self._picked = picked
-            self.changed.emit()
+            if not self._quiet:
+                self.changed.emit()
+
+    @contextmanager
+    def quietly(self):
+        """Picks made inside do not count as a change of inputs (the widget's own bookkeeping:
+        pointing a row at the layers that already hold what the shown numbers were made from)."""
+        self._quiet = True
+        try:
+            yield
+        finally:
+            self._check_changed()
+            self._quiet = False
+
+    def row_of(self, image_name: str) -> VisitRow | None:
+        """The row whose image is this layer (None if no row has it)."""
+        return next((row for row in self.rows if row.image.currentText() == image_name), None)
 
     # -- rows ------------------------------------------------------------------------------
     def add_row(self) -> VisitRow:

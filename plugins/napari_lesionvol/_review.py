@@ -31,6 +31,10 @@ CHANGE_COLORS = {None: (0.0, 0.0, 0.0, 0.0), RESIDUAL: (1.0, 0.85, 0.0, 1.0),
 MASK_KINDS = ("lesion", "head")
 
 
+class Cancelled(Exception):
+    """The reader cancelled the job (or closed the widget); nothing of it is shown."""
+
+
 @dataclass
 class Progress:
     """A step of the analysis, for a progress bar."""
@@ -136,43 +140,70 @@ def followup_in_baseline(image: sitk.Image, reference: sitk.Image, transform: si
     return sitk.Resample(image, reference, transform or sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
 
 
+def in_thread(work, *, cancel: threading.Event | None = None, poll_s: float = 0.05,
+              name: str = "lesionvol-job") -> Iterator[Progress | object]:
+    """Run ``work(progress)`` in a daemon thread; yield each ``Progress`` it reports, then its result.
+
+    ``work`` calls ``progress(step, total, message)`` between steps. When ``cancel`` is set,
+    the next report raises :class:`Cancelled` inside ``work`` (the core stops at its next
+    step) and this generator raises :class:`Cancelled` at once, so the caller (a napari
+    generator worker) never waits for a long step to finish. Errors of ``work`` are raised here.
+    """
+    cancel = cancel or threading.Event()
+    reports: queue.Queue = queue.Queue()
+    outcome: dict = {}
+
+    def progress(step, total, message):
+        if cancel.is_set():
+            raise Cancelled(message)
+        reports.put(Progress(step, total, message))
+
+    def run():
+        try:
+            outcome["result"] = work(progress)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    while thread.is_alive() or not reports.empty():
+        if cancel.is_set():
+            raise Cancelled("cancelled")
+        try:
+            yield reports.get(timeout=poll_s)
+        except queue.Empty:
+            continue
+    thread.join()
+    if cancel.is_set():
+        raise Cancelled("cancelled")
+    if "error" in outcome:
+        raise outcome["error"]
+    yield outcome["result"]
+
+
 def analyze_visits(
     visits: Sequence[Visit],
     options: AnalysisOptions,
     mask_origin: dict[str, dict[str, str]] | None = None,
     *,
     poll_s: float = 0.05,
+    cancel: threading.Event | None = None,
 ) -> Iterator[Progress | ReviewSession]:
     """Run :func:`lesionvol.study.analyze_scans` on the visits; yield its progress, then the session.
 
     The core runs in its own thread and reports through a queue, so the caller (a napari
     generator worker) yields each step as it happens; errors of the core are raised here.
-    ``mask_origin`` says where each given mask came from (``{label: {kind: text}}``).
+    ``mask_origin`` says where each given mask came from (``{label: {kind: text}}``);
+    setting ``cancel`` stops the run (:class:`Cancelled`, see :func:`in_thread`).
     """
-    reports: queue.Queue = queue.Queue()
-    outcome: dict = {}
-
-    def work():
-        try:
-            outcome["result"] = analyze_scans(
-                visits, options, progress=lambda step, total, message: reports.put(Progress(step, total, message)))
-        except BaseException as exc:  # handed to the caller's thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=work, name="lesionvol-analysis", daemon=True)
-    thread.start()
-    total = 1
-    while thread.is_alive() or not reports.empty():
-        try:
-            report = reports.get(timeout=poll_s)
-        except queue.Empty:
-            continue
-        total = report.total
-        yield report
-    thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    result = outcome["result"]
+    total, result = 1, None
+    for item in in_thread(lambda progress: analyze_scans(visits, options, progress=progress), cancel=cancel,
+                          poll_s=poll_s, name="lesionvol-analysis"):
+        if isinstance(item, Progress):
+            total = item.total
+            yield item
+        else:
+            result = item
     origin = {}
     for tp in result.timepoints:
         origin[tp.label] = dict((mask_origin or {}).get(tp.label, {}))
@@ -192,5 +223,5 @@ def run_to_end(generator: Iterator) -> ReviewSession:
     return last
 
 
-__all__ = ["how_compared", "Progress", "ReviewSession", "analyze_visits", "run_to_end", "change_label_image",
+__all__ = ["how_compared", "Cancelled", "Progress", "in_thread", "ReviewSession", "analyze_visits", "run_to_end", "change_label_image",
            "followup_in_baseline", "RESIDUAL", "REGENERATED", "NEW", "CHANGE_COLORS"]

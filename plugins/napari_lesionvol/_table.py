@@ -2,14 +2,19 @@
 
 The columns and the cell format are :data:`lesionvol.study.MAIN_COLUMNS` and
 :func:`lesionvol.study.format_cell`, so the widget and ``lesionvol analyze`` show the same
-numbers the same way.
+numbers the same way. A follow-up whose registration is doubtful is marked in its row: a
+warning sign before the visit, the row tinted, the core's reason as the tooltip.
 """
 
 from __future__ import annotations
 
+from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 
 from lesionvol.study import MAIN_COLUMNS, format_cell
+
+WARNING_SIGN = "\u26a0"
+WARNING_COLOR = "#e0a040"
 
 
 class VolumesTable(QTableWidget):
@@ -31,4 +36,11 @@ class VolumesTable(QTableWidget):
                 item = QTableWidgetItem(format_cell(row.get(key), decimals))
                 if key == "threshold_flag" and row.get(key) == "at_or_above":
                     item.setToolTip(f"LF ≥ {row['threshold_pct']:g} %")
+                if row.get("registration_doubtful"):
+                    reason = row.get("registration_doubtful_reason") or "registration doubtful"
+                    item.setBackground(QBrush(QColor(WARNING_COLOR).darker(250)))
+                    item.setToolTip(f"registration doubtful: {reason}")
+                    if key == "timepoint":
+                        item.setText(f"{WARNING_SIGN} {item.text()}")
+                        item.setForeground(QBrush(QColor(WARNING_COLOR)))
                 self.setItem(r, c, item)

@@ -18,6 +18,13 @@
 6. Export the table (CSV), the corrected masks and the provenance (``summary.json``)
    (:mod:`._export`).
 
+Around these: Cancel stops a running job (closing the dock or the viewer does too, and
+nothing of it is shown afterwards); 'Head from click' segments the head a reader clicks
+in (:mod:`._seed`), which is also what the status line offers when a visit's head cannot
+be found; the viewer shows each scan as a radiologist reads it (acquisition plane,
+superior up, the patient's right on the left, edge letters) with T1 window presets, and
+keeps the masks being edited above the derived overlays (:mod:`._view`).
+
 The table and Export only ever show the last successful run of the layers now chosen: a
 failed run, or another choice of layers, clears them until a run succeeds.
 """
@@ -26,17 +33,27 @@ from __future__ import annotations
 
 import html
 import os
+from contextlib import nullcontext
 from operator import attrgetter
 
-from qtpy.QtWidgets import QPushButton, QVBoxLayout, QWidget
+import numpy as np
+import SimpleITK as sitk
+from qtpy.QtCore import QEvent, QTimer
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from lesionvol.errors import LesionvolError
+from lesionvol.inputs import safe_name
+from napari_lesionvol import _view
 from napari_lesionvol._export import export_dialog
+from napari_lesionvol._geometry import META_KEY, display_meta, layer_transform, to_display
 from napari_lesionvol._options_panel import OptionsPanel
-from napari_lesionvol._pickers import SeriesPicker
+from napari_lesionvol._pickers import SEGMENT, SeriesPicker, _input_layers
+from napari_lesionvol._reader import labels_colormap
 from napari_lesionvol._results import ResultLayers, legend
-from napari_lesionvol._run import RunControls, RunOutcome, analysis_job, snapshot
-from napari_lesionvol._table import VolumesTable
+from napari_lesionvol._review import MASK_KINDS
+from napari_lesionvol._run import SEEDED_HINT, RunControls, RunOutcome, analysis_job, snapshot
+from napari_lesionvol._seed import HeadFromClick, MaskUndo, SeededMasks, click_to_lps, seeded_job
+from napari_lesionvol._table import WARNING_COLOR, VolumesTable
 
 
 def _part(path: str) -> property:
@@ -51,26 +68,56 @@ class ReviewWidget(QWidget):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.last_error: str | None = None
+        self.undo_record: MaskUndo | None = None
         self.series = SeriesPicker(napari_viewer)
         self.options_panel = OptionsPanel()
+        self.seed_tool = HeadFromClick(napari_viewer)
         self.run_controls = RunControls()
         self.table = VolumesTable()
         self.results = ResultLayers(napari_viewer, self.apply_edits, parent=self)
+        self.window_combo = QComboBox()
+        self.window_combo.addItems(list(_view.WINDOW_PRESETS))
+        self.window_combo.setCurrentText(_view.DEFAULT_WINDOW)
+        self.window_combo.setToolTip("T1 window of the image layers (percentiles of each image's intensities)")
+        self.window_combo.currentTextChanged.connect(self.set_window)
+        self.view_button = QPushButton("Radiological view")
+        self.view_button.setToolTip("the baseline's acquisition plane, superior up, the patient's right on the left")
+        self.view_button.clicked.connect(lambda: self.show_radiological_view())
         self.export_button = QPushButton("Export table and corrected masks…")
         self.export_button.clicked.connect(self._export_dialog)
         self.export_button.setEnabled(False)
         self.run_button.clicked.connect(lambda: self.run())
         self.series.changed.connect(self._forget_result)
+        self.series.changed.connect(self._offer_visits)
+        self.seed_tool.clicked.connect(self.head_from_click)
+        self.seed_tool.undo_button.clicked.connect(lambda: self.undo_head_from_click())
+        self._offer_visits()
 
+        view = QHBoxLayout()
+        view.addWidget(QLabel("window"))
+        view.addWidget(self.window_combo, 2)
+        view.addWidget(self.view_button, 1)
         layout = QVBoxLayout(self)
-        for widget in (self.series, self.options_panel, self.run_controls, self.table, legend(), self.export_button):
+        for widget in (self.series, self.options_panel, self.seed_tool, self.run_controls, self.table, legend()):
             layout.addWidget(widget)
+        layout.addLayout(view)
+        layout.addWidget(self.export_button)
         layout.addStretch(1)
+
+        # the radiologist's view as soon as scans are in (now, or when the first one arrives)
+        self._docked = False
+        self._had_images = bool(_input_layers(napari_viewer, "Image"))
+        napari_viewer.layers.events.inserted.connect(self._on_layer_inserted)
+        if self._had_images:
+            QTimer.singleShot(0, self._initial_view)
+        # closing the dock or the viewer stops a running job (a plain object outlives the widgets)
+        self.destroyed.connect(self.run_controls.guard.shutdown)
 
     # -- the parts, by the names scripts and tests use --------------------------------------
     rows = _part("series.rows")
     days = _part("options_panel.days")
     run_button = _part("run_controls.run_button")
+    cancel_button = _part("run_controls.cancel_button")
     progress = _part("run_controls.progress")
     status = _part("run_controls.status")
     worker = _part("run_controls.worker")
@@ -87,6 +134,54 @@ class ReviewWidget(QWidget):
     def fill_from_layers(self):
         """One row per image layer (layer-list order), masks matched by name."""
         self.series.fill_from_layers()
+
+    # -- closing ----------------------------------------------------------------------------
+    def event(self, event):
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif self._docked:  # napari's dock close button takes the widget out of its dock
+                self._closed()
+        return super().event(event)
+
+    def closeEvent(self, event):
+        self._closed()
+        super().closeEvent(event)
+
+    def _closed(self):
+        """The reader closed the widget: stop the job; its result never reaches the viewer."""
+        self.run_controls.shutdown()
+        self.results.clear()
+        try:
+            self.viewer.layers.events.inserted.disconnect(self._on_layer_inserted)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+
+    # -- the view ---------------------------------------------------------------------------
+    def _on_layer_inserted(self, event=None):
+        if not self.run_controls.alive:
+            return
+        if not self._had_images and _input_layers(self.viewer, "Image"):
+            self._had_images = True
+            QTimer.singleShot(0, self._initial_view)  # after the rest of the sample's layers
+
+    def _initial_view(self):
+        if self.run_controls.alive and _input_layers(self.viewer, "Image"):
+            _view.order_layers(self.viewer)
+            self.set_window(self.window_combo.currentText())
+            self.show_radiological_view()
+
+    def show_radiological_view(self, centre_world=None) -> str | None:
+        """The baseline's acquisition plane, superior up, the patient's right on the viewer's left."""
+        chosen = self.series.chosen()
+        name = chosen[0][0] if chosen else next((l.name for l in _input_layers(self.viewer, "Image")), None)
+        if name is None or name not in self.viewer.layers:
+            return None
+        return _view.show_acquisition_plane(self.viewer, self.viewer.layers[name], centre_world)
+
+    def set_window(self, preset: str):
+        """Contrast limits of the image layers from a T1 window preset."""
+        _view.apply_window(self.viewer, preset)
 
     # -- running ----------------------------------------------------------------------------
     def run(self, transforms=None, register: bool | None = None):
@@ -111,10 +206,24 @@ class ReviewWidget(QWidget):
         return self.run_controls.start(analysis_job, snapshot(self.viewer, chosen), days, transforms, options,
                                        seed_mm, on_result=self._on_result, on_error=self._fail)
 
+    def cancel(self) -> bool:
+        """What the Cancel button does: stop the running job (True if one ran)."""
+        return self.run_controls.cancel()
+
     def _fail(self, message: str):
         self.last_error = message
         self._forget_result()
         self.run_controls.show_error(message)
+        if SEEDED_HINT in message:
+            self._offer_seed_for(message)
+
+    def _offer_seed_for(self, message: str):
+        """A visit's head was not found: choose that visit in 'Head from click'."""
+        label = message.partition(":")[0]
+        for image, _ in self.series.chosen():
+            if safe_name(image, fallback="") == label:
+                self.seed_tool.visit.setCurrentText(image)
+                self.seed_tool.hint.setText(f"Click 'Head from click', then click in the femoral head of {image}.")
 
     def _forget_result(self):
         """No numbers on show that the current inputs did not produce."""
@@ -124,6 +233,9 @@ class ReviewWidget(QWidget):
 
     def _on_result(self, outcome: RunOutcome):
         self.results.show(outcome)
+        _view.order_layers(self.viewer)
+        self.set_window(self.window_combo.currentText())
+        self.show_radiological_view(self._lesion_centre(outcome))
         session = outcome.session
         self.table.show_rows(self.table_rows())
         self.export_button.setEnabled(True)
@@ -132,11 +244,134 @@ class ReviewWidget(QWidget):
         apart = [tp.label for tp in session.timepoints[1:] if tp.change is None]
         self.run_controls.show_done(
             "Done. Paint or erase in a lesion or head layer: the numbers follow."
-            + ("<br><span style='color:#e0a040'>Check the registration of " + "; ".join(doubtful) + "</span>"
-               if doubtful else "")
+            + (f"<br><span style='color:{WARNING_COLOR}'>&#9888; Check the registration of "
+               + html.escape("; ".join(doubtful), quote=False) + "</span>" if doubtful else "")
             + (f"<br><span style='color:#e0a040'>No regenerated/new volumes nor change overlay for "
                f"{', '.join(apart)}: not registered and not on the baseline's grid (tick 'register')</span>"
                if apart else ""))
+
+    def _lesion_centre(self, outcome: RunOutcome):
+        """World point (z, y, x) of the baseline lesion's centre (of its head if no lesion)."""
+        base = outcome.session.timepoints[0]
+        for mask in (base.lesion, base.head):
+            index = np.argwhere(sitk.GetArrayViewFromImage(mask) != 0)
+            if len(index):
+                centre = mask.TransformContinuousIndexToPhysicalPoint([float(v) for v in index.mean(axis=0)[::-1]])
+                return np.asarray(centre)[::-1]
+        return None
+
+    # -- head from a click --------------------------------------------------------------------
+    def _offer_visits(self):
+        self.seed_tool.set_visits([image for image, _ in self.series.chosen()])
+
+    def head_from_click(self, image_name: str, world_point) -> object | None:
+        """Segment the femoral head of a visit around a point clicked in napari (world z, y, x)."""
+        if self.run_controls.running:
+            self.seed_tool.hint.setText("Wait for the running job to end (or Cancel it), then click again.")
+            return None
+        layer = self.viewer.layers[image_name]
+        seed_mm = click_to_lps(layer, world_point)
+        why = self.seed_tool.check_inside(layer, seed_mm)
+        try:
+            if why:
+                raise LesionvolError(why)
+            options = self.options_panel.options()
+        except LesionvolError as exc:
+            self._fail(str(exc))
+            return None
+        from napari_lesionvol._run import layer_state
+
+        label = safe_name(image_name, fallback="t0")
+        self.seed_tool.hint.setText(f"Seed at ({', '.join(f'{v:.1f}' for v in seed_mm)}) mm, LPS.")
+        return self.run_controls.start(seeded_job, layer_state(layer), label, seed_mm, options,
+                                       on_result=self._place_seeded, on_error=self._fail,
+                                       starting=f"{label}: segmenting around your click…")
+
+    def _place_seeded(self, seeded: SeededMasks):
+        """Put a click's masks into the visit's Labels layers (undoable) and update the numbers."""
+        row = self.series.row_of(seeded.image_name)
+        followed = self.session is not None and seeded.label in [tp.label for tp in self.session.timepoints]
+        record = MaskUndo((row.lesion.currentText(), row.head.currentText()) if row else (SEGMENT, SEGMENT),
+                          seeded.image_name)
+        names = {}
+        for kind in MASK_KINDS:
+            mask = getattr(seeded, kind)
+            display, how = to_display(mask, is_label=True)
+            meta = display_meta(mask, display, how, role=kind, source=seeded.scan.source,
+                                seed_mm=list(seeded.seed_mm))
+            data = sitk.GetArrayFromImage(display).astype(np.uint8)
+            layer = self._mask_target(row, kind, seeded.label, meta)
+            if layer is None:
+                name = f"{seeded.label} {kind}"
+                while name in self.viewer.layers:
+                    name += "'"
+                record.layers.append((name, None, None))
+                layer = self.viewer.add_labels(data, name=name, metadata={META_KEY: meta}, colormap=labels_colormap(kind),
+                                               opacity=0.6 if kind == "lesion" else 0.3, **layer_transform(display))
+            else:
+                record.layers.append((layer.name, np.array(layer.data, copy=True), layer.metadata.get(META_KEY)))
+                layer.metadata = {**layer.metadata, META_KEY: meta}
+                layer.data = data
+            layer.visible = True
+            names[kind] = layer.name
+        self.undo_record = record
+        self.seed_tool.undo_button.setEnabled(True)
+        _view.order_layers(self.viewer)
+        head_ml = float(np.count_nonzero(sitk.GetArrayViewFromImage(seeded.head))
+                        * np.prod(seeded.head.GetSpacing()) / 1000)
+        said = f"{seeded.label}: {seeded.side} femoral head from your click, {head_ml:.2f} mL."
+        if row is not None:
+            with self.series.quietly() if followed else nullcontext():
+                row.lesion.setCurrentText(names["lesion"])
+                row.head.setCurrentText(names["head"])
+        if followed:
+            self.apply_edits()
+            self.run_controls.show_done(said + " The table follows; Undo puts the masks back.")
+        else:
+            self.run_controls.show_done(said + " Measuring…")
+            self.run_controls.then(self.run)  # once this job's worker has ended
+
+    def _mask_target(self, row, kind: str, label: str, meta: dict):
+        """The existing Labels layer a click's mask goes into: the one the numbers follow, or the
+        row's, or the one a click made before, when it is on the same display grid; else None."""
+        candidates = [self.results._layers.get((label, kind))]
+        if row is not None and getattr(row, kind).currentText() != SEGMENT:
+            candidates.append(getattr(row, kind).currentText())
+        candidates.append(f"{label} {kind}")
+        for candidate in candidates:
+            layer = self.viewer.layers[candidate] if isinstance(candidate, str) and candidate in self.viewer.layers \
+                else candidate
+            if layer is not None and layer in self.viewer.layers and \
+                    (layer.metadata.get(META_KEY) or {}).get("display_grid") == meta["display_grid"]:
+                return layer
+        return None
+
+    def undo_head_from_click(self) -> bool:
+        """Put back the masks (and the row's picks) the last 'Head from click' replaced."""
+        record, self.undo_record = self.undo_record, None
+        self.seed_tool.undo_button.setEnabled(False)
+        if record is None:
+            return False
+        removed = False
+        for name, data, meta in record.layers:
+            if name not in self.viewer.layers:
+                continue
+            if data is None:
+                self.viewer.layers.remove(name)
+                removed = True
+            else:
+                layer = self.viewer.layers[name]
+                layer.metadata = {**layer.metadata, META_KEY: meta}
+                layer.data = data
+        row = self.series.row_of(record.image_name)
+        if row is not None:
+            with nullcontext() if removed else self.series.quietly():
+                row.lesion.setCurrentText(record.row_masks[0])
+                row.head.setCurrentText(record.row_masks[1])
+        if self.session is not None:
+            self.apply_edits()
+        self.status.setText("Head from click undone." + ("" if self.session is not None else " Run to measure."))
+        return True
 
     # -- corrections and the table ----------------------------------------------------------
     def apply_edits(self) -> bool:
