@@ -46,7 +46,7 @@ class VisitRow:
                 if combo.currentText() != SEGMENT}
 
 
-def _input_layers(viewer, kind: str):
+def input_layers(viewer, kind: str):
     """The viewer's 3D layers of a type (``Image`` or ``Labels``) a reader may pick as input."""
     import napari.layers
 
@@ -161,8 +161,8 @@ class SeriesPicker(QGroupBox):
         self._check_changed()  # a chosen layer may be gone or renamed
 
     def _fill_choices(self):
-        images = [layer.name for layer in _input_layers(self.viewer, "Image")]
-        masks = [layer.name for layer in _input_layers(self.viewer, "Labels")]
+        images = [layer.name for layer in input_layers(self.viewer, "Image")]
+        masks = [layer.name for layer in input_layers(self.viewer, "Labels")]
         for row in self.rows:
             for combo, names, first in ((row.image, images, NONE), (row.lesion, masks, SEGMENT),
                                         (row.head, masks, SEGMENT)):
@@ -175,7 +175,7 @@ class SeriesPicker(QGroupBox):
 
     def _mask_for(self, image_name: str, kind: str) -> str:
         """The Labels layer that belongs to an image by name (``<image>_lesion`` etc.)."""
-        candidates = [layer.name for layer in _input_layers(self.viewer, "Labels") if role_of(layer.name) == kind]
+        candidates = [layer.name for layer in input_layers(self.viewer, "Labels") if role_of(layer.name) == kind]
         stem = image_name.lower()
         for name in candidates:
             if name.lower().startswith(stem) and name.lower()[len(stem):].strip(" _-") in (kind, f"{kind} mask"):
@@ -184,7 +184,7 @@ class SeriesPicker(QGroupBox):
 
     def fill_from_layers(self):
         """One row per image layer (layer-list order), masks matched by name."""
-        images = [layer.name for layer in _input_layers(self.viewer, "Image")]
+        images = [layer.name for layer in input_layers(self.viewer, "Image")]
         if images:
             self.set_series(images, *([self._mask_for(name, kind) for name in images] for kind in MASK_KINDS))
 

@@ -106,6 +106,10 @@ class ResultLayers:
                 self._layers[(tp.label, kind)].visible = False
         self._layers[(base.label, "lesion")].visible = True
 
+    def layer(self, label: str, kind: str):
+        """The Labels layer showing a visit's lesion or head mask (None when not shown)."""
+        return self._layers.get((label, kind))
+
     def clear(self):
         """Forget the session and stop following the mask layers (the layers stay)."""
         self._timer.stop()

@@ -18,4 +18,20 @@ def make_sample_data() -> list[tuple]:
     lesions = [layer for path in sample_mask_paths("lesion") for layer in read_layers(str(path))]
     for _, attributes, _ in heads:
         attributes["visible"] = False
+    _view_when_added()
     return images + heads + lesions
+
+
+def _view_when_added():
+    """The sample opens as a radiologist reads it (napari gives a sample command no viewer:
+    the current one is where its layers go)."""
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:  # no napari, no Qt application: a script calling this function
+        return
+    if viewer is not None:
+        from napari_lesionvol._view import radiological_view_later
+
+        radiological_view_later(viewer)

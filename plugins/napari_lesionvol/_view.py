@@ -175,3 +175,18 @@ def order_layers(viewer):
         current = viewer.layers.index(layer)
         if current != i:
             viewer.layers.move(current, i)
+
+
+def radiological_view_later(viewer):
+    """Once the layers being added now are in (the next turn of the event loop): the masks
+    above the images, the default T1 window, the radiologist's view of the first scan."""
+    from qtpy.QtCore import QTimer
+
+    def settle():
+        images = [layer for layer in image_layers(viewer) if META_KEY in layer.metadata]
+        if images:
+            order_layers(viewer)
+            apply_window(viewer, DEFAULT_WINDOW)
+            show_acquisition_plane(viewer, images[0])
+
+    QTimer.singleShot(0, settle)

@@ -47,7 +47,7 @@ from napari_lesionvol import _view
 from napari_lesionvol._export import export_dialog
 from napari_lesionvol._geometry import META_KEY, display_meta, layer_transform, to_display
 from napari_lesionvol._options_panel import OptionsPanel
-from napari_lesionvol._pickers import SEGMENT, SeriesPicker, _input_layers
+from napari_lesionvol._pickers import SEGMENT, SeriesPicker, input_layers
 from napari_lesionvol._reader import labels_colormap
 from napari_lesionvol._results import ResultLayers, legend
 from napari_lesionvol._review import MASK_KINDS
@@ -106,7 +106,7 @@ class ReviewWidget(QWidget):
 
         # the radiologist's view as soon as scans are in (now, or when the first one arrives)
         self._docked = False
-        self._had_images = bool(_input_layers(napari_viewer, "Image"))
+        self._had_images = bool(input_layers(napari_viewer, "Image"))
         napari_viewer.layers.events.inserted.connect(self._on_layer_inserted)
         if self._had_images:
             QTimer.singleShot(0, self._initial_view)
@@ -161,12 +161,12 @@ class ReviewWidget(QWidget):
     def _on_layer_inserted(self, event=None):
         if not self.run_controls.alive:
             return
-        if not self._had_images and _input_layers(self.viewer, "Image"):
+        if not self._had_images and input_layers(self.viewer, "Image"):
             self._had_images = True
             QTimer.singleShot(0, self._initial_view)  # after the rest of the sample's layers
 
     def _initial_view(self):
-        if self.run_controls.alive and _input_layers(self.viewer, "Image"):
+        if self.run_controls.alive and input_layers(self.viewer, "Image"):
             _view.order_layers(self.viewer)
             self.set_window(self.window_combo.currentText())
             self.show_radiological_view()
@@ -174,7 +174,7 @@ class ReviewWidget(QWidget):
     def show_radiological_view(self, centre_world=None) -> str | None:
         """The baseline's acquisition plane, superior up, the patient's right on the viewer's left."""
         chosen = self.series.chosen()
-        name = chosen[0][0] if chosen else next((l.name for l in _input_layers(self.viewer, "Image")), None)
+        name = chosen[0][0] if chosen else next((l.name for l in input_layers(self.viewer, "Image")), None)
         if name is None or name not in self.viewer.layers:
             return None
         return _view.show_acquisition_plane(self.viewer, self.viewer.layers[name], centre_world)
@@ -234,6 +234,8 @@ class ReviewWidget(QWidget):
     def _on_result(self, outcome: RunOutcome):
         self.results.show(outcome)
         _view.order_layers(self.viewer)
+        # the layer a reader corrects first is the one selected (its paint brush at hand)
+        self.viewer.layers.selection.active = self.results.layer(outcome.session.timepoints[0].label, "lesion")
         self.set_window(self.window_combo.currentText())
         self.show_radiological_view(self._lesion_centre(outcome))
         session = outcome.session
@@ -334,7 +336,7 @@ class ReviewWidget(QWidget):
     def _mask_target(self, row, kind: str, label: str, meta: dict):
         """The existing Labels layer a click's mask goes into: the one the numbers follow, or the
         row's, or the one a click made before, when it is on the same display grid; else None."""
-        candidates = [self.results._layers.get((label, kind))]
+        candidates = [self.results.layer(label, kind)]
         if row is not None and getattr(row, kind).currentText() != SEGMENT:
             candidates.append(getattr(row, kind).currentText())
         candidates.append(f"{label} {kind}")

@@ -1,8 +1,10 @@
-"""Save docs/napari_widget.png: the review widget docked on the sample series.
+"""Save docs/napari_widget.png: what a user sees after the README's steps, nothing staged.
 
 Run under a display (``xvfb-run -a python tests/napari/make_widget_screenshot.py``).
-Not a test; it uses the sample's reference masks and true transforms so it needs no
-segmenter or registration.
+Not a test. The steps are the README's: File ▸ Open Sample ▸ lesionvol, Plugins ▸ lesionvol ▸
+Lesion review, type the days, click Run (the sample's reference masks are picked by name;
+the follow-ups are registered by lesionvol, as for a user). The view is the one the widget
+sets when the results come: the baseline's acquisition plane through its lesion.
 """
 
 from __future__ import annotations
@@ -12,36 +14,30 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _wait(condition, timeout_s: float):
+    from qtpy.QtWidgets import QApplication
+
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.02)
 
 
 def main(out: Path = ROOT / "docs" / "napari_widget.png") -> Path:
     import napari
-    from qtpy.QtWidgets import QApplication
 
-    from _napari_testing import open_sample, show_coronal_through_lesion, true_sample_transforms
-
-    from napari_lesionvol._widget import ReviewWidget
-
-    viewer = napari.Viewer(show=True, title="lesionvol review")
-    viewer.window.resize(1700, 950)
-    open_sample(viewer)
-    widget = ReviewWidget(viewer)
-    widget.setMinimumWidth(720)
-    viewer.window.add_dock_widget(widget, name="Lesion review", area="right")
+    viewer = napari.Viewer(show=True, title="napari")
+    viewer.window.resize(1700, 1000)
+    viewer.open_sample("lesionvol", "onfh_series")  # File > Open Sample > lesionvol
+    _, widget = viewer.window.add_plugin_dock_widget("lesionvol", "Lesion review")  # Plugins > lesionvol
     widget.days.setText("0, 91, 365")
-    widget.run(transforms=true_sample_transforms())
-    deadline = time.monotonic() + 120
-    while widget.session is None and widget.last_error is None and time.monotonic() < deadline:
-        QApplication.processEvents()
-        time.sleep(0.02)
+    widget.run_button.click()
+    _wait(lambda: widget.session is not None or widget.last_error is not None, 300)
     if widget.last_error:
         raise SystemExit(widget.last_error)
-    show_coronal_through_lesion(viewer, {"baseline", "baseline_lesion", "month12 change"})
-    viewer.layers["baseline_lesion"].contour = 2
-    for _ in range(20):
-        QApplication.processEvents()
-        time.sleep(0.02)
+    _wait(lambda: False, 1.0)  # let the canvas draw
     out.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(out), canvas_only=False)
     viewer.close()

@@ -66,6 +66,11 @@ def test_sample_data_then_widget_from_the_plugins_menu(make_viewer):
     assert names[:3] == ["baseline", "month03", "month12"]
     assert {"baseline_lesion", "month12_head"} <= set(names)
     assert viewer.layers["baseline_lesion"].metadata["lesionvol"]["role"] == "lesion"
+    from _napari_testing import process_events_for
+
+    process_events_for(0.2)  # the sample opens in its acquisition plane, before any widget is open
+    assert viewer.dims.order == (1, 0, 2) and tuple(viewer.dims.axis_labels) == ("I-S", "A-P", "R-L")
+    assert viewer.canvas.overlays["lesionvol_left"].text == "R"
     _, widget = viewer.window.add_plugin_dock_widget("lesionvol", "Lesion review")  # Plugins > lesionvol
     assert [r.image.currentText() for r in widget.rows] == ["baseline", "month03", "month12"]
     assert [r.lesion.currentText() for r in widget.rows] == ["baseline_lesion", "month03_lesion", "month12_lesion"]
