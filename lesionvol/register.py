@@ -5,30 +5,54 @@ to the same anatomical points of the *moving* image (follow-up), in physical LPS
 It is what :func:`SimpleITK.Resample` needs to bring a follow-up mask onto the baseline
 grid, and what ``sitk.WriteTransform`` writes as a ``.tfm`` that 3D Slicer and ITK read.
 
+Why not the head alone
+----------------------
+The femoral head is a sphere: a rotation about its centre leaves a head-sized crop almost
+unchanged, so inside such a crop only the lesion constrains it, and the lesion is what changes
+between visits. Head Dice and head-centre distance cannot see that rotation either. So the
+metric runs on the rigid bone of the proximal femur with the lesion kept out, and every result
+is checked by restarting from poses rotated about the head centre.
+
 How it works
 ------------
-1. **Region.** When femoral-head masks are given, both images are cropped to the head plus
-   ``CROP_MARGIN_MM`` (head, neck, trochanter, acetabulum): the hip drives the registration,
-   not the rest of the field of view. Restricting the metric to the head itself failed on the
-   phantoms (a ball does not fix a rotation and the lesion inside it changes between visits).
-2. **Initialisation** that survives large moves: the rotation centre is the baseline head
-   centre (head-mask centroid, else intensity centre of mass) and the initial translation
-   brings it onto the follow-up head centre. Seven rotation starts (identity, ±
-   ``START_ANGLE_DEG`` about each axis) are scored on the coarsest level; the best one wins.
+1. **Region** (femur path, when a baseline head mask is given): the proximal femur as far as the
+   field holds it — the head ball (radius from the mask volume) plus ``HEAD_MARGIN_MM``, and a
+   tube of radius ``FEMUR_TUBE_FRACTION`` · R + ``FEMUR_TUBE_MARGIN_MM`` along the neck axis
+   (found in the image from the head centre, as the segmenter does) out to the trochanter and
+   then ``SHAFT_LENGTH_MM`` down the shaft (patient inferior); the tube starts
+   ``CUP_GAP_MM`` beyond the head surface so that the acetabulum, which moves with the
+   pelvis and not with the femur, stays out. Without a neck axis the region is a ball of
+   ``FALLBACK_REACH_MM`` beyond the head (the method says so). **Lesions** (``fixed_lesion``,
+   ``moving_lesion``) dilated by ``LESION_BAND_MM`` are removed from the metric on both sides;
+   without lesion masks the head's interior deeper than ``HEAD_CORE_MM`` is removed instead
+   (the lesion may lie anywhere in it). Whole-field path (no head mask): the whole images.
+2. **Starts**: the rotation centre is the baseline head centre (else the intensity centre of
+   mass) and the translation maps it onto the follow-up head centre (else the centre of mass).
+   Rotations tried: the one that takes the baseline neck axis onto the follow-up neck axis,
+   spun by 0 and ±``SPIN_DEG`` about it (when both axes are found), identity and
+   ±``START_ANGLE_DEG`` about each axis, and (whole field) the principal-axes alignments.
+   All are scored on the coarsest level; the ``N_CANDIDATES`` best are optimised there and the
+   best continues. A caller's ``initial_transform`` replaces these starts (the data-driven
+   start is then run as an independent check, see 4).
 3. **Multi-resolution** (own pyramid in mm, so 1 × 1 × 5 mm grids are not shrunk into
-   20 mm slices): smoothed, resampled copies at ``LEVEL_SPACING_MM``, then the native
-   grids. Mattes mutual information tolerates the contrast change between visits and
-   sequences. Gradient descent on the two coarse levels (step length re-estimated every
-   iteration so that no point moves more than a set number of mm), regular-step gradient
-   descent with a shrinking step on the native grid; parameter scales from physical shift and
-   a fixed random sample set per level (``SCHEDULE``). The metric derivative is computed from
-   the images themselves, not from ITK's default smoothed gradient images: those smooth by a
-   voxel (up to 4-5 mm across thick slices), so their zero gradient lay 0.3-0.8 mm away from
-   the metric's minimum and gradient descent stopped there.
-4. **QC** (:func:`registration_qc`): final metric, head Dice after registration, head
-   volume change, the residual between the mapped and the follow-up head centre, and a
-   ``doubtful`` flag with its reason. A head that collapsed is no longer rigid: its shape
-   changes, so its Dice and volume change flag the registration for review.
+   20 mm slices): smoothed, resampled copies at ``LEVEL_SPACING_MM``, then the native grids.
+   Mattes mutual information (contrast changes between visits and sequences). Gradient descent
+   on the coarse levels (step re-estimated so that no point moves more than a set number of mm),
+   regular-step gradient descent on the native grid; fixed random sample sets (``SCHEDULE``).
+   The metric derivative comes from the images themselves, not ITK's smoothed gradient images
+   (those smooth by a voxel, 4-5 mm across thick slices, and moved the optimum 0.3-0.8 mm).
+4. **Error estimate** (``registration_uncertainty_mm``): the result is perturbed by
+   ±``RESTART_DEG`` about the head centre (about the neck axis and two axes across it) and
+   re-optimised on the 2 mm and native levels. A region that fixes the rotation brings every
+   restart back; one that cannot see it leaves them where they were put. The uncertainty is the
+   largest distance, over points of the head ball (whole field: over the scanned anatomy),
+   between the result and any restart that ended as good as the result (metric within
+   ``METRIC_TIE_FRACTION``). A restart (or the independent start) that ends clearly better replaces the
+   result. ``registration_doubtful`` whenever the uncertainty exceeds ``MAX_UNCERTAINTY_MM``.
+5. **QC** (:func:`registration_qc`): metric, correlation of the registered images over the
+   region, overlap of the fields, neck-axis angle after registration, head Dice, head volume
+   change, head-centre residual; a head that collapsed is no longer rigid, and its Dice and
+   volume change flag it for review.
 
 Example
 -------
@@ -36,8 +60,8 @@ Example
 >>> s = make_series(seed=2, n_followups=1, shape=(64, 64, 24), spacing_mm=(2.0, 2.0, 5.0))
 >>> reg = register_followup(s.scans[0].image, s.scans[1].image,
 ...                         fixed_head=s.scans[0].head_mask, moving_head=s.scans[1].head_mask)
->>> bool(reg.doubtful)
-False
+>>> reg.qc["registration_uncertainty_mm"] < 1.0
+True
 """
 
 from __future__ import annotations
@@ -52,45 +76,105 @@ from lesionvol.errors import InputError
 from lesionvol.geometry import physical_points, voxel_volume_mm3
 from lesionvol.io import check_same_grid
 
-#: Images are cropped to the head bounding box plus this margin (mm) before registering: head,
-#: neck, trochanter and acetabulum. A tighter region (head dilated 12-20 mm as metric mask) left
-#: 2-5 mm errors on the phantoms: a ball does not fix a rotation, and the lesion inside changes.
-CROP_MARGIN_MM = 40.0
+# --- region (femur path)
+#: The head part of the region: head ball (equivalent radius of the mask) plus this (plate, edge).
+HEAD_MARGIN_MM = 3.0
+#: The neck/shaft tube starts this far beyond the head surface: the acetabulum (R + 2.5 to
+#: R + 8 mm from the head centre) belongs to the pelvis, which moves relative to the femur.
+CUP_GAP_MM = 10.0
+#: Trochanter distance from the head centre along the neck axis, × R (femoral anatomy: 2-2.4 R).
+TROCHANTER_FRACTION = 2.2
+#: Tube radius around the neck axis and shaft: FEMUR_TUBE_FRACTION · R + FEMUR_TUBE_MARGIN_MM
+#: (neck 0.6 R, trochanter 0.8 R, plus soft tissue around the cortex).
+FEMUR_TUBE_FRACTION = 0.8
+FEMUR_TUBE_MARGIN_MM = 8.0
+#: Length of shaft taken below the trochanter (as far as the field holds it), patient inferior.
+SHAFT_LENGTH_MM = 80.0
+#: No neck axis found: ball of this reach beyond the head surface (head, neck, trochanter).
+FALLBACK_REACH_MM = 45.0
+#: Lesion masks are dilated by this before being removed from the metric (band, oedema, plate).
+LESION_BAND_MM = 4.0
+#: Without lesion masks the head interior deeper than this under the head surface is removed.
+HEAD_CORE_MM = 3.0
+#: The follow-up image is cropped to a box of the region's reach plus this around its head.
+MOVING_MARGIN_MM = 25.0
+
+# --- optimisation
 #: Target spacing (mm) of the coarse pyramid levels; the last level is the native grid.
 LEVEL_SPACING_MM = (4.0, 2.0)
-#: Rotation starts tried on the coarsest level, degrees about each LPS axis.
+#: Rotation starts: ± this about each LPS axis (degrees) ...
 START_ANGLE_DEG = 20.0
+#: ... and ± this about the neck axis after aligning the neck axes (the spin they do not fix).
+SPIN_DEG = 20.0
+#: Best starts optimised on the coarsest level before one is kept.
+N_CANDIDATES = 2
 HISTOGRAM_BINS = 32
 #: Per pyramid level: (optimiser, largest step in mm — any point of the image moves at most this
 #: much per iteration —, smallest step in mm (regular-step only), iterations, at most this many
 #: metric samples — random, fixed seed — which sets the cost of one iteration).
-#: Profiled on the 6 benchmark pairs: with Powell (30k samples everywhere) a pair took 200-400
-#: metric evaluations per level; gradient descent needs 10-60 cheaper iterations per level.
-SCHEDULE = [("gd", 2.0, 0.0, 100, 5_000), ("gd", 0.5, 0.0, 100, 10_000), ("rsgd", 0.25, 0.02, 60, 15_000)]
-#: Metric samples used to score the rotation starts on the coarsest level.
-START_SAMPLES = 30_000
+SCHEDULE = [("gd", 2.0, 0.0, 100, 5_000), ("gd", 0.5, 0.0, 200, 10_000), ("rsgd", 1.0, 0.005, 300, 40_000)]
+#: Metric samples used to score the starts on the coarsest level.
+START_SAMPLES = 20_000
 #: Powell for the optional affine stage on the 2 mm level: (iterations, step, tolerance, samples).
 AFFINE_SCHEDULE = (2, 1.0, 0.05, 30_000)
-#: QC limits for the ``doubtful`` flag (see :func:`registration_qc`).
+
+# --- error estimate
+#: Restarts: the 2 mm-level result rotated by ± this about the head centre, re-optimised there.
+RESTART_DEG = 8.0
+RESTART_SCHEDULE = ("gd", 1.0, 0.0, 150, 10_000)
+#: A restart that ends within this of the result (mm, over the head ball) came back.
+AGREE_MM = 0.5
+#: A restart whose 2 mm-level metric is within this fraction of the result's is an equally good
+#: pose (its distance from the result counts in the uncertainty); one better by more replaces it.
+#: Set on the tuning pairs: restarts that stalled on thick-slice pairs ended 1-4 % worse 1-3 mm
+#: away while the result itself was 1-2 mm off; real local minima ended 5-20 % worse.
+METRIC_TIE_FRACTION = 0.04
+#: Points on the head ball where the uncertainty is measured: the centre and this many on the
+#: sphere of radius R (Fibonacci directions).
+N_HEAD_POINTS = 64
+
+# --- QC limits for the ``doubtful`` flag (see :func:`registration_qc`)
+MAX_UNCERTAINTY_MM = 1.0
 MIN_HEAD_DICE = 0.85
 MAX_HEAD_VOLUME_CHANGE_PCT = 10.0
 MAX_HEAD_CENTRE_RESIDUAL_MM = 2.0
+MAX_NECK_AXIS_DEG = 10.0
+MIN_CORRELATION = 0.3
+MIN_OVERLAP_FRACTION = 0.5
+#: Refused (InputError) when less than this fraction of the smaller field overlaps the other.
+REFUSE_OVERLAP_FRACTION = 0.05
 MAX_METRIC = -0.05  # Mattes MI is negative; closer to 0 means the images share little information
 
-METHOD = "rigid 6-DOF, Mattes MI, gradient descent, levels 4 mm / 2 mm / native, head region"
+METHOD_FEMUR = "rigid 6-DOF, Mattes MI, levels 4 mm / 2 mm / native, proximal femur region (head, neck, trochanter, shaft)"
+METHOD_BALL = "rigid 6-DOF, Mattes MI, levels 4 mm / 2 mm / native, head + 45 mm region (no neck axis found)"
+METHOD_FIELD = "rigid 6-DOF, Mattes MI, levels 4 mm / 2 mm / native, whole field (no head mask), multi-start from centres of mass and principal axes"
+#: kept for callers that print the default method
+METHOD = METHOD_FEMUR
 
 
 #: What each QC column means (for summary.json next to the other definitions).
 REGISTRATION_DEFINITIONS = {
-    "registration_method": "how the follow-up was registered to the baseline (rigid 6-DOF unless affine asked)",
+    "registration_method": "how the follow-up was registered to the baseline: region (proximal femur, head ball, or "
+                           "whole field when no head was given), lesion exclusion, rigid 6-DOF unless affine asked",
     "registration_metric": "final Mattes mutual information on the native grids (negative; lower = better match)",
     "registration_rotation_deg": "rotation angle of the baseline -> follow-up transform (deg)",
+    "registration_uncertainty_mm": (
+        f"estimated error at the head: the result is rotated by +/-{RESTART_DEG:g} deg about the head centre (about "
+        "the neck axis and two axes across it) and re-optimised; the largest distance over the head ball (whole field: "
+        f"over the scanned anatomy) between the result and any restart ending with a metric within {100 * METRIC_TIE_FRACTION:g} % of it (mm)"),
+    "registration_restarts_agreeing": "restarts that came back to the result (within 0.5 mm) / restarts run",
+    "registration_correlation": "Pearson correlation of baseline and registered follow-up intensities over the metric region",
+    "registration_overlap_fraction": "fraction of the smaller field of view that the other covers after registration",
+    "neck_axis_angle_deg": "angle between the mapped baseline neck axis and the follow-up neck axis (deg; empty if not found)",
     "head_dice_registered": "Dice of the baseline head and the follow-up head resampled through the transform (nearest neighbour)",
     "head_volume_change_pct": "100 * (follow-up head volume - baseline head volume) / baseline, native grids",
     "head_centre_residual_mm": "distance between the mapped baseline head centroid and the follow-up head centroid (mm)",
-    "registration_doubtful": (f"True when head Dice < {MIN_HEAD_DICE}, |head volume change| > "
-                              f"{MAX_HEAD_VOLUME_CHANGE_PCT} % (collapse: no longer rigid), head centre residual > "
-                              f"{MAX_HEAD_CENTRE_RESIDUAL_MM} mm, or metric > {MAX_METRIC}; change maps then need review"),
+    "registration_doubtful": (
+        f"True when the estimated error at the head (registration_uncertainty_mm) exceeds {MAX_UNCERTAINTY_MM} mm, "
+        f"the neck axes differ by more than {MAX_NECK_AXIS_DEG} deg, head Dice < {MIN_HEAD_DICE}, |head volume change| > "
+        f"{MAX_HEAD_VOLUME_CHANGE_PCT} % (collapse: no longer rigid), head centre residual > "
+        f"{MAX_HEAD_CENTRE_RESIDUAL_MM} mm, correlation < {MIN_CORRELATION}, overlap < {MIN_OVERLAP_FRACTION}, "
+        f"or metric > {MAX_METRIC}; change maps then need review"),
     "registration_doubtful_reason": "which of those limits were crossed",
 }
 
@@ -124,12 +208,12 @@ def _as_float(image: sitk.Image) -> sitk.Image:
     return sitk.Cast(image, sitk.sitkFloat32)
 
 
-def _binary(mask: sitk.Image | None, reference: sitk.Image, name: str) -> sitk.Image | None:
+def _binary(mask: sitk.Image | None, reference: sitk.Image, name: str, allow_empty: bool = False) -> sitk.Image | None:
     if mask is None:
         return None
     check_same_grid(mask, reference, name)  # refused, not resampled: see io.check_same_grid
     mask = sitk.Cast(mask != 0, sitk.sitkUInt8)
-    if not np.any(sitk.GetArrayViewFromImage(mask)):
+    if not allow_empty and not np.any(sitk.GetArrayViewFromImage(mask)):
         raise InputError(f"{name} is empty")
     return mask
 
@@ -147,6 +231,11 @@ def mask_centroid_mm(mask: sitk.Image) -> np.ndarray:
     return physical_points(mask, zyx.mean(axis=0, keepdims=True))[0]
 
 
+def _foreground(array: np.ndarray) -> np.ndarray:
+    """Voxels brighter than the median (tissue rather than air/background)."""
+    return array > np.percentile(array, 50)
+
+
 def _intensity_centre_mm(image: sitk.Image) -> np.ndarray:
     array = sitk.GetArrayViewFromImage(image).astype(np.float64)
     weights = np.clip(array - np.percentile(array, 50), 0, None)
@@ -159,15 +248,167 @@ def _intensity_centre_mm(image: sitk.Image) -> np.ndarray:
     return physical_points(image, np.array([zyx]))[0]
 
 
-def _crop(image: sitk.Image, mask: sitk.Image, margin_mm: float) -> sitk.Image:
-    """Crop to the mask's bounding box plus ``margin_mm`` (physical geometry is kept)."""
-    zyx = np.argwhere(sitk.GetArrayViewFromImage(mask) != 0)
-    margin = np.ceil(margin_mm / np.asarray(image.GetSpacing()))[::-1].astype(int)
-    lo = np.maximum(zyx.min(axis=0) - margin, 0)
-    hi = np.minimum(zyx.max(axis=0) + margin + 1, np.asarray(image.GetSize())[::-1])
-    return sitk.RegionOfInterest(image, [int(v) for v in (hi - lo)[::-1]], [int(v) for v in lo[::-1]])
+def _principal_axes(image: sitk.Image, centre: np.ndarray) -> np.ndarray | None:
+    """Eigenvectors (columns, largest first) of the intensity-weighted second moments, or None
+    when two eigenvalues are within 10 % (axes then undefined)."""
+    array = sitk.GetArrayViewFromImage(image)
+    step = max(1, int(round((array.size / 200_000) ** (1 / 3))))
+    sub = array[::step, ::step, ::step].astype(np.float64)
+    w = np.clip(sub - np.percentile(sub, 50), 0, None)
+    zyx = np.argwhere(w > 0)
+    if len(zyx) < 10:
+        return None
+    weights = w[tuple(zyx.T)]
+    pts = physical_points(image, zyx * step) - centre
+    cov = (pts * weights[:, None]).T @ pts / weights.sum()
+    values, vectors = np.linalg.eigh(cov)
+    values, vectors = values[::-1], vectors[:, ::-1]
+    if np.any(np.diff(values) > -0.1 * values[:-1]):
+        return None
+    return vectors
 
 
+def _fibonacci_directions(n: int) -> np.ndarray:
+    i = np.arange(n) + 0.5
+    phi = np.arccos(1 - 2 * i / n)
+    theta = math.pi * (1 + 5**0.5) * i
+    return np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], -1)
+
+
+def _rotation_about(axis: np.ndarray, angle_deg: float) -> np.ndarray:
+    """Rotation matrix by ``angle_deg`` about the unit vector ``axis`` (Rodrigues)."""
+    a = np.asarray(axis, float) / np.linalg.norm(axis)
+    k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+    t = math.radians(angle_deg)
+    return np.eye(3) + math.sin(t) * k + (1 - math.cos(t)) * k @ k
+
+
+def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Smallest rotation taking unit vector a onto unit vector b."""
+    axis = np.cross(a, b)
+    s, c = np.linalg.norm(axis), float(np.dot(a, b))
+    if s < 1e-9:
+        if c > 0:
+            return np.eye(3)
+        perp = np.cross(a, [1.0, 0, 0] if abs(a[0]) < 0.9 else [0, 1.0, 0])
+        return _rotation_about(perp, 180.0)
+    return _rotation_about(axis, math.degrees(math.atan2(s, c)))
+
+
+def _axis_rotation(axis: int, angle_deg: float) -> np.ndarray:
+    return _rotation_about(np.eye(3)[axis], angle_deg)
+
+
+def _euler_from_rotation(matrix: np.ndarray, centre: np.ndarray, translation: np.ndarray) -> sitk.Euler3DTransform:
+    t = sitk.Euler3DTransform()
+    t.SetCenter([float(v) for v in centre])
+    t.SetMatrix([float(v) for v in _nearest_rotation(np.asarray(matrix, float)).ravel()], 1e-6)
+    t.SetTranslation([float(v) for v in translation])
+    return t
+
+
+def _perturbed(transform: sitk.Euler3DTransform, rotation: np.ndarray) -> sitk.Euler3DTransform:
+    """``transform`` applied after a rotation of the baseline about the transform's centre."""
+    matrix = np.asarray(transform.GetMatrix()).reshape(3, 3) @ rotation
+    return _euler_from_rotation(matrix, np.asarray(transform.GetCenter()), np.asarray(transform.GetTranslation()))
+
+
+def _map(transform: sitk.Transform, points: np.ndarray) -> np.ndarray:
+    return np.array([transform.TransformPoint([float(v) for v in p]) for p in points])
+
+
+def _crop_box(image: sitk.Image, lo_mm: np.ndarray, hi_mm: np.ndarray) -> sitk.Image | None:
+    """Crop to the voxels whose centres fall in the physical box [lo, hi] (any direction cosines);
+    None when the box misses the image."""
+    corners = np.array([[x, y, z] for x in (lo_mm[0], hi_mm[0]) for y in (lo_mm[1], hi_mm[1])
+                        for z in (lo_mm[2], hi_mm[2])])
+    idx = np.array([image.TransformPhysicalPointToContinuousIndex([float(v) for v in c]) for c in corners])
+    size = np.asarray(image.GetSize())
+    lo = np.maximum(np.floor(idx.min(axis=0)).astype(int), 0)
+    hi = np.minimum(np.ceil(idx.max(axis=0)).astype(int) + 1, size)
+    if np.any(hi - lo < 2):
+        return None
+    return sitk.RegionOfInterest(image, [int(v) for v in hi - lo], [int(v) for v in lo])
+
+
+def _within_mm(mask: sitk.Image, distance_mm: float) -> sitk.Image:
+    """Mask dilated by ``distance_mm`` (physical, any spacing)."""
+    if not np.any(sitk.GetArrayViewFromImage(mask)):
+        return mask
+    d = sitk.SignedMaurerDistanceMap(mask, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
+    return sitk.Cast(d <= distance_mm, sitk.sitkUInt8)
+
+
+def _deeper_than_mm(mask: sitk.Image, depth_mm: float) -> sitk.Image:
+    """Voxels of ``mask`` more than ``depth_mm`` inside its surface."""
+    d = sitk.SignedMaurerDistanceMap(mask, insideIsPositive=True, squaredDistance=False, useImageSpacing=True)
+    return sitk.Cast(d > depth_mm, sitk.sitkUInt8)
+
+
+def _on_grid(mask: sitk.Image, reference: sitk.Image) -> sitk.Image:
+    """A mask of a cropped image's parent, cut to the crop (same physical voxels)."""
+    return sitk.Resample(mask, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+
+
+# ----------------------------------------------------------------------------- hip landmarks
+@dataclass
+class _Hip:
+    """Where the hip is in one image: head centre (mm), equivalent radius (mm), neck axis."""
+
+    centre: np.ndarray
+    radius: float
+    neck_axis: np.ndarray | None
+
+
+def _hip_from_mask(image: sitk.Image, head: sitk.Image) -> _Hip:
+    centre = mask_centroid_mm(head)
+    volume = np.count_nonzero(sitk.GetArrayViewFromImage(head)) * voxel_volume_mm3(head)
+    radius = float((3 * volume / (4 * math.pi)) ** (1 / 3))
+    axis = None
+    try:  # the segmenter's neck finder: bright marrow leaving the head inferiorly
+        from lesionvol.segment.head import _neck_axis, fat_level
+
+        axis, _ = _neck_axis(image, fat_level(sitk.GetArrayViewFromImage(image)), centre, radius)
+    except Exception:  # noqa: BLE001 - a missing neck only narrows the region
+        axis = None
+    return _Hip(centre, radius, axis)
+
+
+def _femur_region(image: sitk.Image, hip: _Hip) -> tuple[sitk.Image, sitk.Image, float]:
+    """Crop of ``image`` around the proximal femur, the region mask on it, and its reach (mm)."""
+    c, R, a = hip.centre, hip.radius, hip.neck_axis
+    tube = FEMUR_TUBE_FRACTION * R + FEMUR_TUBE_MARGIN_MM
+    if a is not None:
+        trochanter = c + TROCHANTER_FRACTION * R * a
+        shaft_end = trochanter + SHAFT_LENGTH_MM * np.array([0.0, 0.0, -1.0])  # LPS +z is superior
+        ends = np.array([c, trochanter, shaft_end])
+        lo, hi = ends.min(axis=0) - tube, ends.max(axis=0) + tube
+        lo, hi = np.minimum(lo, c - R - HEAD_MARGIN_MM), np.maximum(hi, c + R + HEAD_MARGIN_MM)
+        reach = float(max(np.linalg.norm(e - c) for e in ends) + tube)
+    else:
+        reach = R + FALLBACK_REACH_MM
+        lo, hi = c - reach, c + reach
+    crop = _crop_box(image, lo, hi)
+    if crop is None:
+        raise InputError("the baseline head mask lies outside its image")
+    zyx = np.indices(sitk.GetArrayViewFromImage(crop).shape).reshape(3, -1).T
+    p = physical_points(crop, zyx)
+    d_centre = np.linalg.norm(p - c, axis=1)
+    inside = d_centre <= R + HEAD_MARGIN_MM
+    if a is not None:
+        far = d_centre >= R + CUP_GAP_MM
+        for p0, p1 in ((c, trochanter), (trochanter, shaft_end)):
+            u = p1 - p0
+            t = np.clip((p - p0) @ u / (u @ u), 0.0, 1.0)
+            inside |= far & (np.linalg.norm(p - p0 - t[:, None] * u, axis=1) <= tube)
+    else:
+        inside |= (d_centre >= R + CUP_GAP_MM) & (d_centre <= reach)
+    region = sitk.GetImageFromArray(inside.reshape(sitk.GetArrayViewFromImage(crop).shape).astype(np.uint8))
+    region.CopyInformation(crop)
+    return crop, region, reach
+
+
+# ----------------------------------------------------------------------------- pyramid and metric
 def _level(image: sitk.Image, spacing_mm: float, label: bool = False) -> sitk.Image:
     """Copy of ``image`` on a grid of about ``spacing_mm`` (never finer than native), smoothed."""
     native = np.asarray(image.GetSpacing(), float)
@@ -190,14 +431,14 @@ def _method(n_voxels: int, max_samples: int, optimizer: str = "powell", step: fl
             min_step: float = 0.01, iterations: int = 100, tolerance: float = 0.05, seed: int = 17):
     """Mattes MI with a fixed random sample set and one of three optimisers.
 
-    ``"gd"``: gradient descent whose learning rate is re-estimated every iteration so that the
-    largest physical shift of a point is ``step`` mm; it stops when the metric stops changing
-    (window of 10 iterations) or after ``iterations``. ``"rsgd"``: regular-step gradient descent,
-    ``step`` mm at first, shrinking (x0.7) whenever the direction turns back, down to
-    ``min_step``. ``"powell"``: derivative-free line searches (value only; used for the starts
-    and the affine stage). The samples are drawn once per level (fixed seed), so the metric is
-    deterministic. Derivatives come from the images directly (central differences at the
-    sample points), not from smoothed gradient images (see the module docstring).
+    ``n_voxels`` is the number of voxels the samples are drawn from (the fixed mask's, when
+    there is one). ``"gd"``: gradient descent whose learning rate is re-estimated every
+    iteration so that the largest physical shift of a point is ``step`` mm; it stops when the
+    metric stops changing (window of 10 iterations) or after ``iterations``. ``"rsgd"``:
+    regular-step gradient descent, ``step`` mm at first, shrinking (x0.7) whenever the
+    direction turns back, down to ``min_step``. ``"powell"``: derivative-free line searches
+    (the affine stage). The samples are drawn once per level (fixed seed), so the metric is
+    deterministic and comparable between poses.
     """
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(HISTOGRAM_BINS)
@@ -226,21 +467,67 @@ def _method(n_voxels: int, max_samples: int, optimizer: str = "powell", step: fl
     return reg
 
 
-def _euler_from_rotation(matrix: np.ndarray, centre: np.ndarray, translation: np.ndarray) -> sitk.Euler3DTransform:
-    t = sitk.Euler3DTransform()
-    t.SetCenter([float(v) for v in centre])
-    t.SetMatrix([float(v) for v in matrix.ravel()], 1e-6)
-    t.SetTranslation([float(v) for v in translation])
-    return t
+@dataclass
+class _Level:
+    fixed: sitk.Image
+    moving: sitk.Image
+    fixed_mask: sitk.Image | None
+    moving_mask: sitk.Image | None
+    n_samples_from: int
 
 
-def _axis_rotation(axis: int, angle_deg: float) -> np.ndarray:
-    a = math.radians(angle_deg)
-    c, s = math.cos(a), math.sin(a)
-    i, j = [k for k in range(3) if k != axis]
-    m = np.eye(3)
-    m[i, i], m[i, j], m[j, i], m[j, j] = c, -s, s, c
-    return m
+class _Problem:
+    """Pyramid of the (cropped) images and their metric masks; runs and scores poses."""
+
+    def __init__(self, fixed, moving, fixed_mask, moving_mask):
+        self.levels = []
+        for spacing in (*LEVEL_SPACING_MM, 0.0):
+            f, m = _level(fixed, spacing), _level(moving, spacing)
+            fm = None if fixed_mask is None else _on_grid(fixed_mask, f)
+            mm = None if moving_mask is None else _on_grid(moving_mask, m)
+            n = int(np.count_nonzero(sitk.GetArrayViewFromImage(fm))) if fm is not None else int(np.prod(f.GetSize()))
+            if fm is not None and n < 50:
+                raise InputError(f"registration refused: the images do not overlap enough to register (the metric region "
+                                  f"holds {n} voxels at {spacing or 'native'} mm)")
+            self.levels.append(_Level(f, m, fm, mm, n))
+
+    def _reg(self, level: int, samples: int, *args, **kwargs):
+        lv = self.levels[level]
+        reg = _method(lv.n_samples_from, samples, *args, **kwargs)
+        if lv.fixed_mask is not None:
+            reg.SetMetricFixedMask(lv.fixed_mask)
+        if lv.moving_mask is not None:
+            reg.SetMetricMovingMask(lv.moving_mask)
+        return reg, lv
+
+    def evaluate(self, transform: sitk.Transform, level: int, samples: int) -> float:
+        """Metric of a pose (nan when too few samples overlap)."""
+        reg, lv = self._reg(level, samples)
+        reg.SetInitialTransform(transform)
+        try:
+            return float(reg.MetricEvaluate(lv.fixed, lv.moving))
+        except RuntimeError:
+            return float("nan")
+
+    def optimise(self, transform: sitk.Transform, schedule, first_level: int = 0) -> sitk.Transform:
+        """Run ``schedule`` level by level from ``first_level``; the transform is copied."""
+        transform = sitk.Euler3DTransform(transform) if isinstance(transform, sitk.Euler3DTransform) else transform
+        for level, (optimizer, step, min_step, iterations, samples) in enumerate(schedule, start=first_level):
+            reg, lv = self._reg(level, samples, optimizer, step, min_step, iterations)
+            reg.SetInitialTransform(transform, inPlace=True)
+            try:
+                reg.Execute(lv.fixed, lv.moving)
+            except RuntimeError:  # left the overlap on this level: keep what we had
+                break
+        return transform
+
+    def mid_metric(self, transform: sitk.Transform) -> float:
+        """2 mm-level metric on one fixed sample set (comparable between poses)."""
+        return self.evaluate(transform, 1, SCHEDULE[1][4])
+
+    def final_metric(self, transform: sitk.Transform) -> float:
+        """Native-grid metric on one fixed sample set (comparable between poses)."""
+        return self.evaluate(transform, len(self.levels) - 1, SCHEDULE[-1][4])
 
 
 # ----------------------------------------------------------------------------- registration
@@ -250,7 +537,10 @@ def register_followup(
     *,
     fixed_head: sitk.Image | None = None,
     moving_head: sitk.Image | None = None,
+    fixed_lesion: sitk.Image | None = None,
+    moving_lesion: sitk.Image | None = None,
     affine: bool = False,
+    initial_transform: sitk.Transform | None = None,
 ) -> Registration:
     """Register a follow-up (moving) scan to the baseline (fixed) scan of the same hip.
 
@@ -260,23 +550,30 @@ def register_followup(
         Baseline and follow-up, any grids, slice planes and thicknesses (physical LPS space).
     fixed_head, moving_head : sitk.Image, optional
         Femoral-head masks, each on its image's grid (a mask on another grid is refused; a
-        caller that means to resample one does it first, nearest neighbour). When both are
-        given the registration is driven by the proximal femur (see module docstring); with
-        neither, the whole images are used and the centres of mass start the search.
+        caller that means to resample one does it first, nearest neighbour). With a baseline
+        head the metric runs on the proximal femur around it (see the module docstring); with
+        none, on the whole field, and ``registration_method`` says so.
+    fixed_lesion, moving_lesion : sitk.Image, optional
+        Lesion masks on their images' grids (may be empty: healed). Dilated by
+        ``LESION_BAND_MM`` and kept out of the metric; without them the head interior is.
     affine : bool
         Add an affine (12-parameter) stage after the rigid one. Rigid is right for bone;
         affine absorbs scanner scaling/shear but also a collapsing head's deformation.
+    initial_transform : sitk.Transform, optional
+        A start (baseline → follow-up points) used instead of the data-driven starts; the
+        data-driven start is still run as an independent check and wins when it ends better.
 
     Returns
     -------
     Registration
-        ``transform`` maps baseline → follow-up points (ITK convention), ``qc`` and ``doubtful``.
+        ``transform`` maps baseline → follow-up points (ITK convention), ``qc`` (with
+        ``registration_uncertainty_mm``) and ``doubtful``.
 
     Raises
     ------
     InputError
-        Images that are not 3D scalar, an empty head mask, a head mask not on its image's
-        grid (:func:`lesionvol.io.check_same_grid`), or images that never overlap.
+        Images that are not 3D scalar, an empty head mask, a mask not on its image's grid
+        (:func:`lesionvol.io.check_same_grid`), or images that do not overlap.
 
     Example
     -------
@@ -289,55 +586,103 @@ def register_followup(
     >>> bool(tre.mean() < 0.5)
     True
     """
-    fixed, moving = _as_float(fixed_image), _as_float(moving_image)
-    f_head = _binary(fixed_head, fixed, "baseline head mask")
-    m_head = _binary(moving_head, moving, "follow-up head mask")
+    fixed_full, moving_full = _as_float(fixed_image), _as_float(moving_image)
+    f_head = _binary(fixed_head, fixed_full, "baseline head mask")
+    m_head = _binary(moving_head, moving_full, "follow-up head mask")
+    f_lesion = _binary(fixed_lesion, fixed_full, "baseline lesion mask", allow_empty=True)
+    m_lesion = _binary(moving_lesion, moving_full, "follow-up lesion mask", allow_empty=True)
 
-    # Region: the head plus a margin that takes in the neck, trochanter and acetabulum. The
-    # metric is not restricted to the head itself: the lesion inside it changes between visits
-    # and the ball alone does not fix the rotation (see CROP_MARGIN_MM).
-    if f_head is not None:
-        fixed = _crop(fixed, f_head, CROP_MARGIN_MM)
-        f_centre = mask_centroid_mm(f_head)
+    f_hip = _hip_from_mask(fixed_full, f_head) if f_head is not None else None
+    m_hip = _hip_from_mask(moving_full, m_head) if m_head is not None else None
+    f_com, m_com = _intensity_centre_mm(fixed_full), _intensity_centre_mm(moving_full)
+
+    # ---- region and what is kept out of the metric
+    if f_hip is not None:
+        fixed, region, reach = _femur_region(fixed_full, f_hip)
+        f_centre = f_hip.centre
+        m_centre = m_hip.centre if m_hip is not None else f_centre + (m_com - f_com)
+        half = reach + MOVING_MARGIN_MM
+        moving = _crop_box(moving_full, m_centre - half, m_centre + half)
+        if moving is None:
+            raise InputError("registration refused: the images do not overlap (the follow-up holds nothing "
+                             "around the baseline head)")
+        method = METHOD_FEMUR if f_hip.neck_axis is not None else METHOD_BALL
     else:
-        f_centre = _intensity_centre_mm(fixed)
-    if m_head is not None:
-        moving = _crop(moving, m_head, CROP_MARGIN_MM + 15.0)
-        m_centre = mask_centroid_mm(m_head)
+        fixed, moving, region = fixed_full, moving_full, None
+        f_centre, m_centre = f_com, (m_hip.centre if m_hip is not None else m_com)
+        method = METHOD_FIELD
+    fixed_keep_out = moving_keep_out = None
+    if f_lesion is not None or m_lesion is not None:
+        method += f", lesions (+{LESION_BAND_MM:g} mm) kept out of the metric"
+        if f_lesion is not None:
+            fixed_keep_out = _within_mm(_on_grid(f_lesion, fixed), LESION_BAND_MM)
+        if m_lesion is not None:
+            moving_keep_out = _within_mm(_on_grid(m_lesion, moving), LESION_BAND_MM)
+    elif f_head is not None or m_head is not None:
+        method += f", head interior (deeper than {HEAD_CORE_MM:g} mm) kept out of the metric"
+        if f_head is not None:
+            fixed_keep_out = _deeper_than_mm(_on_grid(f_head, fixed), HEAD_CORE_MM)
+        if m_head is not None:
+            moving_keep_out = _deeper_than_mm(_on_grid(m_head, moving), HEAD_CORE_MM)
+    fixed_mask = region
+    if fixed_keep_out is not None:
+        keep = sitk.Cast(fixed_keep_out == 0, sitk.sitkUInt8)
+        fixed_mask = keep if region is None else sitk.Cast((region != 0) & (keep != 0), sitk.sitkUInt8)
+    moving_mask = None if moving_keep_out is None else sitk.Cast(moving_keep_out == 0, sitk.sitkUInt8)
+    problem = _Problem(fixed, moving, fixed_mask, moving_mask)
+
+    # ---- starts
+    translation = m_centre - f_centre
+    data_starts = [np.eye(3)] + [_axis_rotation(a, s * START_ANGLE_DEG) for a in range(3) for s in (-1, 1)]
+    f_axis = f_hip.neck_axis if f_hip is not None else None
+    m_axis = m_hip.neck_axis if m_hip is not None else None
+    if f_axis is not None and m_axis is not None:
+        align = _rotation_between(f_axis, m_axis)
+        data_starts = [_rotation_about(m_axis, s) @ align for s in (0.0, -SPIN_DEG, SPIN_DEG)] + data_starts
+    if f_hip is None:
+        fa, ma = _principal_axes(fixed_full, f_com), _principal_axes(moving_full, m_com)
+        if fa is not None and ma is not None:
+            for signs in ((1, 1, 1), (1, -1, -1), (-1, 1, -1), (-1, -1, 1)):
+                data_starts.append(ma @ np.diag(signs) @ fa.T)
+    data_starts = [_euler_from_rotation(r, f_centre, translation) for r in data_starts]
+    if initial_transform is not None:
+        given = _as_euler(initial_transform, f_centre)
+        starts = [given] + [_perturbed(given, _axis_rotation(a, s * START_ANGLE_DEG)) for a in range(3) for s in (-1, 1)]
+        best = _best_start(problem, starts)
+        independent = _best_start(problem, data_starts)
     else:
-        m_centre = _intensity_centre_mm(moving)
-    if f_head is None and m_head is not None:
-        f_centre = m_centre  # no baseline head: start without a translation
-    if m_head is None and f_head is not None:
-        m_centre = f_centre
-
-    pyramid = [(_level(fixed, spacing), _level(moving, spacing)) for spacing in (*LEVEL_SPACING_MM, 0.0)]
-
-    # Starts: identity and ± START_ANGLE_DEG about each axis, all about the baseline head centre
-    # with the translation that maps head centre onto head centre; the best metric value wins.
-    f0, m0 = pyramid[0]
-    n0 = int(np.prod(f0.GetSize()))
-    best = None
-    for rotation in [np.eye(3)] + [_axis_rotation(a, s * START_ANGLE_DEG) for a in range(3) for s in (-1, 1)]:
-        t = _euler_from_rotation(rotation, f_centre, m_centre - f_centre)
-        reg = _method(n0, START_SAMPLES)
-        reg.SetInitialTransform(t)
-        try:
-            value = reg.MetricEvaluate(f0, m0)
-        except RuntimeError:  # too few samples overlap from this start
-            continue
-        if best is None or value < best[0]:
-            best = (value, t)
+        best = _best_start(problem, data_starts)
+        independent = None
+    if best is None and independent is None:
+        raise InputError("registration refused: the images do not overlap from any start")
     if best is None:
-        raise InputError("registration failed: the images do not overlap from any start")
-    transform = best[1]
-
-    metric = best[0]
-    for (f, m), (optimizer, step, min_step, iterations, samples) in zip(pyramid, SCHEDULE):
-        reg = _method(int(np.prod(f.GetSize())), samples, optimizer, step, min_step, iterations)
-        reg.SetInitialTransform(transform, inPlace=True)
-        reg.Execute(f, m)
-        metric = reg.GetMetricValue()
+        best, independent = independent, None
+    # ---- coarse and 2 mm levels, then the error estimate on the 2 mm level: restarts rotated by
+    # RESTART_DEG about the head centre must come back (or end worse) for the result to stand
+    transform = problem.optimise(best, SCHEDULE[:2])
+    axes = _restart_axes(f_axis)
+    candidates = [("restart", problem.optimise(_perturbed(transform, _rotation_about(axis, RESTART_DEG * (-1) ** k)),
+                                               [RESTART_SCHEDULE], first_level=1)) for k, axis in enumerate(axes)]
+    if independent is not None:
+        candidates.append(("independent start", problem.optimise(independent, SCHEDULE[:2])))
+    metric = problem.mid_metric(transform)
+    scored = [(kind, t, problem.mid_metric(t)) for kind, t in candidates]
+    finite = [c for c in scored if np.isfinite(c[2])]
+    winner = min(finite, key=lambda c: c[2], default=None)
+    if winner is not None and (not np.isfinite(metric) or winner[2] < metric - METRIC_TIE_FRACTION * abs(metric)):
+        scored = [c for c in scored if c[1] is not winner[1]] + [("first result", transform, metric)]
+        transform, metric = winner[1], winner[2]
+    if f_hip is not None:
+        qc_points = np.vstack([f_hip.centre, f_hip.centre + f_hip.radius * _fibonacci_directions(N_HEAD_POINTS)])
+    else:
+        qc_points = _anatomy_points(fixed_full)
+    here = _map(transform, qc_points)
+    distances = [float(np.max(np.linalg.norm(_map(t, qc_points) - here, axis=1))) for _, t, _ in scored]
+    ties = [d for (_, _, m), d in zip(scored, distances) if np.isfinite(m) and m <= metric + METRIC_TIE_FRACTION * abs(metric)]
+    uncertainty = max(ties, default=0.0)
+    agreeing = sum(1 for d in distances if d <= AGREE_MM)
+    transform = problem.optimise(transform, SCHEDULE[2:], first_level=2)
+    metric = problem.final_metric(transform)
 
     if affine:
         aff = sitk.AffineTransform(3)
@@ -346,16 +691,106 @@ def register_followup(
         aff.SetTranslation(transform.GetTranslation())
         # one pass on the 2 mm level: 12 parameters make Powell slow on the native grid
         iterations, step, tolerance, samples = AFFINE_SCHEDULE
-        for f, m in pyramid[1:2]:
-            reg = _method(int(np.prod(f.GetSize())), samples, "powell", step, iterations=iterations,
-                          tolerance=tolerance)
-            reg.SetInitialTransform(aff, inPlace=True)
-            reg.Execute(f, m)
-            metric = reg.GetMetricValue()
+        reg, lv = problem._reg(1, samples, "powell", step, iterations=iterations, tolerance=tolerance)
+        reg.SetInitialTransform(aff, inPlace=True)
+        reg.Execute(lv.fixed, lv.moving)
         transform = aff
+        metric = problem.final_metric(transform)
+        method = method.replace("rigid 6-DOF", "rigid + affine")
 
-    qc = registration_qc(transform, fixed_head=f_head, moving_head=m_head, metric=metric, affine=affine)
+    overlap = _overlap_fraction(fixed_full, moving_full, transform)
+    if overlap < REFUSE_OVERLAP_FRACTION:
+        raise InputError(f"registration refused: the images do not overlap ({100 * overlap:.1f} % of the smaller "
+                         "field of view lies in the other after the best alignment)")
+    qc = registration_qc(transform, fixed_head=f_head, moving_head=m_head, metric=metric, affine=affine,
+                         method=method, uncertainty_mm=uncertainty, restarts=(agreeing, len(scored)),
+                         correlation=_correlation(problem, transform), overlap=overlap,
+                         neck_axes=(f_axis, m_axis))
     return Registration(transform=transform, qc=qc, doubtful=bool(qc["registration_doubtful"]))
+
+
+def _restart_axes(neck_axis: np.ndarray | None) -> list[np.ndarray]:
+    """Three orthogonal rotation axes for the restarts: the neck axis first, when known."""
+    first = np.asarray(neck_axis, float) if neck_axis is not None else np.array([1.0, 0.0, 0.0])
+    helper = np.eye(3)[int(np.argmin(np.abs(first)))]
+    second = np.cross(first, helper)
+    second /= np.linalg.norm(second)
+    return [first, second, np.cross(first, second)]
+
+
+def _as_euler(transform: sitk.Transform, centre: np.ndarray) -> sitk.Euler3DTransform:
+    """A rigid start from any transform (its linear part projected onto a rotation), centred at ``centre``."""
+    try:
+        t = sitk.Euler3DTransform(transform)  # Euler3D, VersorRigid3D, ...
+        mapped = np.asarray(t.TransformPoint([float(v) for v in centre]))
+        matrix = np.asarray(t.GetMatrix()).reshape(3, 3)
+    except (RuntimeError, TypeError):
+        mapped = np.asarray(transform.TransformPoint([float(v) for v in centre]))
+        cols = [np.asarray(transform.TransformPoint([float(v) for v in centre + e])) - mapped for e in np.eye(3)]
+        matrix = np.column_stack(cols)
+    return _euler_from_rotation(matrix, centre, mapped - centre)
+
+
+def _best_start(problem: _Problem, starts: list) -> sitk.Euler3DTransform | None:
+    """Score starts on the coarsest level, optimise the best N_CANDIDATES there, return the best."""
+    scored = [(problem.evaluate(t, 0, START_SAMPLES), i) for i, t in enumerate(starts)]
+    scored = sorted((v, i) for v, i in scored if np.isfinite(v))[:N_CANDIDATES]
+    best = None
+    for _, i in scored:
+        t = problem.optimise(starts[i], SCHEDULE[:1])
+        v = problem.evaluate(t, 0, START_SAMPLES)
+        if np.isfinite(v) and (best is None or v < best[0]):
+            best = (v, t)
+    return None if best is None else best[1]
+
+
+def _anatomy_points(image: sitk.Image, n: int = 400) -> np.ndarray:
+    """Up to ``n`` points spread over the bright (tissue) voxels of an image, mm."""
+    array = sitk.GetArrayViewFromImage(image)
+    zyx = np.argwhere(_foreground(array))
+    if len(zyx) == 0:
+        zyx = np.argwhere(np.ones(array.shape, bool))
+    pick = np.linspace(0, len(zyx) - 1, min(n, len(zyx))).astype(int)
+    return physical_points(image, zyx[pick])
+
+
+def _overlap_fraction(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform) -> float:
+    """Fraction of the smaller field of view that lies in the other field after registration
+    (estimated on a 12³ lattice of each field)."""
+    def lattice(image):
+        size = np.asarray(image.GetSize())
+        g = [np.linspace(0, s - 1, 12) for s in size]
+        idx = np.stack(np.meshgrid(*g, indexing="ij"), -1).reshape(-1, 3)
+        return np.array([image.TransformContinuousIndexToPhysicalPoint([float(v) for v in i]) for i in idx])
+
+    def inside(image, points):
+        size = np.asarray(image.GetSize())
+        idx = np.array([image.TransformPhysicalPointToContinuousIndex([float(v) for v in p]) for p in points])
+        return np.all((idx >= -0.5) & (idx <= size - 0.5), axis=1)
+
+    f_in_m = inside(moving, _map(transform, lattice(fixed))).mean()
+    inverse = transform.GetInverse()
+    m_in_f = inside(fixed, _map(inverse, lattice(moving))).mean()
+    v_f = np.prod(np.asarray(fixed.GetSize()) * fixed.GetSpacing())
+    v_m = np.prod(np.asarray(moving.GetSize()) * moving.GetSpacing())
+    return float(f_in_m if v_f <= v_m else m_in_f)
+
+
+def _correlation(problem: _Problem, transform: sitk.Transform) -> float:
+    """Pearson correlation of the baseline and the registered follow-up over the metric region (native)."""
+    lv = problem.levels[-1]
+    moved = sitk.Resample(lv.moving, lv.fixed, transform, sitk.sitkLinear, float("nan"), sitk.sitkFloat32)
+    a = sitk.GetArrayViewFromImage(lv.fixed).ravel()
+    b = sitk.GetArrayViewFromImage(moved).ravel()
+    keep = np.isfinite(b)
+    if lv.fixed_mask is not None:
+        keep &= sitk.GetArrayViewFromImage(lv.fixed_mask).ravel() != 0
+    if lv.moving_mask is not None:
+        inside = sitk.Resample(lv.moving_mask, lv.fixed, transform, sitk.sitkNearestNeighbor, 1, sitk.sitkUInt8)
+        keep &= sitk.GetArrayViewFromImage(inside).ravel() != 0
+    if keep.sum() < 10 or np.std(a[keep]) == 0 or np.std(b[keep]) == 0:
+        return float("nan")
+    return float(np.corrcoef(a[keep], b[keep])[0, 1])
 
 
 # ----------------------------------------------------------------------------- quality control
@@ -382,18 +817,25 @@ def registration_qc(
     moving_head: sitk.Image | None = None,
     metric: float = float("nan"),
     affine: bool = False,
+    method: str | None = None,
+    uncertainty_mm: float = float("nan"),
+    restarts: tuple[int, int] | None = None,
+    correlation: float = float("nan"),
+    overlap: float = float("nan"),
+    neck_axes: tuple = (None, None),
 ) -> dict:
     """QC figures of a registration, as flat ``volumes.csv`` columns.
 
     ``registration_metric`` is the final Mattes mutual information (negative; lower is
-    better). With both head masks: ``head_dice_registered`` is the Dice of the baseline head
-    and the follow-up head resampled through the transform (nearest neighbour);
-    ``head_volume_change_pct`` compares native-grid head volumes;
-    ``head_centre_residual_mm`` is the distance between the mapped baseline head centroid
-    and the follow-up head centroid. The registration is ``registration_doubtful`` when
-    the Dice is under ``MIN_HEAD_DICE``, the head volume changed by more than
-    ``MAX_HEAD_VOLUME_CHANGE_PCT`` (collapse: a head that is no longer rigid), the centre
-    residual exceeds ``MAX_HEAD_CENTRE_RESIDUAL_MM``, or the metric is above ``MAX_METRIC``.
+    better); ``registration_uncertainty_mm`` the estimated error at the head (restarts, see the
+    module docstring); ``registration_correlation`` and ``registration_overlap_fraction`` how
+    well and how much the registered images match; ``neck_axis_angle_deg`` the angle between
+    the mapped baseline neck axis and the follow-up one. With both head masks:
+    ``head_dice_registered`` (Dice of the baseline head and the follow-up head resampled
+    through the transform), ``head_volume_change_pct`` (native grids) and
+    ``head_centre_residual_mm`` (mapped baseline head centroid to follow-up head centroid).
+    ``registration_doubtful`` when any of them crosses its limit (``REGISTRATION_DEFINITIONS``);
+    figures that were not computed (nan) cross none.
 
     Example
     -------
@@ -401,19 +843,38 @@ def registration_qc(
     >>> qc = registration_qc(sitk.Euler3DTransform(), fixed_head=head, moving_head=head, metric=-0.5)
     >>> qc["head_dice_registered"], qc["registration_doubtful"]
     (1.0, False)
+    >>> registration_qc(sitk.Euler3DTransform(), metric=-0.5, uncertainty_mm=3.2)["registration_doubtful_reason"]
+    'estimated error at the head up to 3.2 mm > 1.0 mm (restarts rotated about the head centre end elsewhere as good)'
     """
     nan = float("nan")
     matrix = np.asarray(transform.GetMatrix()).reshape(3, 3) if hasattr(transform, "GetMatrix") else np.eye(3)
-    angle = math.degrees(math.acos(np.clip((np.trace(_nearest_rotation(matrix)) - 1) / 2, -1, 1)))
+    rotation = _nearest_rotation(matrix)
+    angle = math.degrees(math.acos(np.clip((np.trace(rotation) - 1) / 2, -1, 1)))
+    if method is None:
+        method = METHOD_FEMUR.replace("rigid 6-DOF", "rigid + affine") if affine else METHOD_FEMUR
+    f_axis, m_axis = neck_axes
+    neck_angle = nan
+    if f_axis is not None and m_axis is not None:
+        neck_angle = math.degrees(math.acos(np.clip(float((rotation @ f_axis) @ m_axis), -1, 1)))
     qc: dict = {
-        "registration_method": METHOD.replace("rigid 6-DOF", "rigid + affine") if affine else METHOD,
+        "registration_method": method,
         "registration_metric": float(metric),
         "registration_rotation_deg": angle,
+        "registration_uncertainty_mm": float(uncertainty_mm),
+        "registration_restarts_agreeing": f"{restarts[0]}/{restarts[1]}" if restarts else "",
+        "registration_correlation": float(correlation),
+        "registration_overlap_fraction": float(overlap),
+        "neck_axis_angle_deg": neck_angle,
         "head_dice_registered": nan,
         "head_volume_change_pct": nan,
         "head_centre_residual_mm": nan,
     }
     reasons = []
+    if uncertainty_mm > MAX_UNCERTAINTY_MM:
+        reasons.append(f"estimated error at the head up to {uncertainty_mm:.1f} mm > {MAX_UNCERTAINTY_MM} mm "
+                       "(restarts rotated about the head centre end elsewhere as good)")
+    if neck_angle > MAX_NECK_AXIS_DEG:
+        reasons.append(f"neck axes {neck_angle:.0f} deg apart after registration")
     if fixed_head is not None and moving_head is not None:
         moved = sitk.Resample(moving_head, fixed_head, transform, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
         qc["head_dice_registered"] = dice(fixed_head, moved)
@@ -428,6 +889,10 @@ def registration_qc(
             reasons.append(f"head volume changed {qc['head_volume_change_pct']:+.1f} % (collapse or mask error?)")
         if qc["head_centre_residual_mm"] > MAX_HEAD_CENTRE_RESIDUAL_MM:
             reasons.append(f"head centres {qc['head_centre_residual_mm']:.1f} mm apart after registration")
+    if correlation < MIN_CORRELATION:
+        reasons.append(f"registered images correlate {correlation:.2f} < {MIN_CORRELATION}")
+    if overlap < MIN_OVERLAP_FRACTION:
+        reasons.append(f"fields of view overlap {100 * overlap:.0f} % < {100 * MIN_OVERLAP_FRACTION:.0f} %")
     if not metric <= MAX_METRIC:
         reasons.append(f"metric {metric:.3f} > {MAX_METRIC} (little shared information)")
     qc["registration_doubtful"] = bool(reasons)

@@ -156,3 +156,118 @@ def test_head_mask_on_another_grid_is_refused_not_resampled(move):
     with pytest.raises(InputError, match="follow-up head mask is not on its image's grid: " + expected) as error:
         register_followup(image, image, fixed_head=head, moving_head=elsewhere)
     assert "\n" not in str(error.value)  # one line, as the command line prints it
+
+
+# ----------------------------------------------------------------------------- cannot be fooled
+# Small grids (2 mm in-plane, 4.5-5 mm slices) so that the whole block runs in seconds.
+SMALL = dict(shape=(64, 64, 26), spacing_mm=(2.0, 2.0, 4.5), plane="coronal")
+SMALL_FOLLOW = dict(shape=(64, 64, 24), spacing_mm=(2.0, 2.0, 5.0), plane="axial", oblique_deg=6.0,
+                    rotation_deg=(9.0, -7.0, 12.0), translation_mm=(0.0, 0.0, 0.0))
+
+
+def _sphere_masks(s):
+    """Perfect balls at the true head centres: nothing in the masks fixes a rotation about the centre."""
+    from tests.helpers import ball
+
+    R = s.scans[0].truth.head_radius_mm
+    return [ball(scan.image, scan.truth.head_centre_mm, R) for scan in s.scans]
+
+
+@pytest.fixture(scope="module")
+def about_centre():
+    """Follow-up rotated 16° about the head centre, not shifted: the head alone cannot tell."""
+    return make_series(seed=7, n_followups=1, followup_grids=[SMALL_FOLLOW], residual_fractions=[0.3], **SMALL)
+
+
+def _right_or_flagged(reg, s):
+    tre = target_registration_error_mm(reg.transform, s.head_points_mm(0), s.head_points_mm(1))
+    assert tre.max() < 1.0 or reg.doubtful, (tre.max(), reg.qc)
+    if tre.max() >= 1.0:
+        assert reg.qc["registration_uncertainty_mm"] > 1.0 or reg.qc["registration_doubtful_reason"]
+    return tre
+
+
+def test_rotation_about_head_centre_is_right_or_flagged(about_centre):
+    s = about_centre
+    fixed_head, moving_head = _sphere_masks(s)
+    reg = register_followup(s.scans[0].image, s.scans[1].image, fixed_head=fixed_head, moving_head=moving_head,
+                            fixed_lesion=s.scans[0].lesion_enclosed_mask, moving_lesion=s.scans[1].lesion_enclosed_mask)
+    _right_or_flagged(reg, s)
+    assert "proximal femur" in reg.qc["registration_method"] and "lesions" in reg.qc["registration_method"]
+    assert np.isfinite(reg.qc["registration_uncertainty_mm"])
+    assert "registration_uncertainty_mm" in __import__("lesionvol.register").register.REGISTRATION_DEFINITIONS
+
+
+def test_forced_bad_start_ends_right_or_flagged(about_centre):
+    s = about_centre
+    fixed_head, moving_head = _sphere_masks(s)
+    truth = s.transforms[0]
+    c = s.scans[0].truth.head_centre_mm
+    from tests.helpers import rotation_matrix
+
+    bad = sitk.Euler3DTransform()
+    bad.SetCenter([float(v) for v in c])
+    bad.SetMatrix((np.reshape(truth.GetMatrix(), (3, 3)) @ rotation_matrix((1.0, 2.0, -1.0), 25.0)).ravel().tolist(), 1e-6)
+    bad.SetTranslation((np.subtract(truth.TransformPoint([float(v) for v in c]), c) + [6.0, -8.0, 0.0]).tolist())
+    before = target_registration_error_mm(bad, s.head_points_mm(0), s.head_points_mm(1))
+    assert before.mean() > 8.0  # really a bad start
+    reg = register_followup(s.scans[0].image, s.scans[1].image, fixed_head=fixed_head, moving_head=moving_head,
+                            initial_transform=bad)
+    _right_or_flagged(reg, s)
+
+
+def test_lesion_change_does_not_move_the_result():
+    """Same pose and noise, follow-up lesion 5 % or 95 % of baseline: the lesion is kept out."""
+    follow = dict(SMALL_FOLLOW, rotation_deg=(6.0, 4.0, -8.0), translation_mm=(12.0, -6.0, 9.0))
+    results = []
+    for residual in (0.05, 0.95):
+        s = make_series(seed=11, n_followups=1, followup_grids=[follow], residual_fractions=[residual],
+                        lesion_pct_head=30.0, **SMALL)
+        reg = register_followup(s.scans[0].image, s.scans[1].image, fixed_head=s.scans[0].head_mask,
+                                moving_head=s.scans[1].head_mask, fixed_lesion=s.scans[0].lesion_enclosed_mask,
+                                moving_lesion=s.scans[1].lesion_enclosed_mask)
+        results.append((s, reg))
+    (s_a, reg_a), (s_b, reg_b) = results
+    assert np.allclose(s_a.transforms[0].GetParameters(), s_b.transforms[0].GetParameters())
+    assert s_a.changes[0]["right"].residual_pct_baseline < 10 < 90 < s_b.changes[0]["right"].residual_pct_baseline
+    p0 = s_a.head_points_mm(0)
+    between = np.linalg.norm(np.subtract([reg_a.transform.TransformPoint(p) for p in p0],
+                                         [reg_b.transform.TransformPoint(p) for p in p0]), axis=1)
+    assert between.max() < 0.5, between.max()
+    for s, reg in results:
+        _right_or_flagged(reg, s)
+
+
+def test_whole_field_without_head_mask_says_so(about_centre):
+    s = about_centre
+    reg = register_followup(s.scans[0].image, s.scans[1].image)
+    assert "whole field" in reg.qc["registration_method"]
+    tre = _right_or_flagged(reg, s)
+    assert tre.mean() < 1.0
+    assert np.isnan(reg.qc["head_dice_registered"])
+
+
+def test_images_that_do_not_overlap_are_refused():
+    """Head masks at opposite corners: after the head centres meet, the fields share a corner."""
+    from lesionvol.errors import InputError
+
+    rng = np.random.default_rng(0)
+    fixed = sitk.GetImageFromArray(rng.random((24, 24, 24)).astype(np.float32))
+    moving = sitk.GetImageFromArray(rng.random((24, 24, 24)).astype(np.float32))
+    fixed_head, moving_head = (sitk.Image([24, 24, 24], sitk.sitkUInt8) for _ in range(2))
+    fixed_head[20:24, 20:24, 20:24] = 1
+    moving_head[0:4, 0:4, 0:4] = 1
+    with pytest.raises(InputError, match="do not overlap") as error:
+        register_followup(fixed, moving, fixed_head=fixed_head, moving_head=moving_head)
+    assert "\n" not in str(error.value)
+
+
+def test_uncertainty_rule_flags():
+    from lesionvol.register import registration_qc
+
+    qc = registration_qc(sitk.Euler3DTransform(), metric=-0.5, uncertainty_mm=1.5, correlation=0.9, overlap=1.0)
+    assert qc["registration_doubtful"] and "estimated error at the head up to 1.5 mm" in qc["registration_doubtful_reason"]
+    qc = registration_qc(sitk.Euler3DTransform(), metric=-0.5, uncertainty_mm=0.4, correlation=-0.1, overlap=1.0)
+    assert qc["registration_doubtful"] and "correlate" in qc["registration_doubtful_reason"]
+    qc = registration_qc(sitk.Euler3DTransform(), metric=-0.5, uncertainty_mm=0.4, correlation=0.9, overlap=1.0)
+    assert not qc["registration_doubtful"]
