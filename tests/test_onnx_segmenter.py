@@ -50,6 +50,7 @@ def _balls() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _image(path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
     head, lesion = _balls()
     values = np.where(lesion, 450.0, np.where(head, 1000.0, 0.0)).astype(np.float32)
     image = sitk.GetImageFromArray(values)
@@ -59,7 +60,7 @@ def _image(path) -> str:
 
 
 def test_onnx_model_masks_are_what_the_analysis_measures(tmp_path):
-    model, image = _model(tmp_path / "bands.onnx"), _image(tmp_path / "hip.nii.gz")
+    model, image = _model(tmp_path / "bands.onnx"), _image(tmp_path / "in" / "hip.nii.gz")
     head, lesion = _balls()
     options = AnalysisOptions(segmenter=f"onnx:{model}", side="right", register=False)
     result = analyze_scans([Visit(image)], options)
@@ -71,7 +72,7 @@ def test_onnx_model_masks_are_what_the_analysis_measures(tmp_path):
 
 
 def test_onnx_segmenter_through_the_command_line(tmp_path, capsys):
-    model, image = _model(tmp_path / "bands.onnx"), _image(tmp_path / "hip.nii.gz")
+    model, image = _model(tmp_path / "bands.onnx"), _image(tmp_path / "in" / "hip.nii.gz")
     out = tmp_path / "out"
     code = main(["analyze", image, "--segmenter", f"onnx:{model}", "--side", "right", "--no-register",
                  "--out", str(out), "--quiet"])
@@ -84,7 +85,7 @@ def test_onnx_segmenter_through_the_command_line(tmp_path, capsys):
 
 
 def test_missing_onnx_model_is_refused_in_one_line(tmp_path, capsys):
-    image = _image(tmp_path / "hip.nii.gz")
+    image = _image(tmp_path / "in" / "hip.nii.gz")
     with pytest.raises(InputError, match="ONNX model .*does not exist"):
         analyze_scans([Visit(image)], AnalysisOptions(segmenter=f"onnx:{tmp_path / 'none.onnx'}", side="right"))
     assert main(["analyze", image, "--segmenter", "onnx:", "--out", str(tmp_path / "o")]) == 2
