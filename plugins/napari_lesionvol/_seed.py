@@ -49,8 +49,9 @@ def click_to_lps(layer, world_zyx) -> tuple[float, float, float]:
 def seeded_job(image_state: dict, label: str, seed_mm, options: AnalysisOptions,
                cancel: threading.Event | None = None):
     """Worker body: the core's segmentation of one visit around ``seed_mm`` (a :class:`SeededMasks`)."""
+    from lesionvol.errors import InputError
     from lesionvol.segment import segment_hip
-    from napari_lesionvol._run import JobError, _scan_from_state
+    from napari_lesionvol._run import JobError, _scan_from_state, plain_reason
 
     yield Progress(0, 2, f"{label}: reading")
     try:
@@ -66,6 +67,9 @@ def seeded_job(image_state: dict, label: str, seed_mm, options: AnalysisOptions,
                 yield item
             else:
                 seg = item
+    except InputError as exc:  # NoFemoralHeadError included
+        raise JobError(f"{label}: no femoral head near your click ({plain_reason(str(exc))}). Click nearer the "
+                       "head's centre, or choose the side in the options.") from exc
     except RuntimeError as exc:  # superqt drops a RuntimeError silently
         raise JobError(f"{type(exc).__name__}: {exc}") from exc
     if cancel is not None and cancel.is_set():

@@ -279,15 +279,21 @@ class ReviewWidget(QWidget):
                 raise LesionvolError(why)
             options = self.options_panel.options()
         except LesionvolError as exc:
-            self._fail(str(exc))
+            self._click_failed(str(exc))
             return None
         from napari_lesionvol._run import layer_state
 
         label = safe_name(image_name, fallback="t0")
+        self.last_error = None
         self.seed_tool.hint.setText(f"Seed at ({', '.join(f'{v:.1f}' for v in seed_mm)}) mm, LPS.")
         return self.run_controls.start(seeded_job, layer_state(layer), label, seed_mm, options,
-                                       on_result=self._place_seeded, on_error=self._fail,
+                                       on_result=self._place_seeded, on_error=self._click_failed,
                                        starting=f"{label}: segmenting around your click…")
+
+    def _click_failed(self, message: str):
+        """A click gave no head: say why; the masks and numbers on show are untouched."""
+        self.last_error = message
+        self.run_controls.show_error(message)
 
     def _place_seeded(self, seeded: SeededMasks):
         """Put a click's masks into the visit's Labels layers (undoable) and update the numbers."""

@@ -124,6 +124,12 @@ def test_failed_visit_is_named_and_head_from_click_segments_it(make_viewer, phan
     widget.seed_tool.button.click()
     seed = viewer.layers["seed"]
     assert seed.mode == "add" and viewer.layers.selection.active is seed
+    far_from_the_head = np.asarray(phantom.image.TransformIndexToPhysicalPoint((120, 120, 5)))[::-1]
+    seed.add(far_from_the_head)  # a click that misses: said plainly, nothing else changes
+    wait_until(lambda: widget.last_error is not None and widget.run_button.isEnabled(), 60, "the missed click")
+    assert "hip: no femoral head near your click" in widget.status.text() and "--" not in widget.status.text()
+    assert "hip head" not in viewer.layers
+    widget.seed_tool.button.click()
     centre_lps = np.asarray(phantom.truth.head_centre_mm) + (3.0, -2.0, 4.0)  # a reader's click, off centre
     click_world = centre_lps[::-1]
     hip = viewer.layers["hip"]
