@@ -172,6 +172,31 @@ RADIUS_INLIER_MM = 2.0
 #: A head needs its outer surface on at least this fraction of the rays (empirical).
 MIN_OUTER_FRACTION = 0.4
 
+# --- real-anatomy normalisation and checks (set on the 15 development pelvis scans, 1.5 T T1 TSE)
+#: The dark rim around the marrow (plate, and on real scans cartilage, joint and acetabular
+#: plate with it) is read as the median over central-slice rays of each ray's minimum between
+#: RIM_SEARCH_MM; the profile is then rescaled affinely so that marrow reads 1 and the rim
+#: RIM_TARGET (the plate level the levels above were set for).  On the phantoms the rim already
+#: reads ~0.05 (no change); on real T1 TSE it reads 0.3–0.45 of marrow.
+RIM_SEARCH_MM = (8.0, 36.0)
+RIM_TARGET = 0.05
+#: Marrow inside a cortical shell: the rim must read below this fraction of the marrow.
+RIM_MAX = 0.65
+#: A dark rim thicker than this (mm) between the marrow surface and the rise out of it holds
+#: cartilage, joint and acetabular plate as well (unresolved at 1.5 T, 0.9 mm, 5 mm slices): the
+#: articular bone surface is not seen, and is placed ARTICULAR_PLATE_MM outside the marrow surface
+#: (the subchondral plate of the femoral head is ~1 mm; anatomy, with partial volume the half-level
+#: crossing marks the marrow surface itself).
+MAX_RESOLVED_PLATE_MM = 2.6
+ARTICULAR_PLATE_MM = 1.0
+#: The acetabulum: above the head (rays whose superior component exceeds ACETABULUM_MIN_UP) the
+#: rim is followed, within ACETABULUM_REACH_MM of the head surface, by bone marrow again (above
+#: ACETABULUM_MARROW_LEVEL × marrow) on at least ACETABULUM_MIN_FRACTION of the rays.
+ACETABULUM_MIN_UP = 0.5
+ACETABULUM_REACH_MM = (1.5, 14.0)
+ACETABULUM_MARROW_LEVEL = 0.55
+ACETABULUM_MIN_FRACTION = 0.5
+
 # --- 3. neck axis
 #: Directions probed (a Fibonacci sphere) and samples along each, from NECK_START_BEYOND_MM beyond
 #: the head surface out to max(NECK_END_FRACTION · R, R + NECK_END_BEYOND_MM): past the
@@ -188,6 +213,11 @@ NECK_BRIGHT_LEVEL = 0.6
 NECK_MIN_BRIGHT_FRACTION = 0.5
 #: The neck runs inferiorly: only directions whose superior (+z) component is below this count.
 NECK_MAX_SUPERIOR_COMPONENT = -0.2
+#: Where it leaves the head (from NECK_THROUGH_MM[0] inside to NECK_THROUGH_MM[1] outside the
+#: surface) a neck direction never falls below NECK_NO_RIM_LEVEL × marrow: no cortical rim there
+#: (real scans: the rim reads 0.3–0.45 of marrow; fat or muscle beyond a rim is not a neck).
+NECK_THROUGH_MM = (6.0, 6.0)
+NECK_NO_RIM_LEVEL = 0.5
 #: Brightness along the axis is averaged over directions within this angle of it.
 NECK_CONE_DEG = 15.0
 
@@ -420,6 +450,18 @@ def _outer_level(prof: np.ndarray, R: float) -> float:
     return float(np.clip(level, *OUTER_LEVEL_LIMITS)) if np.isfinite(level) else OUTER_LEVEL
 
 
+def _rim_level(prof: np.ndarray) -> float | None:
+    """Level of the dark rim around the marrow (× local marrow): the median over the central
+    slices' rays of each ray's minimum within RIM_SEARCH_MM (None if no ray reaches it)."""
+    rho = np.arange(prof.shape[-1]) * RAY_STEP_MM
+    sel = (rho >= RIM_SEARCH_MM[0]) & (rho <= RIM_SEARCH_MM[1])
+    flat = prof.reshape(-1, prof.shape[-1])[:, sel]
+    flat = ndimage.uniform_filter1d(np.nan_to_num(flat, nan=np.inf), PROFILE_SMOOTH_SAMPLES, axis=1)
+    m = flat.min(axis=1)
+    m = m[np.isfinite(m)]
+    return float(np.median(m)) if m.size else None
+
+
 def _central(h: np.ndarray) -> np.ndarray:
     """Slices within CENTRAL_SLAB_MM of the centre, given their signed offsets h (mm); the nearest
     slice(s) if none is that close."""
@@ -488,12 +530,19 @@ def _neck_axis(image: sitk.Image, fat: float, centre: np.ndarray, R: float):
     theta = math.pi * (1 + 5**0.5) * i
     dirs = np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], -1)
     radii = np.linspace(R + NECK_START_BEYOND_MM, max(NECK_END_FRACTION * R, R + NECK_END_BEYOND_MM), NECK_SAMPLES)
+    through = np.arange(R - NECK_THROUGH_MM[0], R + NECK_THROUGH_MM[1] + 1e-6, 1.0)
+    radii = np.r_[through, radii]
     pts = centre + dirs[:, None, :] * radii[None, :, None]
     idx = grid.to_index(pts.reshape(-1, 3))
     arr = sitk.GetArrayViewFromImage(image)
     vals = map_coordinates(arr, idx[:, ::-1].T, order=1, mode="constant", cval=np.nan).reshape(n, -1) / fat
-    frac = np.nanmean(vals > NECK_BRIGHT_LEVEL, axis=1)
-    frac = np.nan_to_num(frac)
+    # the neck is marrow continuous with the head's: no dark rim where the ray leaves the head
+    no_rim = np.nan_to_num(np.nanmin(vals[:, : len(through)], axis=1), nan=0.0) > NECK_NO_RIM_LEVEL
+    vals = vals[:, len(through):]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        frac = np.nanmean(vals > NECK_BRIGHT_LEVEL, axis=1)
+    frac = np.where(no_rim, np.nan_to_num(frac), 0.0)
     inferior = dirs[:, 2] < NECK_MAX_SUPERIOR_COMPONENT    # LPS +z is superior; the neck runs inferiorly
     w = np.where(inferior, np.clip(frac - NECK_MIN_BRIGHT_FRACTION, 0, None), 0.0) ** 2
     if w.sum() <= 0:
@@ -532,11 +581,19 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
         rays.array /= np.float32(local)
         fat *= local
     prof, h, _ = rays.profiles(centre, CENTRAL_SLAB_MM)
+    rim = _rim_level(prof)
+    if rim is None or rim > RIM_MAX:
+        raise NoFemoralHeadError("no marrow inside a dark cortical shell (no femoral head) was found")
+    if rim > RIM_TARGET:     # marrow 1, rim RIM_TARGET: the levels below then hold on real scans too
+        gain = np.float32((1.0 - RIM_TARGET) / (1.0 - rim))
+        rays.array = (rays.array - np.float32(rim)) * gain + np.float32(RIM_TARGET)
+    prof, h, _ = rays.profiles(centre, CENTRAL_SLAB_MM)
     radii = _median_profile_radius(prof, h)
     lo_mm, hi_mm = HEAD_RADIUS_RANGE_MM
     if radii is None or not (lo_mm - PROFILE_RADIUS_SLACK_MM <= radii[0] <= hi_mm + PROFILE_RADIUS_SLACK_MM):
         raise NoFemoralHeadError("no spherical bone surface (femoral head) was found in the image")
     R, r_in = radii
+    rim_mm = R - r_in        # marrow surface to the rise out of the dark rim, central slices
     n_out = n_in = n_rays = 0
     for _ in range(FIT_ROUNDS):
         p_out, p_in, n_rays, prof, h = _edges(rays, centre, R, r_in)
@@ -559,6 +616,13 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
         centre, R = new_centre, R_new
         if moved < CONVERGED_MM:
             break
+    # A rim thicker than a plate holds cartilage, joint and acetabular plate too: the articular
+    # bone surface lies ARTICULAR_PLATE_MM outside the marrow surface, not at the rise out of the rim.
+    if use_inner and R - r_in > MAX_RESOLVED_PLATE_MM:
+        R = r_in + ARTICULAR_PLATE_MM
+    elif not use_inner and rim_mm > MAX_RESOLVED_PLATE_MM:      # same, read off the median profiles
+        R -= rim_mm - ARTICULAR_PLATE_MM
+        r_in = R - ARTICULAR_PLATE_MM
     quality = {"outer_fraction": n_out / max(n_rays, 1), "inner_fraction": n_in / max(n_rays, 1),
                "radius_mm": R, "plate_mm": R - r_in}
     if not (lo_mm <= R <= hi_mm):
