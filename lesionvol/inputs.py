@@ -90,6 +90,8 @@ class AnalysisOptions:
     lesion_segment: str = _option("lesion", "name of the lesion segment in 3D Slicer segmentations (.seg.nrrd; "
                                             "case ignored)")
     volume_index: int | None = _option(None, "volume to take from 4D images", flag="--volume")
+    allow_non_t1: bool = _option(False, "analyse images that look T2-weighted, STIR or fat-suppressed (lesion "
+                                        "volumetry is defined on T1; the override is recorded with the results)")
 
     def __post_init__(self) -> None:
         threshold = _number(self.threshold_pct, "threshold_pct")

@@ -141,6 +141,8 @@ def _from_image(image: sitk.Image) -> tuple[str, str]:
     obj = v[v > 0.5 * threshold_otsu(v)]      # the imaged object, not the air around it
     if obj.size < 100 or np.ptp(obj) <= 0:
         return "unknown", "no imaged object"
+    if np.unique(obj[: 10 * MAX_SAMPLES]).size < 3:  # a synthetic or label-like image: no tissue contrast to read
+        return "unknown", "fewer than three grey levels"
     t_lo, t_hi = threshold_multiotsu(obj, 3)
     bright = obj > t_hi
     f_bright = float(bright.mean())

@@ -22,6 +22,7 @@ from lesionvol.inputs import AnalysisOptions, LoadedVisit, Visit, load_visit, vi
 from lesionvol.io import Scan, as_binary_mask
 from lesionvol.location import LOCATION_DEFINITIONS, describe_location, infer_side
 from lesionvol.register import REGISTRATION_DEFINITIONS
+from lesionvol.sequence import check_t1
 from lesionvol.measure import (
     MAX_LESION_OUTSIDE_FRACTION,
     STEINBERG_RULE,
@@ -45,6 +46,9 @@ DEFINITIONS = {
     "new_lesion_ml": "lesion voxels at this timepoint outside the baseline lesion, in baseline space",
     "change_method": "how the follow-up lesion was brought into baseline space for regenerated_ml / new_lesion_ml",
     "steinberg_extent": STEINBERG_RULE,
+    "image_contrast": "the image's contrast as lesionvol reads it (DICOM timing tags, else tissue contrast): T1, T2, "
+                      "STIR/fat-suppressed or unknown; T2 and STIR images are refused unless allow_non_t1, and "
+                      "non_t1_allowed says that override was used",
     "mask_at_fov_edge": "True when the head or lesion mask touches a face of the image (the field of view may cut "
                         "it, so its volume may be short); mask_at_fov_edge_reason names the faces",
     "lesion_outside_head_ml": f"lesion voxels outside the head mask (QC); a lesion with more than "
@@ -84,6 +88,7 @@ class Timepoint:
     location: dict = field(default_factory=dict)
     head_definition: str = "as drawn by the user"
     lesion_definition: str = "as drawn by the user"
+    contrast: tuple[str, str] = ("unknown", "")  # (kind, reason) from lesionvol.sequence
 
     @property
     def change_method(self) -> str:
@@ -169,6 +174,9 @@ class StudyResult:
                 "mask_at_fov_edge_reason": v.fov_edge_reason(),
                 **tp.registration_qc,
                 **tp.location,
+                "image_contrast": tp.contrast[0],
+                "image_contrast_reason": tp.contrast[1],
+                "non_t1_allowed": self.options.allow_non_t1 and tp.contrast[0] not in ("T1", "unknown"),
                 "mask_source": tp.mask_source,
                 "head_definition": tp.head_definition,
                 "lesion_definition": tp.lesion_definition,
@@ -316,6 +324,7 @@ def analyze_scans(
         raise InputError("no images given")
     n = len(visits)
     loaded = [load_visit(v, i, options) for i, v in enumerate(visits)]
+    contrasts = [check_t1(v.scan.image, options.allow_non_t1) for v in loaded]  # refuses T2/STIR unless allowed
     labels = [v.label for v in loaded]
     if len(set(labels)) != n:
         raise InputError(f"timepoint labels must be unique: {labels}")
@@ -335,7 +344,7 @@ def analyze_scans(
     segmenter = options.make_segmenter() if n_segment else None
     timepoints: list[Timepoint] = []
     hip_side = options.side if options.side in ("left", "right") else ""
-    for v, day in zip(loaded, _days(loaded)):
+    for v, day, contrast in zip(loaded, _days(loaded), contrasts):
         lesion, head = v.lesion, v.head
         given = [name for name, mask in (("lesion", lesion), ("head", head)) if mask is not None]
         if len(given) < 2:
@@ -351,6 +360,7 @@ def analyze_scans(
         source = v.visit.mask_source or _mask_source(given)
         tp = Timepoint(v.label, v.scan, lesion, head, source, measure_volumes(lesion, head), day)
         check_lesion_in_head(tp.volumes, v.label)
+        tp.contrast = contrast
         if "head" not in given:
             tp.head_definition = seg.head_definition
         if "lesion" not in given:

@@ -282,3 +282,28 @@ def test_a_slicer_segmentation_gives_the_volumes_of_the_separate_masks(tmp_path)
     written = read_segments(out / "masks" / "t1.seg.nrrd")
     assert sorted(written) == ["head", "lesion"]
     assert (sitk.GetArrayViewFromImage(written["lesion"]) == sitk.GetArrayViewFromImage(read_mask(LESIONS[1]))).all()
+
+
+def test_a_t2_image_is_refused_unless_allowed_and_the_override_is_recorded(tmp_path, capsys):
+    """Lesion volumetry is defined on T1: a T2 scan (phantom family B, written independently) is
+    refused in one line; with --allow-non-t1 it is measured and the table says the override was used."""
+    from lesionvol.phantom_b import Hip, HipScanSpec, Lesion, make_hip_scan
+
+    spec = HipScanSpec(right=Hip("right", lesion=Lesion(pct_of_head=15.0)), field="right", contrast="T2",
+                       spacing_mm=(2.0, 2.0, 4.0), fov_mm=(120.0, 120.0, 80.0))
+    image, truth = make_hip_scan(spec, seed=0)
+    (tmp_path / "in").mkdir()
+    paths = {name: str(tmp_path / "in" / f"{name}.nii.gz") for name in ("t2", "head", "lesion")}
+    sitk.WriteImage(image, paths["t2"])
+    sitk.WriteImage(truth.head_mask["right"], paths["head"])
+    sitk.WriteImage(truth.lesion_mask["right"], paths["lesion"])
+    args = ["analyze", paths["t2"], "--head", paths["head"], "--lesion", paths["lesion"], "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err
+    assert "does not look T1-weighted: T2" in err and err.count("\n") == 1
+    assert not (tmp_path / "refused").exists()
+    assert main([*args, "--allow-non-t1", "--out", str(tmp_path / "o")]) == 0
+    with open(tmp_path / "o" / "volumes.csv") as handle:
+        [row] = list(csv.DictReader(handle))
+    assert (row["image_contrast"], row["non_t1_allowed"]) == ("T2", "True")
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["options"]["allow_non_t1"] is True
