@@ -196,13 +196,28 @@ def cmd_register(args: argparse.Namespace) -> int:
     from lesionvol.io import atomic_path, read_mask, read_scan
     from lesionvol.register import register_followup
 
+    from lesionvol.segment import NoFemoralHeadError
+
     options = options_from_args(args)
     fixed, moving = read_scan(args.fixed, options.volume_index), read_scan(args.moving, options.volume_index)
-    # the femur moves relative to the pelvis: the registration is driven by the femoral head
-    fixed_head = read_mask(args.fixed_head, fixed.image) if args.fixed_head else _segment(fixed, options).head
-    moving_head = read_mask(args.moving_head, moving.image) if args.moving_head else _segment(moving, options).head
-    result = register_followup(fixed.image, moving.image, fixed_head=fixed_head, moving_head=moving_head,
-                               affine=args.affine)
+    # the femur moves relative to the pelvis: the registration is driven by the proximal femur, lesions
+    # kept out; without a head (none given, none found) the whole field is registered and the QC says so
+    masks = {}
+    for name, scan, head_path, lesion_path in (("fixed", fixed, args.fixed_head, args.fixed_lesion),
+                                               ("moving", moving, args.moving_head, args.moving_lesion)):
+        head = read_mask(head_path, scan.image) if head_path else None
+        lesion = read_mask(lesion_path, scan.image) if lesion_path else None
+        if head is None and not args.whole_field:
+            try:
+                seg = _segment(scan, options)
+                head, lesion = seg.head, lesion if lesion is not None else seg.lesion
+            except NoFemoralHeadError as exc:
+                print(f"lesionvol: no femoral head found in the {name} image ({exc}); registering the whole field",
+                      file=sys.stderr)
+        masks[f"{name}_head"], masks[f"{name}_lesion"] = head, lesion
+    if (masks["fixed_head"] is None) != (masks["moving_head"] is None):
+        masks["fixed_head"] = masks["moving_head"] = None  # one head only cannot drive a femur registration
+    result = register_followup(fixed.image, moving.image, affine=args.affine, **masks)
     with atomic_path(args.out) as tmp:
         sitk.WriteTransform(result.transform, str(tmp))
     for key, value in result.qc.items():
@@ -280,6 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--out", required=True, metavar="T.tfm", help="ITK transform file (fixed -> moving points)")
     register.add_argument("--fixed-head", metavar="MASK", help="baseline head mask (segmented when not given)")
     register.add_argument("--moving-head", metavar="MASK", help="follow-up head mask (segmented when not given)")
+    register.add_argument("--fixed-lesion", metavar="MASK", help="baseline lesion mask, kept out of the metric "
+                                                                 "(segmented with the head when not given)")
+    register.add_argument("--moving-lesion", metavar="MASK", help="follow-up lesion mask, kept out of the metric")
+    register.add_argument("--whole-field", action="store_true",
+                          help="register the whole field (no femoral head segmentation), e.g. two pelvis scans")
     register.add_argument("--affine", action="store_true", help="affine instead of rigid")
     add_option_arguments(register, _SEGMENT_OPTIONS)
     register.set_defaults(run=cmd_register)

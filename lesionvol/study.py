@@ -376,9 +376,9 @@ def analyze_scans(
             say(f"{tp.label}: registering to {baseline.label}")
             from lesionvol.register import register_followup
 
-            registration = register_followup(
-                baseline.scan.image, tp.scan.image, fixed_head=baseline.head, moving_head=tp.head
-            )
+            registration = register_followup(  # the proximal femur, the lesions kept out of the metric
+                baseline.scan.image, tp.scan.image, fixed_head=baseline.head, moving_head=tp.head,
+                fixed_lesion=baseline.lesion, moving_lesion=tp.lesion)
             tp.transform, tp.transform_source = registration.transform, "registered"
             tp.registration_qc = dict(registration.qc)
         if tp.transform is not None:

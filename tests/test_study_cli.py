@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 
 import dataclasses
 
@@ -307,3 +308,17 @@ def test_a_t2_image_is_refused_unless_allowed_and_the_override_is_recorded(tmp_p
         [row] = list(csv.DictReader(handle))
     assert (row["image_contrast"], row["non_t1_allowed"]) == ("T2", "True")
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["options"]["allow_non_t1"] is True
+
+
+def test_register_two_scans_without_a_femoral_head_registers_the_whole_field(tmp_path, capsys):
+    """nibabel's real brain T1 and the same anatomy moved by a known rigid transform: no femoral head
+    to find, so the whole field is registered, and the QC says which method was used."""
+    from nibabel.testing import data_path
+
+    fixed, moving = (os.path.join(data_path, name) for name in ("anatomical.nii", "reoriented_anat_moved.nii"))
+    code = main(["register", fixed, moving, "--out", str(tmp_path / "t.tfm")])
+    captured = capsys.readouterr()
+    assert code in (0, 3), captured.err  # 3: registered but flagged doubtful
+    assert "no femoral head found in the fixed image" in captured.err
+    assert "whole" in captured.out.split("registration_method")[1].splitlines()[0]
+    assert (tmp_path / "t.tfm").is_file()
