@@ -159,7 +159,7 @@ def test_doubtful_registration_is_marked_in_the_status_and_the_table(shown, monk
     truth = dict(zip(("month03", "month12"), true_sample_transforms()))
     reason = "estimated error at the head 2.4 mm (over 1 mm)"
 
-    def register(fixed, moving, fixed_head=None, moving_head=None):  # the core's answer, faked
+    def register(fixed, moving, **masks):  # the core's answer, faked
         doubtful = moving.GetSize()[2] == 40  # month03 is on the baseline's 40-slice grid
         qc = {"registration_doubtful": doubtful, "registration_doubtful_reason": reason if doubtful else ""}
         return types.SimpleNamespace(transform=truth["month03" if doubtful else "month12"], qc=qc)

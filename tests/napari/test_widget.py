@@ -159,7 +159,7 @@ def test_painting_changes_the_lesion_volume_by_the_painted_amount(reviewed_for_e
     n_painted = 123
     chosen = candidates[np.linspace(0, len(candidates) - 1, n_painted).astype(int)]
     lesion_layer.data_setitem(tuple(chosen.T), 1)
-    wait_until(lambda: widget.table_rows()[0]["lesion_volume_ml"] != before[0]["lesion_volume_ml"], 10,
+    wait_until(lambda: widget.table_rows()[0]["lesion_volume_ml"] != before[0]["lesion_volume_ml"], 30,
                "the table to follow the paint event")
     after = widget.table_rows()
     assert after[0]["lesion_volume_ml"] - before[0]["lesion_volume_ml"] == pytest.approx(n_painted * voxel_ml, rel=1e-9)
@@ -182,7 +182,7 @@ def test_painting_changes_the_lesion_volume_by_the_painted_amount(reviewed_for_e
     assert widget.table_rows()[1]["lesion_volume_ml"] == pytest.approx(before[1]["lesion_volume_ml"] - 50 * voxel03, rel=1e-9)
     # undo restores the 3-month numbers
     follow.undo()
-    wait_until(lambda: widget.table_rows()[1]["lesion_volume_ml"] == pytest.approx(before[1]["lesion_volume_ml"]), 10,
+    wait_until(lambda: widget.table_rows()[1]["lesion_volume_ml"] == pytest.approx(before[1]["lesion_volume_ml"]), 30,
                "the table to follow undo")
 
     out = widget.export(tmp_path / "review")
