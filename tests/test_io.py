@@ -1,16 +1,24 @@
 """Reading every supported format with its geometry, nibabel conversion, and bad input."""
 
 import gzip
+import io
+import os
+import time
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 from nibabel.testing import data_path
 
 from helpers import grid, rotation_matrix
+from lesionvol.cli import main
 from lesionvol.errors import InputError
-from lesionvol.io import as_binary_mask, from_nibabel, read_image, read_mask, read_scan, to_nibabel, write_image
+from lesionvol.io import (
+    MAX_IMAGE_BYTES, as_binary_mask, atomic_path, from_nibabel, read_image, read_mask, read_scan, sha256_of, to_nibabel,
+    write_image,
+)
 
 OBLIQUE = rotation_matrix((0.3, 1.0, 0.2), 17.0)
 
@@ -204,3 +212,283 @@ def test_label_map_refused_and_0_255_accepted():
     mask[2, 2, 2] = 2
     with pytest.raises(InputError, match="not binary"):
         as_binary_mask(mask)
+
+
+# ---- geometry is right or refused (issue "Never lose or corrupt a user's data") ----------
+
+def test_attack_dicom_series_with_a_missing_slice_is_refused_naming_the_gap(tmp_path):
+    # ITK reads 8 of 9 slices on their mean spacing (4.0 mm instead of 3.5 mm), with a warning only
+    write_dicom_series(oblique_volume(), tmp_path / "series")
+    (tmp_path / "series" / "slice004.dcm").unlink()
+    expected = (f"'{tmp_path / 'series'}': slices 4 and 5 of 8 (slice003.dcm, slice005.dcm) are 7.00 mm apart where "
+                f"the others are 3.50 mm: a missing slice or uneven spacing (ImagePositionPatient along the slice "
+                f"normal); refused rather than read on the mean spacing")
+    for given in (tmp_path / "series", tmp_path / "series" / "slice000.dcm"):
+        with pytest.raises(InputError) as error:
+            read_scan(given)
+        assert str(error.value) == expected
+
+
+def test_attack_dicom_series_with_a_missing_slice_read_when_gaps_are_allowed_with_a_warning(tmp_path):
+    write_dicom_series(oblique_volume(), tmp_path / "series")
+    (tmp_path / "series" / "slice004.dcm").unlink()
+    with pytest.warns(UserWarning, match=r"slices 4 and 5 of 8 .* 7\.00 mm apart .*read on the mean spacing"):
+        image = read_image(tmp_path / "series", allow_gaps=True)
+    assert image.GetSize() == (24, 20, 8)
+    assert image.GetSpacing()[2] == pytest.approx(4.0, abs=1e-4)  # (9 - 1) * 3.5 mm / (8 - 1): what ITK does
+
+
+def test_attack_dicom_series_with_uneven_slice_spacing_is_refused(tmp_path):
+    image = oblique_volume()
+    write_dicom_series(image, tmp_path / "series")
+    moved = tmp_path / "series" / "slice004.dcm"
+    ds = pydicom.dcmread(moved)
+    normal = np.asarray(image.GetDirection()).reshape(3, 3)[:, 2]
+    ds.ImagePositionPatient = [f"{v:.6f}" for v in np.asarray(image.TransformIndexToPhysicalPoint((0, 0, 4))) + normal]
+    ds.save_as(moved)
+    with pytest.raises(InputError, match=r"^'.*series': slices 4 and 5 of 9 \(slice003\.dcm, slice004\.dcm\) are "
+                                         r"4\.50 mm apart where the others are 3\.50 mm \(and 1 more uneven gap\): "):
+        read_scan(tmp_path / "series")
+
+
+@pytest.mark.parametrize("pixdim_z", [0.0, 1.0])
+def test_attack_nifti_pixdim_disagreeing_with_the_sform_is_refused_naming_both(tmp_path, pixdim_z):
+    # ITK takes the spacing from pixdim (0 becomes 1 mm): the volume would come out at a third
+    affine = np.diag([0.8, 0.8, 3.0, 1.0])
+    nii = nib.Nifti1Image(np.ones((6, 6, 6), np.int16), affine)
+    nii.set_sform(affine, code=1)
+    nii.set_qform(affine, code=1)
+    nii.header["pixdim"][3] = pixdim_z
+    path = tmp_path / "scan.nii"
+    nib.save(nii, path)
+    read_as = " (which ITK reads as (0.8, 0.8, 1.0) mm)" if pixdim_z == 0 else ""
+    with pytest.raises(InputError) as error:
+        read_scan(path)
+    assert str(error.value) == (f"'{path}' gives two voxel sizes: pixdim says (0.8, 0.8, {pixdim_z}) mm{read_as}, "
+                                f"the sform (0.8, 0.8, 3.0) mm; refused rather than guess (fix pixdim or the sform)")
+
+
+def _raw_nifti(path, shape, pixdim=(1.0, 1.0, 1.0), data: bytes = b"") -> None:
+    """A NIfTI-1 file written byte by byte (nibabel's save would fill in what the test leaves out)."""
+    header = nib.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(np.int16)
+    header["pixdim"][1:4] = pixdim
+    header["vox_offset"] = 352
+    with (gzip.open(path, "wb") if str(path).endswith(".gz") else open(path, "wb")) as handle:
+        handle.write(header.binaryblock + bytes(4) + data)
+
+
+def test_attack_nifti_without_sform_and_a_zero_pixdim_is_refused(tmp_path):
+    path = tmp_path / "scan.nii.gz"
+    _raw_nifti(path, (6, 6, 6), (0.8, 0.8, 0.0), bytes(6 * 6 * 6 * 2))
+    with pytest.raises(InputError) as error:
+        read_scan(path)
+    assert str(error.value) == (f"'{path}' declares no voxel size: pixdim (0.8, 0.8, 0.0) and no sform "
+                                f"(ITK would read (0.8, 0.8, 1.0) mm)")
+
+
+def _metaimage(path, fields: str, data: bytes) -> None:
+    path.write_bytes(f"ObjectType = Image\nNDims = 3\n{fields}ElementDataFile = LOCAL\n".encode() + data)
+
+
+def test_attack_metaimage_with_a_scaled_transform_matrix_is_refused(tmp_path):
+    # ITK takes TransformMatrix as direction cosines as is: every voxel 15 % larger than its spacing says
+    path = tmp_path / "scaled.mha"
+    _metaimage(path, "TransformMatrix = 1.15 0 0 0 1 0 0 0 1\nElementSpacing = 1 1 3\nDimSize = 6 6 6\n"
+                     "ElementType = MET_SHORT\n", bytes(6 * 6 * 6 * 2))
+    with pytest.raises(InputError) as error:
+        read_scan(path)
+    assert str(error.value) == (f"'{path}' has direction cosines that are not orthonormal (column lengths (1.15, 1.0, "
+                                f"1.0), largest cosine between axes 0.0000): shear or scale in the orientation matrix; "
+                                f"lesionvol needs a rotation (resample it, or fix the header)")
+
+
+def test_attack_nrrd_with_sheared_space_directions_is_refused(tmp_path):
+    path = tmp_path / "sheared.nrrd"
+    path.write_bytes(b"NRRD0004\ntype: short\ndimension: 3\nspace: left-posterior-superior\nsizes: 6 6 6\n"
+                     b"space directions: (1,0,0) (0.5,1,0) (0,0,3)\nencoding: raw\nendian: little\n"
+                     b"space origin: (0,0,0)\n\n" + bytes(6 * 6 * 6 * 2))
+    with pytest.raises(InputError, match=r"has direction cosines that are not orthonormal \(column lengths \(1\.0, "
+                                         r"1\.0, 1\.0\), largest cosine between axes 0\.4472\): shear"):
+        read_scan(path)
+
+
+def test_attack_complex_valued_image_is_refused(tmp_path):
+    path = tmp_path / "complex.nii.gz"
+    sitk.WriteImage(sitk.Image([6, 6, 6], sitk.sitkComplexFloat32), str(path))
+    expected = (f"'{path}' holds complex-valued voxels (complex of 32-bit float); "
+                f"lesionvol needs a real image (the magnitude)")
+    with pytest.raises(InputError) as error:
+        read_scan(path)
+    assert str(error.value) == expected
+    with pytest.raises(InputError) as error:
+        read_mask(path)
+    assert str(error.value) == expected
+
+
+def test_attack_tiny_file_declaring_a_huge_image_is_refused_before_reading(tmp_path):
+    mha = tmp_path / "huge.mha"
+    _metaimage(mha, "DimSize = 1500 1500 1500\nElementType = MET_SHORT\n", bytes(100))
+    nii = tmp_path / "huge.nii.gz"
+    _raw_nifti(nii, (1500, 1500, 1500), data=bytes(100))
+    for path in (mha, nii):
+        started = time.perf_counter()
+        with pytest.raises(InputError) as error:
+            read_scan(path)
+        assert str(error.value) == (f"'{path}' declares 1500 x 1500 x 1500 voxels of 16-bit signed integer (6.3 GiB); "
+                                    f"lesionvol reads at most 2.0 GiB of voxels (lesionvol.io.MAX_IMAGE_BYTES)")
+        assert time.perf_counter() - started < 2.0
+    assert MAX_IMAGE_BYTES == 2 * 1024**3
+
+
+def test_attack_file_declaring_more_voxels_than_it_holds_is_refused_before_reading(tmp_path):
+    path = tmp_path / "short.mha"
+    _metaimage(path, "DimSize = 64 64 64\nElementType = MET_SHORT\n", bytes(100))
+    with pytest.raises(InputError) as error:
+        read_scan(path)
+    assert str(error.value) == (f"cannot read '{path}': truncated (its header declares 524288 bytes of voxels, "
+                                f"the file holds 100)")
+    detached = tmp_path / "gone.mhd"
+    detached.write_text("ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_UCHAR\n"
+                        "ElementDataFile = gone.raw\n")
+    with pytest.raises(InputError) as error:
+        read_scan(detached)
+    assert str(error.value) == f"cannot read '{detached}': its data file '{tmp_path / 'gone.raw'}' does not exist"
+
+
+@pytest.mark.parametrize("name, header", [
+    ("minus.mha", "ObjectType = Image\nNDims = -1\nDimSize = 4 4 4\nElementType = MET_UCHAR\nElementDataFile = LOCAL\n"),
+    ("huge.mha", "ObjectType = Image\nNDims = 2147483647\nDimSize = 4 4 4\nElementType = MET_UCHAR\n"
+                 "ElementDataFile = LOCAL\n"),
+    ("huge.nrrd", "NRRD0004\ntype: uchar\ndimension: 2147483647\nsizes: 4 4 4\nencoding: raw\n\n"),
+])
+def test_attack_header_declaring_minus_one_or_huge_dimensions_is_refused_before_itk(tmp_path, name, header):
+    # found by tests/test_fuzz.py: ITK hangs on NDims = -1 and dies (SIGSEGV) on NDims = 2147483647
+    path = tmp_path / name
+    path.write_bytes(header.encode() + bytes(64))
+    key, value = ("dimension", "2147483647") if name.endswith(".nrrd") else ("NDims", header.split()[5])
+    with pytest.raises(InputError) as error:
+        read_scan(path)
+    assert str(error.value) == (f"cannot read '{path}': its header declares {key} = '{value}' "
+                                f"(an integer from 1 to 5 is needed)")
+
+
+def test_attack_nifti_with_an_infinite_sform_is_refused_before_itk(tmp_path):
+    # found by tests/test_fuzz.py (seed 2): ITK's NIfTI reader never returns on srow_z = -inf
+    affine = np.diag([0.8, 0.8, 3.0, 1.0])
+    nii = nib.Nifti1Image(np.ones((6, 6, 6), np.int16), affine)
+    nii.set_sform(affine, code=1)
+    path = tmp_path / "scan.nii.gz"
+    nib.save(nii, path)
+    raw = gzip.decompress(path.read_bytes())
+    header = nib.Nifti1Header.from_fileobj(io.BytesIO(raw[:348]), check=False)
+    header["srow_z"][1] = -np.inf
+    path.write_bytes(gzip.compress(header.binaryblock + raw[348:]))
+    with pytest.raises(InputError) as error:
+        read_scan(path)
+    assert str(error.value) == f"cannot read '{path}': its sform holds infinite or NaN numbers"
+
+
+def test_attack_file_name_holding_a_newline_still_gives_a_one_line_refusal(tmp_path):
+    path = tmp_path / "scan\nname.nii.gz"
+    path.write_text("not an image")
+    with pytest.raises(InputError) as error:
+        read_scan(path)
+    assert "\n" not in str(error.value) and "scan\\nname.nii.gz" in str(error.value)
+
+
+def _bad_name(tmp_path, name: bytes) -> bytes:
+    path = os.fsencode(tmp_path) + b"/" + name
+    sitk.WriteImage(oblique_volume(), str(tmp_path / "good.nii"))
+    os.rename(tmp_path / "good.nii", path)
+    return path
+
+
+def test_attack_file_name_that_is_not_utf8_is_refused_before_itk(tmp_path, capsys):
+    # ITK aborts the whole process (exit 134) on such a name
+    path = _bad_name(tmp_path, b"scan\xe9.nii")
+    expected = f"'{tmp_path}/scan\\xe9.nii': the file name is not valid UTF-8; rename it (ITK cannot open it)"
+    for given in (path, os.fsdecode(path)):
+        with pytest.raises(InputError) as error:
+            read_scan(given)
+        assert str(error.value) == expected
+    with pytest.raises(InputError) as error:
+        read_mask(path)
+    assert str(error.value) == expected
+    with pytest.raises(InputError) as error:
+        write_image(oblique_volume(), os.fsdecode(os.fsencode(tmp_path) + b"/out\xe9.nii.gz"))
+    assert "the file name is not valid UTF-8" in str(error.value)
+    sitk.WriteImage(sitk.Cast(oblique_volume() > 500, sitk.sitkUInt8), str(tmp_path / "m.nii.gz"))
+    assert main(["measure", os.fsdecode(path), "--lesion", str(tmp_path / "m.nii.gz"),
+                 "--head", str(tmp_path / "m.nii.gz")]) == 2
+    assert capsys.readouterr().err == f"lesionvol: error: {expected}\n"
+
+
+def test_attack_dicom_folder_holding_a_file_name_that_is_not_utf8_is_refused(tmp_path):
+    write_dicom_series(oblique_volume(), tmp_path / "series")
+    os.rename(tmp_path / "series" / "slice004.dcm", os.fsencode(tmp_path / "series") + b"/slice\xe9.dcm")
+    with pytest.raises(InputError, match=r"slice\\xe9\.dcm': the file name is not valid UTF-8"):
+        read_scan(tmp_path / "series")
+
+
+# ---- resume fingerprints cover detached data files --------------------------------------
+
+@pytest.mark.parametrize("suffix", [".mhd", ".nhdr"])
+def test_attack_sha256_of_a_detached_header_changes_when_its_data_file_changes(tmp_path, suffix):
+    path = tmp_path / f"scan{suffix}"
+    sitk.WriteImage(oblique_volume(), str(path), False)
+    data_file = next(p for p in tmp_path.iterdir() if p != path)
+    before = sha256_of(path)
+    assert before != sha256_of.__wrapped__(path) if hasattr(sha256_of, "__wrapped__") else True
+    data = bytearray(data_file.read_bytes())
+    data[100] ^= 0xFF
+    data_file.write_bytes(bytes(data))
+    assert sha256_of(path) != before
+    data_file.unlink()
+    assert sha256_of(path) not in (before, "")  # a missing data file counts, without an exception
+
+
+def test_sha256_of_a_metaimage_list_covers_every_listed_file(tmp_path):
+    for k in range(3):
+        (tmp_path / f"s{k}.raw").write_bytes(bytes([k]) * 16)
+    path = tmp_path / "scan.mhd"
+    path.write_text("ObjectType = Image\nNDims = 3\nDimSize = 4 4 3\nElementType = MET_UCHAR\n"
+                    "ElementDataFile = LIST 2D\ns0.raw\ns1.raw\ns2.raw\n")
+    assert read_image(path).GetSize() == (4, 4, 3)
+    before = sha256_of(path)
+    (tmp_path / "s2.raw").write_bytes(bytes([9]) * 16)
+    assert sha256_of(path) != before
+    # an attached header keeps the plain file digest (fingerprints recorded before stay valid)
+    sitk.WriteImage(oblique_volume(), str(tmp_path / "plain.mha"))
+    import hashlib
+    assert sha256_of(tmp_path / "plain.mha") == hashlib.sha256((tmp_path / "plain.mha").read_bytes()).hexdigest()
+
+
+# ---- written files get the user's permissions ------------------------------------------
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_attack_atomic_path_gives_the_umask_mode_not_mkstemp_0600(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        with atomic_path(tmp_path / "volumes.csv") as tmp:
+            tmp.write_text("timepoint\n")
+        write_image(oblique_volume(), tmp_path / "mask.nii.gz")
+        write_image(oblique_volume(), tmp_path / "mask.mhd")
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.mhd", "mask.nii.gz", "mask.zraw", "volumes.csv"]
+    for p in tmp_path.iterdir():
+        assert p.stat().st_mode & 0o777 == mode, p.name
+
+
+def test_write_image_detached_header_names_its_final_data_file(tmp_path):
+    # the header once named ".mask.mhd.partial-XXXX.zraw", a temporary file left beside it
+    write_image(oblique_volume(), tmp_path / "mask.mhd")
+    write_image(oblique_volume(), tmp_path / "mask.nhdr", compress=False)
+    assert "ElementDataFile = mask.zraw" in (tmp_path / "mask.mhd").read_text()
+    assert "data file: mask.raw" in (tmp_path / "mask.nhdr").read_text()
+    for name in ("mask.mhd", "mask.nhdr"):
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(read_image(tmp_path / name)),
+                                      sitk.GetArrayFromImage(oblique_volume()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.mhd", "mask.nhdr", "mask.raw", "mask.zraw"]
