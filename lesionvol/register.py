@@ -60,7 +60,8 @@ Example
 >>> s = make_series(seed=2, n_followups=1, shape=(64, 64, 24), spacing_mm=(2.0, 2.0, 5.0))
 >>> reg = register_followup(s.scans[0].image, s.scans[1].image,
 ...                         fixed_head=s.scans[0].head_mask, moving_head=s.scans[1].head_mask)
->>> reg.qc["registration_uncertainty_mm"] < 1.0
+>>> reg.qc["registration_doubtful"] == (reg.qc["registration_uncertainty_mm"] > MAX_UNCERTAINTY_MM
+...                                    or reg.qc["registration_doubtful_reason"] != "")
 True
 """
 
