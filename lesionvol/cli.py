@@ -193,12 +193,13 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def cmd_register(args: argparse.Namespace) -> int:
     import SimpleITK as sitk
 
-    from lesionvol.io import atomic_path, read_mask, read_scan
+    from lesionvol.io import atomic_path, itk_path, read_mask, read_scan
     from lesionvol.register import register_followup
 
     from lesionvol.segment import NoFemoralHeadError
 
     options = options_from_args(args)
+    itk_path(args.out)  # a name ITK cannot write is refused before any work
     fixed, moving = read_scan(args.fixed, options.volume_index), read_scan(args.moving, options.volume_index)
     # the femur moves relative to the pelvis: the registration is driven by the proximal femur, lesions
     # kept out; without a head (none given, none found) the whole field is registered and the QC says so
@@ -326,8 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except LesionvolError as exc:
-        print(f"lesionvol: error: {exc}", file=sys.stderr)
+    except LesionvolError as exc:  # one line, whatever the message holds (file names may hold newlines)
+        print("lesionvol: error: " + str(exc).replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lesionvol: interrupted; no partial results were left", file=sys.stderr)

@@ -34,7 +34,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
@@ -70,7 +70,12 @@ MAX_DATA_FILES = 100_000
 
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _TEXT_HEADER_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
-_DATE_TAGS = ("0008|0020", "0008|0021", "0008|0022")  # study, series, acquisition date
+#: DICOM attributes kept with a scan: dates (for days since baseline) and what tells the contrast
+#: (lesionvol.sequence). Nothing that identifies the patient is read.
+DICOM_KEYWORDS = {"0008|0020": "StudyDate", "0008|0021": "SeriesDate", "0008|0022": "AcquisitionDate",
+                  "0018|0020": "ScanningSequence", "0018|0021": "SequenceVariant", "0018|0022": "ScanOptions",
+                  "0018|0080": "RepetitionTime", "0018|0081": "EchoTime", "0018|0082": "InversionTime",
+                  "0018|1314": "FlipAngle", "0008|103e": "SeriesDescription", "0018|1030": "ProtocolName"}
 
 
 @dataclass(frozen=True)
@@ -87,12 +92,16 @@ class Scan:
         SHA-256 of the file (of the sorted file digests for a DICOM series).
     study_date : datetime.date or None
         From the DICOM header when there is one.
+    dicom_tags : dict
+        The DICOM attributes that date the scan and tell its contrast (:data:`DICOM_KEYWORDS`,
+        by keyword); empty for other formats. No patient identifiers.
     """
 
     image: sitk.Image
     source: str = ""
     sha256: str = ""
     study_date: dt.date | None = None
+    dicom_tags: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 def split_suffix(path: str | os.PathLike) -> tuple[str, str]:
@@ -517,7 +526,12 @@ def _quiet_readers(printed: list[str]) -> Iterator[None]:
             sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
-def _read_series(folder: Path, allow_gaps: bool, notes: list[str]) -> tuple[sitk.Image, dt.date | None]:
+def _dicom_tags(keys, value) -> dict[str, str]:
+    """The :data:`DICOM_KEYWORDS` attributes among ``keys`` (``value(key)`` reads one), by keyword."""
+    return {word: value(key).strip() for key, word in DICOM_KEYWORDS.items() if key in keys}
+
+
+def _read_series(folder: Path, allow_gaps: bool, notes: list[str]) -> tuple[sitk.Image, dict[str, str]]:
     """Read a DICOM series; a gap allowed is appended to ``notes`` (warned about once stderr is back)."""
     files = _dicom_series_files(folder)
     first = sitk.ImageFileReader()
@@ -537,12 +551,10 @@ def _read_series(folder: Path, allow_gaps: bool, notes: list[str]) -> tuple[sitk
     problem = _orthonormal_problem(np.reshape(image.GetDirection(), (dim, dim)))
     if problem:
         raise InputError(f"'{folder}' has {problem} (ImageOrientationPatient); lesionvol needs a rotation")
-    keys = reader.GetMetaDataKeys(0)
-    value = next((reader.GetMetaData(0, t) for t in _DATE_TAGS if t in keys), "")
-    return image, _parse_dicom_date(value)
+    return image, _dicom_tags(reader.GetMetaDataKeys(0), lambda key: reader.GetMetaData(0, key))
 
 
-def _read_quietly(path: Path, name: str, allow_gaps: bool, notes: list[str]) -> tuple[sitk.Image, dt.date | None]:
+def _read_quietly(path: Path, name: str, allow_gaps: bool, notes: list[str]) -> tuple[sitk.Image, dict[str, str]]:
     if path.is_dir():
         return _read_series(path, allow_gaps, notes)
     _check_text_header(path)
@@ -559,13 +571,11 @@ def _read_quietly(path: Path, name: str, allow_gaps: bool, notes: list[str]) -> 
         _check_nifti_geometry(path, reader.GetSpacing())
         _check_nifti_data(path)
     image = reader.Execute()
-    keys = reader.GetMetaDataKeys()
-    value = next((reader.GetMetaData(t) for t in _DATE_TAGS if t in keys), "")
-    return image, _parse_dicom_date(value)
+    return image, _dicom_tags(reader.GetMetaDataKeys(), reader.GetMetaData) if is_dicom else {}
 
 
-def _read_any(path: Path, allow_gaps: bool = False) -> tuple[sitk.Image, dt.date | None]:
-    """Read an image file or DICOM folder; return it with its DICOM study date if any."""
+def _read_any(path: Path, allow_gaps: bool = False) -> tuple[sitk.Image, dict[str, str]]:
+    """Read an image file or DICOM folder; return it with its DICOM attributes (:data:`DICOM_KEYWORDS`)."""
     name = itk_path(path)
     if not path.exists():
         raise InputError(f"'{path}' does not exist")
@@ -664,14 +674,16 @@ def read_scan(path: str | bytes | os.PathLike, volume_index: int | None = None, 
     """
     path = Path(os.fsdecode(path))
     with _one_line_errors():
-        image, study_date = _read_any(path, allow_gaps)
+        image, tags = _read_any(path, allow_gaps)
         image = _as_3d_volume(image, path, volume_index)
         if image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
             values = sitk.GetArrayViewFromImage(image)
             n_bad = int(np.count_nonzero(~np.isfinite(values)))
             if n_bad:
                 raise InputError(f"'{path}' has {n_bad} NaN or infinite voxels")
-    return Scan(image=image, source=str(path), sha256=sha256_of(path), study_date=study_date)
+    date = next((tags[word] for word in ("StudyDate", "SeriesDate", "AcquisitionDate") if tags.get(word)), "")
+    return Scan(image=image, source=str(path), sha256=sha256_of(path), study_date=_parse_dicom_date(date),
+                dicom_tags=tags)
 
 
 def describe_grid(image: sitk.Image) -> str:

@@ -324,7 +324,8 @@ def analyze_scans(
         raise InputError("no images given")
     n = len(visits)
     loaded = [load_visit(v, i, options) for i, v in enumerate(visits)]
-    contrasts = [check_t1(v.scan.image, options.allow_non_t1) for v in loaded]  # refuses T2/STIR unless allowed
+    # T2, STIR and fat-suppressed images are refused unless allowed (DICOM timing tags, else tissue contrast)
+    contrasts = [check_t1(v.scan.image, options.allow_non_t1, v.scan.dicom_tags) for v in loaded]
     labels = [v.label for v in loaded]
     if len(set(labels)) != n:
         raise InputError(f"timepoint labels must be unique: {labels}")

@@ -49,7 +49,7 @@ def test_file_formats_keep_oblique_geometry_and_values(tmp_path, suffix):
     assert len(scan.sha256) == 64
 
 
-def write_dicom_series(image: sitk.Image, folder, patient_name="Doe^Jane", study_date="20260301"):
+def write_dicom_series(image: sitk.Image, folder, patient_name="Doe^Jane", study_date="20260301", extra_tags=None):
     """One DICOM file per slice with the geometry tags, as a scanner would write them."""
     folder.mkdir()
     image = sitk.Cast(image, sitk.sitkInt16)
@@ -68,6 +68,7 @@ def write_dicom_series(image: sitk.Image, folder, patient_name="Doe^Jane", study
             "0020|0013": str(k + 1), "0018|0050": f"{image.GetSpacing()[2]:.4f}",
             "0028|0030": f"{image.GetSpacing()[1]:.4f}\\{image.GetSpacing()[0]:.4f}",
             "0008|0018": f"{series_uid}.{k + 1}",
+            **(extra_tags or {}),
         }
         for tag, value in tags.items():
             slice_.SetMetaData(tag, value)
@@ -492,3 +493,19 @@ def test_write_image_detached_header_names_its_final_data_file(tmp_path):
         np.testing.assert_array_equal(sitk.GetArrayFromImage(read_image(tmp_path / name)),
                                       sitk.GetArrayFromImage(oblique_volume()))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mask.mhd", "mask.nhdr", "mask.raw", "mask.zraw"]
+
+
+def test_dicom_timing_tags_are_kept_and_tell_the_contrast(tmp_path, capsys):
+    """A T2 series (TR 4000 ms, TE 90 ms) whose pixels could pass for anything: the tags decide,
+    the scan keeps them (no patient identifiers), and analyze refuses it in one line."""
+    from lesionvol.cli import main
+
+    write_dicom_series(oblique_volume(), tmp_path / "t2", extra_tags={
+        "0018|0020": "SE", "0018|0080": "4000", "0018|0081": "90", "0008|103e": "COR T2 TSE"})
+    scan = read_scan(tmp_path / "t2")
+    assert scan.dicom_tags == {"StudyDate": "20260301", "ScanningSequence": "SE", "RepetitionTime": "4000",
+                               "EchoTime": "90", "SeriesDescription": "COR T2 TSE"}
+    assert main(["analyze", str(tmp_path / "t2"), "--out", str(tmp_path / "out" / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "does not look T1-weighted: T2 (long TR and TE (TR 4000, TE 90): T2-weighted)" in err
+    assert "Doe" not in err and "ID-12345" not in err
