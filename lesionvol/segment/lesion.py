@@ -62,6 +62,16 @@ DARK_MIN_SIZE_FRACTION = 0.25
 SLOPE_BASE_MM = 2.0
 SHELL_SAMPLE_INSET_MM = 0.5
 SLOPE_CLIP = (-0.5, 0.5)
+#: Plate and cortex are never lesion on their own: a component is a lesion only when a band
+#: encloses marrow beneath the plate, i.e. it reaches LESION_MIN_DEPTH_MM below the fitted marrow
+#: surface (95th percentile) and is shaped like a subchondral segment: depth / footprint radius
+#: (R · sin of its 90th-percentile angular spread about its mean direction) within
+#: SEGMENT_DEPTH_RATIO.  A thin dark rim along the plate where the real head departs from the
+#: fitted sphere (ratio 0.1-0.35 on the development scans) is plate; a thin radial spike (vessel
+#: channel, fovea; ratio > 1.5) is not a segment.  Phantom lesions of 1-100 % read 0.6-0.8; a cap
+#: cut by a plane reads ~0.5-0.9 (empirical, set on the development scans and the first phantoms).
+LESION_MIN_DEPTH_MM = 3.0
+SEGMENT_DEPTH_RATIO = (0.45, 1.4)
 #: The region of interest reaches this far beyond the head radius.
 ROI_MARGIN_MM = 3.0
 #: In-plane axes finer than FINE_SPACING_MM are smoothed with this sigma (noise) before levels are read.
@@ -150,6 +160,24 @@ def _extend_into_shell(core: np.ndarray, interior: np.ndarray, shell: np.ndarray
     return out
 
 
+def _encloses_marrow(lab: np.ndarray, nlab: int, keep: np.ndarray, d: np.ndarray, r: np.ndarray,
+                     fit: HeadFit) -> np.ndarray:
+    """Per component (1..nlab): does it reach into the marrow as a subchondral segment does?"""
+    out = np.zeros(nlab, bool)
+    for i in np.flatnonzero(keep[1:]) + 1:
+        sel = lab == i
+        ri = r[sel]
+        u = d[sel] / np.maximum(ri, 1e-6)[:, None]
+        mean = u.mean(0)
+        mean /= max(float(np.linalg.norm(mean)), 1e-9)
+        spread = np.degrees(np.arccos(np.clip(u @ mean, -1.0, 1.0)))
+        foot = fit.radius_mm * np.sin(np.radians(min(float(np.percentile(spread, 90)), 90.0)))
+        depth = float(np.percentile(fit.inner_radius_mm - ri, 95))
+        ratio = depth / max(foot, 1e-6)
+        out[i - 1] = depth >= LESION_MIN_DEPTH_MM and SEGMENT_DEPTH_RATIO[0] <= ratio <= SEGMENT_DEPTH_RATIO[1]
+    return out
+
+
 def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MIN_LESION_MM3) -> HipMasks:
     """Head (anatomical and sphere) and lesion (enclosed and dark) masks for one fitted head.
 
@@ -197,9 +225,14 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
     guess = v / np.float32(fit.marrow_level)
     sel = interior & (expected > FULL_EXPECTED) & (guess > MARROW_FIT_RANGE[0]) & (guess < MARROW_FIT_RANGE[1])
     if sel.sum() > MIN_MARROW_FIT_VOXELS:
-        X = np.c_[np.ones(sel.sum()), d[sel]]
+        # bias (linear in position) and a radial term: real marrow reads darker at the centre than
+        # near the plate (trabecular/red marrow in the neck axis, coil profile), ~0.75-0.85 of its edge
+        rr = (r / np.float32(fit.radius_mm)) ** 2
+        X = np.c_[np.ones(sel.sum()), d[sel], rr[sel]]
         coef, *_ = np.linalg.lstsq(X, v[sel], rcond=None)
-        level = coef[0] + d @ coef[1:].astype(np.float32)
+        if coef[4] < 0:      # a radial term darkening the edge is a lesion's doing, not marrow's: drop it
+            coef = np.r_[np.linalg.lstsq(X[:, :4], v[sel], rcond=None)[0], 0.0]
+        level = coef[0] + d @ coef[1:4].astype(np.float32) + np.float32(coef[4]) * rr
         level = np.clip(level, MARROW_FLOOR_FRACTION * np.median(v[sel]), None)
     else:       # no marrow left: the whole head may be necrotic
         level = np.float32(fit.marrow_level)
@@ -244,6 +277,7 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
         reach = np.zeros(nlab + 1, bool)
         reach[np.unique(lab[at_plate])] = True
         keep = np.r_[False, (sizes >= min_lesion_mm3) & reach[1:]]
+        keep[1:] &= _encloses_marrow(lab, nlab, keep, d, r, fit)
         enclosed = keep[lab]
     dark_core = enclosed & dark
     if dark_core.any():
