@@ -40,4 +40,4 @@ def sample_transforms():
 def sample_truth_json():
     from lesionvol.sample import sample_data_dir
 
-    return json.loads((sample_data_dir() / "truth.json").read_text())
+    return json.loads((sample_data_dir() / "truth.json").read_text(encoding="utf-8"))

@@ -17,7 +17,7 @@ def test_npe2_validates_the_manifest():
     npe2 = shutil.which("npe2")
     if npe2 is None:
         pytest.skip("npe2 command not installed")
-    done = subprocess.run([npe2, "validate", "lesionvol"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([npe2, "validate", "lesionvol"], capture_output=True, encoding="utf-8", timeout=120)
     assert done.returncode == 0 and "valid" in done.stdout, done.stdout + done.stderr
 
 

@@ -186,10 +186,10 @@ def test_painting_changes_the_lesion_volume_by_the_painted_amount(reviewed_for_e
                "the table to follow undo")
 
     out = widget.export(tmp_path / "review")
-    with open(out / "volumes.csv", newline="") as handle:
+    with open(out / "volumes.csv", newline="", encoding="utf-8") as handle:
         csv_rows = list(csv.DictReader(handle))
     assert float(csv_rows[0]["lesion_volume_ml"]) == pytest.approx(after[0]["lesion_volume_ml"], rel=1e-5)
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     edits = summary["review"]["mask_edits"]
     assert edits["baseline"]["lesion"]["edited_by_hand"] is True
     assert edits["baseline"]["lesion"]["voxels_changed"] == n_painted
