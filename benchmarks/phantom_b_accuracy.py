@@ -216,24 +216,12 @@ def main(argv=None) -> None:
 
 
 def _junction_note() -> str:
-    """How much of the head-volume error one junction convention explains (R = 24 mm, default neck)."""
-    import math
-
-    from lesionvol.phantom_b import head_volume_ml
-    try:
-        from lesionvol.segment.head import JUNCTION_FRACTION
-    except ImportError:
-        return "segmenter junction convention unknown"
+    """Where family B and the segmenter cut the head from its neck."""
     hip = Hip(head_radius_mm=24.0)
-    R, d = hip.head_radius_mm, JUNCTION_FRACTION * hip.head_radius_mm
-    h = R - d
-    cut = (4 / 3 * math.pi * R**3 - math.pi * h * h * (3 * R - h) / 3) / 1000 - (
-        4 / 3 * math.pi * R**3 / 1000 - head_volume_ml(hip) - math.pi * (R - hip.junction_mm) ** 2
-        * (3 * R - (R - hip.junction_mm)) / 3 / 1000)
-    return (f"note: family B cuts the head where its neck (radius {hip.neck_radius_fraction:g} R) leaves the ball, "
-            f"at {hip.junction_mm / R:.2f} R; the segmenter cuts at JUNCTION_FRACTION = {JUNCTION_FRACTION:g} R.\n"
-            f"      For R = 24 mm that convention alone gives {100 * (cut / head_volume_ml(hip) - 1):+.1f} % head volume "
-            f"(LF x{head_volume_ml(hip) / cut:.2f} for a lesion away from the neck).")
+    return (f"note: family B cuts the head where its neck (radius {hip.neck_radius_fraction:g} R, cortex 1.2 mm) leaves "
+            f"the ball, at {hip.junction_mm / hip.head_radius_mm:.2f} R; the segmenter now does the same with the neck "
+            "radius it measures per head\n      (lesionvol.segment.head.junction_distance_mm; before 2026-12-02 it cut "
+            "at a fixed 0.55 R, -7 % head volume for R = 24 mm).")
 
 
 if __name__ == "__main__":

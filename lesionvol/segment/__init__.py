@@ -16,6 +16,9 @@ Example
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 import SimpleITK as sitk
 
 from lesionvol.segment.backends import (
@@ -28,8 +31,17 @@ from lesionvol.segment.backends import (
 )
 from lesionvol.segment.head import HeadFit, NoFemoralHeadError, find_heads
 
-__all__ = ["segment_hip", "segment_hips", "HipSegmentation", "HeadFit", "Segmenter", "ClassicalSegmenter",
+__all__ = ["segment_hip", "segment_hips", "MissingHipWarning", "HipSegmentation", "HeadFit", "Segmenter", "ClassicalSegmenter",
            "MaskSegmenter", "OnnxSegmenter", "NoFemoralHeadError", "find_heads"]
+
+
+#: A field at least this wide (mm, left-right) shows both hips (a pelvis is ~30-40 cm across; one
+#: hip's field of view is ~15-20 cm).
+BOTH_HIPS_FIELD_MM = 280.0
+
+
+class MissingHipWarning(UserWarning):
+    """A field wide enough for both hips gave only one femoral head."""
 
 
 def segment_hip(image: sitk.Image, *, side: str = "auto", lesion_definition: str = "enclosed",
@@ -82,6 +94,10 @@ def segment_hips(image: sitk.Image, *, lesion_definition: str = "enclosed", head
                  segmenter: ClassicalSegmenter | None = None) -> dict[str, HipSegmentation]:
     """Segment every hip in view (one or both), keyed by side.
 
+    Raises :class:`NoFemoralHeadError` when no head is found; when a field wide enough for both
+    hips (``BOTH_HIPS_FIELD_MM``) gives only one, warns with :class:`MissingHipWarning` naming
+    the missing side.
+
     Example
     -------
     >>> from lesionvol.phantom import VisitSpec, make_visit
@@ -91,5 +107,13 @@ def segment_hips(image: sitk.Image, *, lesion_definition: str = "enclosed", head
     """
     _check("auto", head_definition, lesion_definition)
     segmenter = segmenter or ClassicalSegmenter()
-    return {fit.side: segmenter.from_fit(image, fit, head_definition, lesion_definition)
-            for fit in segmenter.heads(image)}
+    out = {fit.side: segmenter.from_fit(image, fit, head_definition, lesion_definition)
+           for fit in segmenter.heads(image)}
+    d = np.asarray(image.GetDirection(), float).reshape(3, 3)
+    extent = np.abs(d @ (np.asarray(image.GetSize()) * np.asarray(image.GetSpacing())))
+    if len(out) == 1 and extent[0] >= BOTH_HIPS_FIELD_MM:    # LPS x: the patient's left-right
+        missing = "left" if "right" in out else "right"
+        warnings.warn(f"no {missing} femoral head was found in a field {extent[0]:.0f} mm wide that should show "
+                      f"both hips; only the {next(iter(out))} hip is returned (give segment_hip a seed_mm "
+                      f"near the {missing} head to look there)", MissingHipWarning, stacklevel=2)
+    return out
