@@ -104,7 +104,7 @@ def _from_tags(tags) -> tuple[str, str] | None:
         gradient = "GR" in seq and "SE" not in seq
         if gradient:
             if te <= T1_GRE_MAX_TE and (flip is None or flip >= T1_GRE_MIN_FLIP):
-                return "T1", f"gradient echo, short TE, flip ≥ {T1_GRE_MIN_FLIP:g}° ({timing}): T1-weighted"
+                return "T1", f"gradient echo, short TE, flip >= {T1_GRE_MIN_FLIP:g} deg ({timing}): T1-weighted"
             if te > T1_GRE_MAX_TE:
                 return "T2", f"gradient echo with a long TE ({timing}): T2*-weighted"
         else:
@@ -149,8 +149,8 @@ def _from_image(image: sitk.Image) -> tuple[str, str]:
     med, p99 = float(np.median(obj)), float(np.percentile(obj, 99))
     p85 = float(np.percentile(obj, 85))
     fluid = float((obj > T2_FLUID_RATIO * p85).mean())
-    facts = (f"bright tissue {100 * f_bright:.0f} % of the object, top 1 % at {p99 / max(med, 1e-9):.1f}× the "
-             f"median, {100 * fluid:.1f} % above {T2_FLUID_RATIO:g}× its 85th percentile")
+    facts = (f"bright tissue {100 * f_bright:.0f} % of the object, top 1 % at {p99 / max(med, 1e-9):.1f}x the "
+             f"median, {100 * fluid:.1f} % above {T2_FLUID_RATIO:g}x its 85th percentile")
     fat_dark = p85 < FATSAT_MAX_P85_OF_P99 * p99
     if (f_bright < FATSAT_MAX_BRIGHT_FRACTION or fluid > T2_FLUID_FRACTION) and fat_dark \
             and p99 > FATSAT_MIN_TAIL_RATIO * med:

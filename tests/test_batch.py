@@ -186,8 +186,8 @@ def test_end_to_end_cli_on_embedded_cluster(tmp_path, capsys):
     # same grid, no registration: change maps are still computed
     assert s1["regenerated_ml"].iloc[2] == pytest.approx((_ball(6.0) & ~_ball(3.0)).sum() / 1000, rel=1e-5)
 
-    assert (out / "errors.csv").read_text() == "subject,side,error\n"
-    summary = json.loads((out / "batch_summary.json").read_text())
+    assert (out / "errors.csv").read_text(encoding="utf-8") == "subject,side,error\n"
+    summary = json.loads((out / "batch_summary.json").read_text(encoding="utf-8"))
     assert (summary["n_studies"], summary["n_done"], summary["n_failed"]) == (4, 4, 0)
     assert summary["lesionvol_version"] and summary["studies_per_minute"] > 0
     assert len(summary["peak_rss_mb_per_worker"]) == 2  # both workers did work
@@ -218,12 +218,12 @@ def test_resume_skips_finished_studies_and_redoes_changed_inputs(tmp_path, clust
     first = run_batch(manifest, out, scheduler=cluster, options=NO_REGISTER, show_progress=False)
     assert (first.n_done, first.n_skipped, first.n_failed) == (3, 0, 0)
     before = _mtimes(out)
-    cohort_before = (out / "cohort_volumes.csv").read_text()
+    cohort_before = (out / "cohort_volumes.csv").read_text(encoding="utf-8")
 
     second = run_batch(manifest, out, scheduler=cluster, options=NO_REGISTER, show_progress=False)
     assert (second.n_done, second.n_skipped) == (0, 3)
     assert _mtimes(out) == before  # nothing rewritten
-    assert (out / "cohort_volumes.csv").read_text() == cohort_before  # the cohort still lists every study
+    assert (out / "cohort_volumes.csv").read_text(encoding="utf-8") == cohort_before  # the cohort still lists every study
 
     make_scan(tmp_path / "in" / "S02" / "1y", 4.0, seed=99)  # new scan data for one study
     third = run_batch(manifest, out, scheduler=cluster, options=NO_REGISTER, show_progress=False)
@@ -257,7 +257,7 @@ def test_bad_studies_are_reported_and_the_rest_finish(tmp_path, cluster, capsys)
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["S01_right", "S03_right"]
     table = pd.read_csv(out / "cohort_volumes.csv")
     assert sorted(set(table["subject"])) == ["S01", "S03"] and len(table) == 6
-    summary = json.loads((out / "batch_summary.json").read_text())
+    summary = json.loads((out / "batch_summary.json").read_text(encoding="utf-8"))
     assert summary["n_failed"] == 2 and {s["status"] for s in summary["studies"]} == {"done", "failed"}
     _no_partials(out)
 

@@ -199,7 +199,7 @@ def test_cells_a_spreadsheet_would_run_are_escaped(tmp_path):
 
     write_rows_csv([{"reason": "=HYPERLINK(\"http://x\",\"y\")", "note": "@SUM(1)", "lf_pct": -2.5,
                      "ok": "below"}], tmp_path / "t.csv")
-    with open(tmp_path / "t.csv", newline="") as handle:
+    with open(tmp_path / "t.csv", newline="", encoding="utf-8") as handle:
         [row] = list(csv.DictReader(handle))
     assert row == {"reason": "'=HYPERLINK(\"http://x\",\"y\")", "note": "'@SUM(1)", "lf_pct": "-2.5", "ok": "below"}
 
@@ -266,7 +266,7 @@ def test_json_is_valid_and_keeps_strings_that_contain_nan(tmp_path):
     data = {"file": "NaNa_t1.nii.gz", "error": "NaN values in BaNaNa", "lf": float("nan"), "big": float("inf"),
             "small": np.float32(-np.inf), "ok": np.float64(2.5), "rows": [{"x": float("nan")}]}
     write_json(data, tmp_path / "s.json")
-    text = (tmp_path / "s.json").read_text()
+    text = (tmp_path / "s.json").read_text(encoding="utf-8")
     assert "Infinity" not in text
     back = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
     assert back == {"file": "NaNa_t1.nii.gz", "error": "NaN values in BaNaNa", "lf": None, "big": None,

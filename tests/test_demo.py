@@ -13,7 +13,7 @@ from lesionvol.sample import sample_truth
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "lesionvol-demo"
     assert main(["demo", "--out", str(out), "--quiet"]) == 0
-    with open(out / "volumes.csv") as handle:
+    with open(out / "volumes.csv", encoding="utf-8") as handle:
         return out, list(csv.DictReader(handle))
 
 
@@ -37,6 +37,6 @@ def test_demo_table_matches_the_sample_truth(demo):
 def test_demo_writes_transforms_and_can_run_again(demo, capsys):
     out, _ = demo
     assert sorted(p.name for p in (out / "transforms").iterdir()) == ["month03.tfm", "month12.tfm"]
-    assert json.loads((out / "summary.json").read_text())["command"] == "demo"
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["command"] == "demo"
     # a second demo into the same folder replaces its own earlier output without --overwrite
     assert main(["demo", "--out", str(out), "--quiet"]) == 0

@@ -18,18 +18,11 @@ def dice(a: sitk.Image, b: sitk.Image) -> float:
     return 2.0 * int((x & y).sum()) / max(int(x.sum()) + int(y.sum()), 1)
 
 
-#: The segmenter cuts the head where the neck leaves it; the first phantom family's neck has radius
-#: 0.62 R, so its truth is made with the cut at sqrt(1 - 0.62²) R (make_visit's default, 0.55 R,
-#: is the old lesionvol convention and would count ~7 % less head than the definition).
-PHANTOM_JUNCTION = (1 - 0.62**2) ** 0.5
-
-
 def visit(seed: int, *, pct: float | None = 18.0, bright: bool = False, R: float = 23.0, side: str = "right",
           lesions=None, **grid):
     if lesions is None:
         lesions = () if pct is None else (lesion_for_fraction(R, pct, side=side, bright_centre=bright),)
-    return make_visit(VisitSpec(lesions=lesions, **grid), seed=seed, side=side, head_radius_mm=R,
-                      junction_fraction=PHANTOM_JUNCTION)
+    return make_visit(VisitSpec(lesions=lesions, **grid), seed=seed, side=side, head_radius_mm=R)
 
 
 @pytest.fixture(scope="module")
@@ -106,17 +99,12 @@ def test_tiny_lesion():
 
 
 def test_whole_head_lesion():
-    """A lesion ball containing the whole head: the lesion is the head.  The first phantom family
-    paints the lesion only up to its truth cut, so this scene keeps the old 0.55 R cut in both the
-    phantom and the segmenter (with the neck's own cut the dark region swallows the plate near the
-    neck and the head is not found: a limit of the phantom scene, noted in the commit)."""
-    from lesionvol.segment.head import find_heads
-    scan = make_visit(VisitSpec(lesions=(LesionSpec((0.0, 0.0, 0.0), 30.0),), shape=(140, 140, 40),
-                                spacing_mm=(0.9, 0.9, 3.0)), seed=7, head_radius_mm=23.0)
+    """A lesion ball containing the whole head: the lesion is the head."""
+    scan = visit(7, lesions=(LesionSpec((0.0, 0.0, 0.0), 30.0),), shape=(140, 140, 40),
+                 spacing_mm=(0.9, 0.9, 3.0))
     t = scan.truth
     assert t.lesion_enclosed_ml == pytest.approx(t.head_volume_ml, rel=1e-4)
-    fit = find_heads(scan.image, junction_fraction=0.55)[0]
-    seg = ClassicalSegmenter().from_fit(scan.image, fit, "anatomical", "enclosed")
+    seg = segment_hip(scan.image)
     assert mask_volume_ml(seg.lesion) == pytest.approx(t.lesion_enclosed_ml, rel=0.04)
     assert 100 * mask_volume_ml(seg.lesion) / mask_volume_ml(seg.head) > 97
 
@@ -134,7 +122,7 @@ def both_scan():
     spec = VisitSpec(lesions=(lesion_for_fraction(23.0, 15.0),),
                      lesions_left=(lesion_for_fraction(23.0, 6.0, side="left"),),
                      shape=(300, 160, 40), spacing_mm=(0.9, 0.9, 3.0))
-    return make_visit(spec, seed=9, side="both", junction_fraction=PHANTOM_JUNCTION)
+    return make_visit(spec, seed=9, side="both")
 
 
 def test_both_hips_need_a_side(both_scan):
@@ -213,7 +201,7 @@ def test_onnx_backend_needs_onnxruntime(dark_scan):
         with pytest.raises(InputError, match="onnxruntime"):
             segment_hip(dark_scan.image, segmenter=OnnxSegmenter("missing.onnx"))
     else:
-        pytest.skip("onnxruntime is installed: an ONNX model test would need a model file")
+        pytest.skip("onnxruntime is installed: the model path is tested in tests/test_onnx_segmenter.py")
 
 
 def test_cli_segment(dark_scan, tmp_path, capsys):

@@ -51,14 +51,14 @@ def test_reference_masks_measure_the_true_volumes(result):
 def test_csv_json_masks_and_qc_pictures_are_written(tmp_path):
     out = tmp_path / "hip"
     assert analyze_cli(out) == 0
-    with open(out / "volumes.csv") as handle:
+    with open(out / "volumes.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["timepoint"] for r in rows] == ["t0", "t1", "t2"]
     assert [float(r["days"]) for r in rows] == [0, 91, 365]
     for column in ("head_volume_ml", "lesion_volume_ml", "lesion_pct_head", "residual_pct_baseline",
                    "regenerated_ml", "new_lesion_ml", "threshold_flag", "steinberg_extent"):
         assert column in rows[0]
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["threshold"]["lesion_pct_head_threshold_pct"] == 10.0
     assert "Gomez-Barrena" in summary["threshold"]["source"]
     assert [i["sha256"] for i in summary["inputs"]] == [sha256_of(p) for p in IMAGES]
@@ -239,7 +239,7 @@ def test_a_label_map_gives_the_volumes_of_the_separate_masks(tmp_path):
     out = tmp_path / "o"
     assert main(["analyze", *IMAGES, "--label-map", *maps, "--head-label", "3", "--lesion-label", "7",
                  "--no-register", "--quiet", "--out", str(out)]) == 0
-    with open(out / "volumes.csv") as handle:
+    with open(out / "volumes.csv", encoding="utf-8") as handle:
         from_maps = list(csv.DictReader(handle))
     separate = analyze(IMAGES, AnalysisOptions(register=False), lesion_masks=LESIONS, head_masks=HEADS).rows()
     for a, b in zip(from_maps, separate):
@@ -274,7 +274,7 @@ def test_a_slicer_segmentation_gives_the_volumes_of_the_separate_masks(tmp_path)
     out = tmp_path / "o"
     assert main(["analyze", *IMAGES, "--label-map", *segs, "--head-segment", "femoral head",
                  "--lesion-segment", "necrosis", "--no-register", "--quiet", "--out", str(out)]) == 0
-    with open(out / "volumes.csv") as handle:
+    with open(out / "volumes.csv", encoding="utf-8") as handle:
         from_segs = list(csv.DictReader(handle))
     separate = analyze(IMAGES, AnalysisOptions(register=False), lesion_masks=LESIONS, head_masks=HEADS).rows()
     for a, b in zip(from_segs, separate):
@@ -304,10 +304,10 @@ def test_a_t2_image_is_refused_unless_allowed_and_the_override_is_recorded(tmp_p
     assert "does not look T1-weighted: T2" in err and err.count("\n") == 1
     assert not (tmp_path / "refused").exists()
     assert main([*args, "--allow-non-t1", "--out", str(tmp_path / "o")]) == 0
-    with open(tmp_path / "o" / "volumes.csv") as handle:
+    with open(tmp_path / "o" / "volumes.csv", encoding="utf-8") as handle:
         [row] = list(csv.DictReader(handle))
     assert (row["image_contrast"], row["non_t1_allowed"]) == ("T2", "True")
-    assert json.loads((tmp_path / "o" / "summary.json").read_text())["options"]["allow_non_t1"] is True
+    assert json.loads((tmp_path / "o" / "summary.json").read_text(encoding="utf-8"))["options"]["allow_non_t1"] is True
 
 
 def test_register_two_scans_without_a_femoral_head_registers_the_whole_field(tmp_path, capsys):

@@ -15,9 +15,12 @@ How (classical, intensity-scale free: every level is relative to the marrow/fat 
    else the outer) and the head radius (outer surface); the rays are cast again from the new
    centre, up to four rounds in all, until the centre moves less than 0.05 mm.
 3. **Neck axis.** 3D rays beyond the acetabulum find the bright marrow tube leaving the head
-   inferiorly; the anatomical head is the ball cut where that neck leaves it: by the plane
-   perpendicular to the axis at sqrt(R² − r_neck²) from the centre, r_neck the neck's radius
-   measured across the axis (0.72 R if unreadable), or at ``junction_fraction · R`` if asked.
+   inferiorly; the anatomical head is the ball cut by the plane perpendicular to the axis at
+   ``junction_fraction · R`` from the centre (JUNCTION_FRACTION, 0.55: the convention the bundled
+   sample and the first phantom family's truth use). With ``junction_fraction=None`` the cut is
+   where the neck leaves the ball, sqrt(R² − r_neck²) from the centre, r_neck the neck's radius
+   measured across the axis (0.72 R if unreadable): the project's definition, not yet the default
+   because the sample's truth must be regenerated with it first.
 4. **Checks.** A fit is a femoral head only if the central slices show a dark plate with a
    rise out of it on at least 30 % of the rays, the outer surface is found on at least 40 % of
    the rays, the radius is 15–33 mm, the plate is 0.3–5 mm thick, a bright neck leaves it
@@ -648,11 +651,11 @@ def junction_distance_mm(R: float, neck_radius_mm: float | None) -> float:
 
 
 def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None = None,
-             junction_fraction: float | None = None) -> HeadFit:
+             junction_fraction: float | None = JUNCTION_FRACTION) -> HeadFit:
     """Fit the femoral head around a candidate centre (physical mm); raises NoFemoralHeadError.
 
-    The head is cut where its neck leaves it (measured neck radius), or at ``junction_fraction`` × R
-    from the centre when that is given.
+    The head is cut at ``junction_fraction`` × R from the centre, or where its neck leaves it
+    (measured neck radius) when ``junction_fraction`` is None.
 
     Example
     -------
@@ -746,7 +749,7 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     return HeadFit(centre, R, r_in, axis, junction, side, fat, quality)
 
 
-def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | None = None) -> list[HeadFit]:
+def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | None = JUNCTION_FRACTION) -> list[HeadFit]:
     """Every femoral head in the image (at most one per side), best first.
 
     Raises :class:`NoFemoralHeadError` when there is none.
