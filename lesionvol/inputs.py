@@ -90,6 +90,8 @@ class AnalysisOptions:
     lesion_segment: str = _option("lesion", "name of the lesion segment in 3D Slicer segmentations (.seg.nrrd; "
                                             "case ignored)")
     volume_index: int | None = _option(None, "volume to take from 4D images", flag="--volume")
+    allow_gaps: bool = _option(False, "read a DICOM series with a missing slice or uneven slice spacing on its mean "
+                                      "spacing (refused by default: volumes would be wrong)")
     allow_non_t1: bool = _option(False, "analyse images that look T2-weighted, STIR or fat-suppressed (lesion "
                                         "volumetry is defined on T1; the override is recorded with the results)")
 
@@ -291,12 +293,12 @@ class LoadedVisit:
     transform: sitk.Transform | None
 
 
-def _scan(image: Scan | ImageOrPath, volume_index: int | None) -> Scan:
+def _scan(image: Scan | ImageOrPath, options: AnalysisOptions) -> Scan:
     if isinstance(image, Scan):
         return image
     if isinstance(image, sitk.Image):
         return Scan(image)
-    return read_scan(image, volume_index)
+    return read_scan(image, options.volume_index, allow_gaps=options.allow_gaps)
 
 
 def _mask(mask: ImageOrPath | None, reference: sitk.Image, name: str) -> sitk.Image | None:
@@ -346,7 +348,7 @@ def split_label_map(label_map: ImageOrPath, reference: sitk.Image, head_label: i
 def load_visit(visit: Visit, index: int, options: AnalysisOptions) -> LoadedVisit:
     """Read a visit's files (scan, masks or label map, transform) and check the masks' grids."""
     label = visit.label if visit.label is not None else f"t{index}"
-    scan = _scan(visit.image, options.volume_index)
+    scan = _scan(visit.image, options)
     if visit.label_map is not None:
         head, lesion = split_label_map(visit.label_map, scan.image, options.head_label, options.lesion_label,
                                        name=f"the label map of {label}", head_segment=options.head_segment,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lesionvol.cli import main
@@ -271,3 +272,21 @@ def test_json_is_valid_and_keeps_strings_that_contain_nan(tmp_path):
     back = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
     assert back == {"file": "NaNa_t1.nii.gz", "error": "NaN values in BaNaNa", "lf": None, "big": None,
                     "small": None, "ok": 2.5, "rows": [{"x": None}]}
+
+
+def test_a_dicom_series_with_a_missing_slice_is_refused_unless_gaps_are_allowed(tmp_path, capsys):
+    import SimpleITK as sitk
+    from test_io import write_dicom_series
+
+    image = sitk.GetImageFromArray(np.random.default_rng(0).normal(500, 50, (9, 24, 24)).astype(np.float32))
+    image.SetSpacing((1.0, 1.0, 3.5))
+    write_dicom_series(image, tmp_path / "series")
+    (tmp_path / "series" / "slice004.dcm").unlink()  # one slice lost in transfer
+    out = tmp_path / "out"
+    assert main(["analyze", str(tmp_path / "series"), "--out", str(out / "a"), "--quiet"]) == 2
+    assert "7.00 mm apart where the others are 3.50 mm" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="gaps were allowed"):
+        from lesionvol.inputs import AnalysisOptions, load_visit
+
+        loaded = load_visit(Visit(str(tmp_path / "series")), 0, AnalysisOptions(allow_gaps=True))
+    assert loaded.scan.image.GetSpacing()[2] == pytest.approx(4.0)  # read on the mean spacing, as asked
