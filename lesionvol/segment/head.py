@@ -191,6 +191,11 @@ MIN_OUTER_FRACTION = 0.4
 #: reads ~0.05 (no change); on real T1 TSE it reads 0.3–0.45 of marrow.
 RIM_SEARCH_MM = (8.0, 36.0)
 RIM_TARGET = 0.05
+#: ... but only a rim reading above this is rescaled: a resolved plate seen through partial volume
+#: on coarse pixels reads up to ~0.15 (first phantom family at 1.5 mm pixels: 0.138-0.147), real
+#: unresolved rims 0.18-0.45 (development scans); rescaling a resolved plate moves the marrow
+#: surface found (head 14 % small). Empirical, set on those two: a narrow margin on both sides.
+RIM_RESCALE_ABOVE = 0.165
 #: Marrow inside a cortical shell: the rim must read below this fraction of the marrow.
 RIM_MAX = 0.65
 #: A dark rim thicker than this (mm) between the marrow surface and the rise out of it holds
@@ -684,7 +689,7 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     rim = _rim_level(prof)
     if rim is None or rim > RIM_MAX:
         raise NoFemoralHeadError("no marrow inside a dark cortical shell (no femoral head) was found")
-    if rim > RIM_TARGET:     # marrow 1, rim RIM_TARGET: the levels below then hold on real scans too
+    if rim > RIM_RESCALE_ABOVE:  # marrow 1, rim RIM_TARGET: the levels below then hold on real scans too
         gain = np.float32((1.0 - RIM_TARGET) / (1.0 - rim))
         rays.array = (rays.array - np.float32(rim)) * gain + np.float32(RIM_TARGET)
     prof, h, _ = rays.profiles(centre, CENTRAL_SLAB_MM)
