@@ -109,7 +109,7 @@ def study_fingerprint(spec: StudySpec, options: AnalysisOptions, corrections: di
     """What a study's results depend on: the options, per visit its label, days, seed and the
     checksum of every file it reads, and the checksums of a reader's corrections."""
     return {
-        "visits": [{"timepoint": v.label, "days": v.days, "seed_mm": v.seed_mm,
+        "visits": [{"timepoint": v.label, "days": v.days, "seed_mm": v.seed_mm, "series": v.series,
                     **{f"{name}_sha256": _sha256(getattr(v, name))
                        for name in ("image", "lesion", "head", "label_map", "transform")}}
                    for v in spec.visits],

@@ -79,9 +79,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from lesionvol.study import analyze_scans
 
     images = [args.baseline, *args.followups]
-    seeds = args.seed_mm * len(images) if args.seed_mm and len(args.seed_mm) == 1 else args.seed_mm
+    def once_or_each(values):  # given once: for every image; else one per image
+        return values * len(images) if values and len(values) == 1 else values
+
     visits = visits_from_lists(images, labels=args.labels, days=args.days, lesions=args.lesion, heads=args.head,
-                               label_maps=args.label_map, seeds_mm=seeds)
+                               label_maps=args.label_map, seeds_mm=once_or_each(args.seed_mm),
+                               series=once_or_each(args.series))
     started = time.perf_counter()
     result = analyze_scans(visits, options_from_args(args), progress=_say(args.quiet))
     write_study(result, args.out, overwrite=args.overwrite)
@@ -266,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--seed-mm", type=float, nargs=3, action="append", metavar=("X", "Y", "Z"),
                          help="a point in the femoral head, LPS mm (as clicked in a viewer); once for every "
                               "image, or repeated once per image in order")
+    analyze.add_argument("--series", nargs="+", metavar="SERIES",
+                         help="for DICOM folders holding several series: which one (number, UID or description); "
+                              "once for every image or one per image")
     _analyze_args(analyze)
     analyze.set_defaults(run=cmd_analyze)
 

@@ -245,6 +245,8 @@ class Visit:
     mask_source : str, optional
         What the ``mask_source`` column says of this visit's masks (by default ``user``,
         ``segmented`` or which one was segmented).
+    series : str, optional
+        For a DICOM folder holding several series: which one (number, UID or description).
 
     Example
     -------
@@ -261,6 +263,7 @@ class Visit:
     transform: sitk.Transform | PathLike | None = None
     seed_mm: tuple[float, float, float] | None = None
     mask_source: str | None = None
+    series: str | None = None
 
     def __post_init__(self) -> None:
         if self.label is not None:
@@ -293,12 +296,12 @@ class LoadedVisit:
     transform: sitk.Transform | None
 
 
-def _scan(image: Scan | ImageOrPath, options: AnalysisOptions) -> Scan:
-    if isinstance(image, Scan):
-        return image
-    if isinstance(image, sitk.Image):
-        return Scan(image)
-    return read_scan(image, options.volume_index, allow_gaps=options.allow_gaps)
+def _scan(visit: Visit, options: AnalysisOptions) -> Scan:
+    if isinstance(visit.image, Scan):
+        return visit.image
+    if isinstance(visit.image, sitk.Image):
+        return Scan(visit.image)
+    return read_scan(visit.image, options.volume_index, allow_gaps=options.allow_gaps, series=visit.series)
 
 
 def _mask(mask: ImageOrPath | None, reference: sitk.Image, name: str) -> sitk.Image | None:
@@ -348,7 +351,7 @@ def split_label_map(label_map: ImageOrPath, reference: sitk.Image, head_label: i
 def load_visit(visit: Visit, index: int, options: AnalysisOptions) -> LoadedVisit:
     """Read a visit's files (scan, masks or label map, transform) and check the masks' grids."""
     label = visit.label if visit.label is not None else f"t{index}"
-    scan = _scan(visit.image, options)
+    scan = _scan(visit, options)
     if visit.label_map is not None:
         head, lesion = split_label_map(visit.label_map, scan.image, options.head_label, options.lesion_label,
                                        name=f"the label map of {label}", head_segment=options.head_segment,
@@ -370,7 +373,8 @@ def visits_from_lists(images: Sequence[Scan | ImageOrPath], *, labels: Sequence[
                       lesions: Sequence[ImageOrPath | None] | None = None,
                       heads: Sequence[ImageOrPath | None] | None = None,
                       label_maps: Sequence[ImageOrPath | None] | None = None,
-                      seeds_mm: Sequence[Sequence[float] | None] | None = None) -> list[Visit]:
+                      seeds_mm: Sequence[Sequence[float] | None] | None = None,
+                      series: Sequence[str | None] | None = None) -> list[Visit]:
     """Visits from per-image lists (as the command line gives them), checking the lengths.
 
     Example
@@ -386,7 +390,7 @@ def visits_from_lists(images: Sequence[Scan | ImageOrPath], *, labels: Sequence[
     if n == 0:
         raise InputError("no images given")
     columns = {"labels": labels, "days": days, "lesion masks": lesions, "head masks": heads,
-               "label maps": label_maps, "seed points": seeds_mm}
+               "label maps": label_maps, "seed points": seeds_mm, "series": series}
     for name, values in columns.items():
         if values is not None and len(values) != n:
             raise InputError(f"{len(values)} {name} for {n} images")
@@ -395,4 +399,5 @@ def visits_from_lists(images: Sequence[Scan | ImageOrPath], *, labels: Sequence[
         return None if values is None else values[i]
 
     return [Visit(images[i], label=at(labels, i), lesion=at(lesions, i), head=at(heads, i),
-                  label_map=at(label_maps, i), days=at(days, i), seed_mm=at(seeds_mm, i)) for i in range(n)]
+                  label_map=at(label_maps, i), days=at(days, i), seed_mm=at(seeds_mm, i), series=at(series, i))
+            for i in range(n)]

@@ -291,15 +291,60 @@ def _text_header(path: Path) -> _TextHeader | None:
                        compressed=compressed, offset_unknown=any(k in fields for k in skips))
 
 
-def _dicom_series_files(folder: Path) -> list[str]:
-    series_ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    if not series_ids:
+_PLANES = ("sagittal", "coronal", "axial")  # slices whose normal runs along x, y, z (LPS)
+
+
+def list_dicom_series(folder: str | os.PathLike) -> list[dict]:
+    """The DICOM series in a folder: number, UID, description, slice count and plane of each.
+
+    Nothing identifying the patient is read.
+
+    Example
+    -------
+    >>> list_dicom_series(tempfile.mkdtemp())
+    []
+    """
+    found = []
+    for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)):
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(files[0])
+        reader.ReadImageInformation()
+        keys = reader.GetMetaDataKeys()
+        tag = lambda key: reader.GetMetaData(key).strip() if key in keys else ""  # noqa: E731
+        orientation = _floats(tag("0020|0037"))
+        plane = ""
+        if orientation is not None and orientation.size == 6:
+            plane = _PLANES[int(np.argmax(np.abs(np.cross(orientation[:3], orientation[3:]))))]
+        found.append({"number": tag("0020|0011"), "uid": uid, "description": tag("0008|103e"),
+                      "slices": len(files), "plane": plane, "files": files})
+    return found
+
+
+def _describe_series(series: list[dict]) -> str:
+    return "; ".join(f"{s['number'] or '?'} '{s['description']}' ({s['slices']} slices{', ' + s['plane'] if s['plane'] else ''})"
+                     for s in series)
+
+
+def _dicom_series_files(folder: Path, series: str | None = None) -> list[str]:
+    """The files of the folder's one DICOM series, or of the one ``series`` names (its number,
+    UID or description, case ignored); otherwise a refusal that lists the series."""
+    found = list_dicom_series(folder)
+    if not found:
         raise InputError(f"'{folder}' is a folder without a DICOM series in it")
-    if len(series_ids) > 1:
-        raise InputError(
-            f"'{folder}' holds {len(series_ids)} DICOM series; point to a folder with one series"
-        )
-    return [itk_path(name) for name in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_ids[0])]
+    if series is not None:
+        wanted = str(series).strip().casefold()
+        chosen = [s for s in found if wanted in (s["number"].casefold(), s["uid"].casefold(),
+                                                 s["description"].casefold())]
+        if len(chosen) != 1:
+            how = "matches none" if not chosen else f"matches {len(chosen)}"
+            raise InputError(f"series {series!r} {how} of the {len(found)} DICOM series in '{folder}': "
+                             f"{_describe_series(found)}")
+        found = chosen
+    if len(found) > 1:
+        raise InputError(f"'{folder}' holds {len(found)} DICOM series; choose one with --series NUMBER|UID|"
+                         f"DESCRIPTION: {_describe_series(found)}")
+    return [itk_path(name) for name in found[0]["files"]]
 
 
 def _floats(text: str) -> np.ndarray | None:
@@ -531,9 +576,10 @@ def _dicom_tags(keys, value) -> dict[str, str]:
     return {word: value(key).strip() for key, word in DICOM_KEYWORDS.items() if key in keys}
 
 
-def _read_series(folder: Path, allow_gaps: bool, notes: list[str]) -> tuple[sitk.Image, dict[str, str]]:
+def _read_series(folder: Path, allow_gaps: bool, notes: list[str],
+                 series: str | None = None) -> tuple[sitk.Image, dict[str, str]]:
     """Read a DICOM series; a gap allowed is appended to ``notes`` (warned about once stderr is back)."""
-    files = _dicom_series_files(folder)
+    files = _dicom_series_files(folder, series)
     first = sitk.ImageFileReader()
     first.SetFileName(files[0])
     first.ReadImageInformation()
@@ -554,9 +600,10 @@ def _read_series(folder: Path, allow_gaps: bool, notes: list[str]) -> tuple[sitk
     return image, _dicom_tags(reader.GetMetaDataKeys(0), lambda key: reader.GetMetaData(0, key))
 
 
-def _read_quietly(path: Path, name: str, allow_gaps: bool, notes: list[str]) -> tuple[sitk.Image, dict[str, str]]:
+def _read_quietly(path: Path, name: str, allow_gaps: bool, notes: list[str],
+                  series: str | None = None) -> tuple[sitk.Image, dict[str, str]]:
     if path.is_dir():
-        return _read_series(path, allow_gaps, notes)
+        return _read_series(path, allow_gaps, notes, series)
     _check_text_header(path)
     if split_suffix(path)[1].lower() in NIFTI_SUFFIXES:
         _check_nifti_numbers(path)
@@ -574,7 +621,7 @@ def _read_quietly(path: Path, name: str, allow_gaps: bool, notes: list[str]) -> 
     return image, _dicom_tags(reader.GetMetaDataKeys(), reader.GetMetaData) if is_dicom else {}
 
 
-def _read_any(path: Path, allow_gaps: bool = False) -> tuple[sitk.Image, dict[str, str]]:
+def _read_any(path: Path, allow_gaps: bool = False, series: str | None = None) -> tuple[sitk.Image, dict[str, str]]:
     """Read an image file or DICOM folder; return it with its DICOM attributes (:data:`DICOM_KEYWORDS`)."""
     name = itk_path(path)
     if not path.exists():
@@ -583,7 +630,7 @@ def _read_any(path: Path, allow_gaps: bool = False) -> tuple[sitk.Image, dict[st
     notes: list[str] = []
     try:
         with _quiet_readers(printed):
-            result = _read_quietly(path, name, allow_gaps, notes)
+            result = _read_quietly(path, name, allow_gaps, notes, series)
         for note in notes:
             warnings.warn(note, UserWarning, stacklevel=4)
         return result
@@ -629,7 +676,7 @@ def _one_line_errors() -> Iterator[None]:
 
 
 def read_image(path: str | bytes | os.PathLike, volume_index: int | None = None, *,
-               allow_gaps: bool = False) -> sitk.Image:
+               allow_gaps: bool = False, series: str | None = None) -> sitk.Image:
     """Read a 3D image (file or DICOM series folder) keeping its physical geometry.
 
     Parameters
@@ -642,6 +689,9 @@ def read_image(path: str | bytes | os.PathLike, volume_index: int | None = None,
         Read a DICOM series with a missing slice or uneven slice spacing anyway, on its
         mean spacing as ITK does (a ``UserWarning`` says which gap). Off by default: the
         volume of anything spanning the gap is then wrong.
+    series : str, optional
+        For a folder holding several DICOM series: the one to read, by its number, UID or
+        description (case ignored). Without it such a folder is refused with the list.
 
     Raises
     ------
@@ -657,11 +707,11 @@ def read_image(path: str | bytes | os.PathLike, volume_index: int | None = None,
     >>> read_image(sample_series_paths()[0]).GetDimension()
     3
     """
-    return read_scan(path, volume_index, allow_gaps=allow_gaps).image
+    return read_scan(path, volume_index, allow_gaps=allow_gaps, series=series).image
 
 
 def read_scan(path: str | bytes | os.PathLike, volume_index: int | None = None, *,
-              allow_gaps: bool = False) -> Scan:
+              allow_gaps: bool = False, series: str | None = None) -> Scan:
     """Read a 3D image as a :class:`Scan`, with its checksum and DICOM study date.
 
     See :func:`read_image` for the formats and the errors raised.
@@ -674,7 +724,7 @@ def read_scan(path: str | bytes | os.PathLike, volume_index: int | None = None, 
     """
     path = Path(os.fsdecode(path))
     with _one_line_errors():
-        image, tags = _read_any(path, allow_gaps)
+        image, tags = _read_any(path, allow_gaps, series)
         image = _as_3d_volume(image, path, volume_index)
         if image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
             values = sitk.GetArrayViewFromImage(image)

@@ -23,8 +23,9 @@ Two ways to describe a cohort, both read by :func:`read_studies`.
   means "segment this scan" (give both masks of a scan or neither).
 * Optional columns: ``label_map`` (one label image holding head and lesion, instead of the two
   masks; label values from the batch options ``--head-label``/``--lesion-label``), ``seed_mm``
-  (``"x y z"``, a point in this scan's femoral head, LPS mm) and ``transform`` (a known
-  baseline → this scan ``.tfm``; the scan is then not registered).
+  (``"x y z"``, a point in this scan's femoral head, LPS mm), ``transform`` (a known
+  baseline → this scan ``.tfm``; the scan is then not registered) and ``series`` (for a DICOM
+  folder holding several series: its number, UID or description).
 
 **A folder** laid out per subject and session::
 
@@ -77,7 +78,8 @@ from lesionvol.io import IMAGE_SUFFIXES
 REQUIRED_COLUMNS = ("subject", "side", "timepoint", "days", "image")
 #: Optional columns and the :class:`~lesionvol.inputs.Visit` field each fills (paths, but ``seed_mm``).
 OPTIONAL_COLUMNS = {"lesion_mask": "lesion", "head_mask": "head", "label_map": "label_map",
-                    "transform": "transform", "seed_mm": "seed_mm"}
+                    "transform": "transform", "seed_mm": "seed_mm", "series": "series"}
+_NOT_PATHS = ("seed_mm", "series")
 SIDES = {"left": "left", "l": "left", "right": "right", "r": "right"}
 
 
@@ -146,7 +148,7 @@ def _missing(spec: StudySpec) -> None:
     for visit in spec.visits:
         for column, name in (("image", "image"), *OPTIONAL_COLUMNS.items()):
             path = getattr(visit, name)
-            if name != "seed_mm" and path is not None and not os.path.exists(path):
+            if name not in _NOT_PATHS and path is not None and not os.path.exists(path):
                 spec.problems.append(f"{visit.label} {column} '{path}'")
 
 
@@ -237,10 +239,11 @@ def read_manifest(path: str | os.PathLike) -> list[StudySpec]:
         if image is None:
             problems.append(f"line {line}: empty image")
             continue
-        given = {name: resolve(row.get(column)) for column, name in OPTIONAL_COLUMNS.items() if column != "seed_mm"}
+        given = {name: resolve(row.get(column)) for column, name in OPTIONAL_COLUMNS.items() if column not in _NOT_PATHS}
         seed = (row.get("seed_mm") or "").replace(",", " ").split() or None
+        series = (row.get("series") or "").strip() or None
         try:
-            visit = Visit(image, label=timepoint, days=days, seed_mm=seed, **given)
+            visit = Visit(image, label=timepoint, days=days, seed_mm=seed, series=series, **given)
         except InputError as exc:
             problems.append(f"line {line}: {exc}")
             continue

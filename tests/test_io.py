@@ -49,14 +49,14 @@ def test_file_formats_keep_oblique_geometry_and_values(tmp_path, suffix):
     assert len(scan.sha256) == 64
 
 
-def write_dicom_series(image: sitk.Image, folder, patient_name="Doe^Jane", study_date="20260301", extra_tags=None):
+def write_dicom_series(image: sitk.Image, folder, patient_name="Doe^Jane", study_date="20260301", extra_tags=None,
+                       series_uid="1.2.826.0.1.3680043.2.1125.1.42", prefix="slice"):
     """One DICOM file per slice with the geometry tags, as a scanner would write them."""
-    folder.mkdir()
+    folder.mkdir(exist_ok=True)
     image = sitk.Cast(image, sitk.sitkInt16)
     direction = np.asarray(image.GetDirection()).reshape(3, 3)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
-    series_uid = "1.2.826.0.1.3680043.2.1125.1.42"
     for k in range(image.GetDepth()):
         slice_ = image[:, :, k]
         position = image.TransformIndexToPhysicalPoint((0, 0, k))
@@ -72,7 +72,7 @@ def write_dicom_series(image: sitk.Image, folder, patient_name="Doe^Jane", study
         }
         for tag, value in tags.items():
             slice_.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
+        writer.SetFileName(str(folder / f"{prefix}{k:03d}.dcm"))
         writer.Execute(slice_)
 
 
@@ -509,3 +509,30 @@ def test_dicom_timing_tags_are_kept_and_tell_the_contrast(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "does not look T1-weighted: T2 (long TR and TE (TR 4000, TE 90): T2-weighted)" in err
     assert "Doe" not in err and "ID-12345" not in err
+
+
+def test_a_folder_with_two_dicom_series_lists_them_and_series_chooses(tmp_path, capsys):
+    """Two series in one folder (a T1 and a second acquisition): refused with the list, read with --series,
+    and the chosen series gives the same image as a folder holding it alone."""
+    from lesionvol.cli import main
+
+    t1, other = oblique_volume(), sitk.Cast(oblique_volume() * 0.5, sitk.sitkFloat32)
+    write_dicom_series(t1, tmp_path / "both", extra_tags={"0020|0011": "3", "0008|103e": "COR T1 TSE"},
+                       series_uid="1.2.826.0.1.3680043.2.1125.1.3", prefix="t1_")
+    write_dicom_series(other, tmp_path / "both", extra_tags={"0020|0011": "5", "0008|103e": "COR PD"},
+                       series_uid="1.2.826.0.1.3680043.2.1125.1.5", prefix="pd_")
+    write_dicom_series(t1, tmp_path / "alone")
+    with pytest.raises(InputError) as caught:
+        read_scan(tmp_path / "both")
+    message = str(caught.value)
+    assert "holds 2 DICOM series; choose one with --series" in message
+    assert "3 'COR T1 TSE' (9 slices" in message and "5 'COR PD' (9 slices" in message
+    for choice in ("3", "cor t1 tse", "1.2.826.0.1.3680043.2.1125.1.3"):
+        chosen = read_scan(tmp_path / "both", series=choice).image
+        alone = read_scan(tmp_path / "alone").image
+        assert np.array_equal(sitk.GetArrayViewFromImage(chosen), sitk.GetArrayViewFromImage(alone))
+        assert chosen.GetSpacing() == alone.GetSpacing() and chosen.GetOrigin() == alone.GetOrigin()
+    with pytest.raises(InputError, match="series '7' matches none of the 2 DICOM series"):
+        read_scan(tmp_path / "both", series="7")
+    assert main(["analyze", str(tmp_path / "both"), "--out", str(tmp_path / "out" / "o")]) == 2
+    assert "choose one with --series" in capsys.readouterr().err
