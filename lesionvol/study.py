@@ -352,9 +352,12 @@ def analyze_scans(
             say(f"{v.label}: segmenting the femoral head and the lesion")
             from lesionvol.segment import segment_hip
 
-            seg = segment_hip(v.scan.image, side=hip_side or options.side, seed_mm=v.visit.seed_mm,
-                              head_definition=options.head_definition,
-                              lesion_definition=options.lesion_definition, segmenter=segmenter)
+            try:
+                seg = segment_hip(v.scan.image, side=hip_side or options.side, seed_mm=v.visit.seed_mm,
+                                  head_definition=options.head_definition,
+                                  lesion_definition=options.lesion_definition, segmenter=segmenter)
+            except InputError as exc:  # say which visit could not be segmented
+                raise type(exc)(f"{v.label}: {exc}") from None
             hip_side = hip_side or seg.side
             lesion = seg.lesion if lesion is None else lesion
             head = seg.head if head is None else head
