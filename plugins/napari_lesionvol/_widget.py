@@ -53,6 +53,7 @@ from napari_lesionvol._results import ResultLayers, legend
 from napari_lesionvol._review import MASK_KINDS
 from napari_lesionvol._run import SEEDED_HINT, RunControls, RunOutcome, analysis_job, snapshot
 from napari_lesionvol._seed import HeadFromClick, MaskUndo, SeededMasks, click_to_lps, seeded_job
+from napari_lesionvol._study_folder import OpenedStudy, describe_saved, open_study, save_corrections
 from napari_lesionvol._table import WARNING_COLOR, VolumesTable
 
 
@@ -86,6 +87,16 @@ class ReviewWidget(QWidget):
         self.export_button = QPushButton("Export table and corrected masks…")
         self.export_button.clicked.connect(self._export_dialog)
         self.export_button.setEnabled(False)
+        self.opened_study: OpenedStudy | None = None
+        self.open_study_button = QPushButton("Open result folder…")
+        self.open_study_button.setToolTip("a study folder of 'lesionvol analyze' or of a batch output: its masks, "
+                                          "its table, and the images (found by name and SHA-256 in a folder you pick)")
+        self.open_study_button.clicked.connect(self._open_study_dialog)
+        self.save_corrections_button = QPushButton("Save corrections to result folder")
+        self.save_corrections_button.setToolTip("the masks edited since opening, into corrections/ of the result "
+                                                "folder (masks/ is never overwritten); a batch rerun uses them")
+        self.save_corrections_button.clicked.connect(lambda: self.save_corrections())
+        self.save_corrections_button.setEnabled(False)
         self.run_button.clicked.connect(lambda: self.run())
         self.series.changed.connect(self._forget_result)
         self.series.changed.connect(self._offer_visits)
@@ -97,7 +108,11 @@ class ReviewWidget(QWidget):
         view.addWidget(QLabel("window"))
         view.addWidget(self.window_combo, 2)
         view.addWidget(self.view_button, 1)
+        study = QHBoxLayout()
+        study.addWidget(self.open_study_button)
+        study.addWidget(self.save_corrections_button)
         layout = QVBoxLayout(self)
+        layout.addLayout(study)
         for widget in (self.series, self.options_panel, self.seed_tool, self.run_controls, self.table, legend()):
             layout.addWidget(widget)
         layout.addLayout(view)
@@ -411,3 +426,62 @@ class ReviewWidget(QWidget):
             return
         if out is not None:
             self.status.setText(f"Exported to {out}")
+
+    # -- a result folder: reopened for review, corrections saved back -----------------------
+    def open_result_folder(self, study_dir: str | os.PathLike, images_dir: str | os.PathLike | None = None):
+        """What 'Open result folder…' does once the folders are chosen: open the study's masks and
+        images (:func:`._study_folder.open_study`), fill the visit rows (Run re-measures the masks as
+        given) and show the study's ``volumes.csv``. Returns the :class:`OpenedStudy` (None if refused)."""
+        if self.run_controls.running:
+            self.status.setText("Wait for the running job to end (or Cancel it), then open the folder.")
+            return None
+        try:
+            study = open_study(self.viewer, study_dir, images_dir)
+        except (LesionvolError, OSError, RuntimeError) as exc:
+            self._study_failed(f"Not opened: {exc}")
+            return None
+        self.opened_study = study
+        found = [visit for visit in study.visits if visit.image is not None]
+        if found:
+            self.set_series([v.image.name for v in found], [v.masks["lesion"].name for v in found],
+                            [v.masks["head"].name for v in found])
+        self.table.show_rows(study.rows)  # after the rows: a change of inputs clears the table
+        self.save_corrections_button.setEnabled(True)
+        _view.order_layers(self.viewer)
+        self.set_window(self.window_combo.currentText())
+        if found:
+            self.show_radiological_view()
+        self.last_error = None
+        text = html.escape(study.status(), quote=False)
+        if study.doubtful or study.missing:
+            text = f"<span style='color:{WARNING_COLOR}'>{text}</span>"
+        self.run_controls.show_done(text)
+        return study
+
+    def save_corrections(self) -> list[dict] | None:
+        """What 'Save corrections to result folder' does: each lesion or head layer edited since
+        the folder was opened, on its scan's own grid, into ``corrections/``. Returns the entries saved."""
+        if self.opened_study is None:
+            self._study_failed("Open a result folder first.")
+            return None
+        try:
+            saved = save_corrections(self.opened_study, self.viewer)
+        except (LesionvolError, OSError) as exc:
+            self._study_failed(f"Not saved: {exc}")
+            return None
+        self.run_controls.show_done(html.escape(describe_saved(self.opened_study.study_dir, saved), quote=False))
+        return saved
+
+    def _study_failed(self, message: str):
+        self.last_error = message
+        self.status.setText(f"<span style='color:#e04040'>{html.escape(message, quote=False)}</span>")
+
+    def _open_study_dialog(self):
+        from qtpy.QtWidgets import QFileDialog
+
+        study_dir = QFileDialog.getExistingDirectory(self, "Open a lesionvol result folder (one study)")
+        if not study_dir:
+            return
+        images_dir = QFileDialog.getExistingDirectory(
+            self, "Folder holding the study's images (Cancel: only image layers already open)")
+        self.open_result_folder(study_dir, images_dir or None)
