@@ -117,3 +117,26 @@ def test_not_a_study_folder_is_said_not_raised(make_viewer, tmp_path):
     assert widget.open_result_folder(tmp_path) is None
     assert "summary.json" in widget.last_error
     assert widget.save_corrections() is None
+
+
+def test_doubtful_registrations_come_first_in_the_status_line(make_viewer, tmp_path):
+    import csv
+
+    from napari_lesionvol._widget import ReviewWidget
+
+    out, scans = _study(tmp_path)
+    with (out / "volumes.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["registration_doubtful"] = str(row["timepoint"] == "t2")
+        row["registration_doubtful_reason"] = "low overlap" if row["timepoint"] == "t2" else ""
+    with (out / "volumes.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    widget = ReviewWidget(make_viewer())
+    study = widget.open_result_folder(out, scans)
+    assert study.doubtful == ["t2 (low overlap)"]
+    text = widget.status.text()
+    assert text.index("Check the registration of t2 (low overlap)") < text.index("Opened out")
+    assert widget.table.item(2, 0).text().startswith("\u26a0")
