@@ -49,7 +49,8 @@ from scipy import ndimage
 from lesionvol.errors import InputError
 from lesionvol.geometry import Grid, fit_sphere
 
-__all__ = ["HeadFit", "NoFemoralHeadError", "find_heads", "fit_head", "fat_level", "junction_distance_mm"]
+__all__ = ["HeadFit", "NoFemoralHeadError", "find_heads", "fit_head", "fat_level", "junction_distance_mm",
+           "neck_axis"]
 
 # Tunables.  Intensity levels are fractions of the fat/marrow signal (× fat); lengths are mm.
 # "Anatomy" cites /work/shared/domain.md; "empirical" means no published source: the value was set
@@ -551,8 +552,12 @@ def _median_profile_radius(prof: np.ndarray, h: np.ndarray) -> tuple[float, floa
     return o, i
 
 
-def _neck_axis(image: sitk.Image, fat: float, centre: np.ndarray, R: float):
-    """Unit vector from the head centre into the neck, and the bright fraction along it."""
+def neck_axis(image: sitk.Image, fat: float, centre: np.ndarray, R: float) -> tuple[np.ndarray | None, float]:
+    """Unit vector (LPS) from the head centre into the neck, and the bright fraction along it.
+
+    ``fat`` is the image's marrow level (:func:`fat_level`), ``centre`` (mm) and ``R`` (mm) the
+    head's sphere; the axis is None when no bright neck leaves the head.
+    """
     from scipy.ndimage import map_coordinates
 
     grid = Grid.of(image)
@@ -736,7 +741,7 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     if quality["outer_fraction"] < MIN_OUTER_FRACTION or not (PLATE_THICKNESS_MM[0] <= R - r_in <= PLATE_THICKNESS_MM[1]):
         raise NoFemoralHeadError("no femoral head: no spherical bone surface with a subchondral plate "
                                  f"(surface found on {100 * quality['outer_fraction']:.0f} % of rays)")
-    axis, neck_frac = _neck_axis(image, fat, centre, R)
+    axis, neck_frac = neck_axis(image, fat, centre, R)
     quality["neck_bright_fraction"] = neck_frac
     if axis is None or neck_frac < NECK_MIN_BRIGHT_FRACTION:
         raise NoFemoralHeadError("no femoral head: a spherical surface was found but no femoral neck leaves it")
