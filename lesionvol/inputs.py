@@ -96,8 +96,11 @@ class AnalysisOptions:
                                         "volumetry is defined on T1; the override is recorded with the results)")
 
     def __post_init__(self) -> None:
-        threshold = _number(self.threshold_pct, "threshold_pct")
-        if not 0 < threshold <= 100:
+        try:
+            threshold = float(self.threshold_pct)
+        except (TypeError, ValueError):
+            raise InputError(f"threshold_pct must be a number, not {self.threshold_pct!r}") from None
+        if not 0 < threshold <= 100:  # NaN and infinities fail this too
             raise InputError(f"threshold_pct must be a number above 0 and at most 100, not {self.threshold_pct}")
         object.__setattr__(self, "threshold_pct", threshold)
         for name in ("side", "head_definition", "lesion_definition"):
@@ -157,16 +160,6 @@ class AnalysisOptions:
 
 def _fields() -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(AnalysisOptions)}
-
-
-def _number(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, not {value!r}") from None
-    if not math.isfinite(number):
-        raise InputError(f"{name} must be a number above 0 and at most 100, not {value}")
-    return number
 
 
 def point_mm(value: Sequence[float], name: str) -> tuple[float, float, float]:

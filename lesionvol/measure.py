@@ -173,8 +173,10 @@ class Volumes:
         """
         parts = [f"{name} touches the {' and '.join(edges)} edge{'s' if len(edges) > 1 else ''} of the image"
                  for name, edges in (("head", self.head_fov_edges), ("lesion", self.lesion_fov_edges)) if edges]
-        return "; ".join(parts) + (": its volume may be cut short" if len(parts) == 1 else
-                                   ": their volumes may be cut short") if parts else ""
+        if not parts:
+            return ""
+        whose = "its volume" if len(parts) == 1 else "their volumes"
+        return f"{'; '.join(parts)}: {whose} may be cut short"
 
 
 #: Anatomical name of the +x, +y, +z directions of LPS space (and of their opposites).

@@ -21,7 +21,7 @@ import SimpleITK as sitk
 from lesionvol.corrections import FOLDER as CORRECTIONS
 from lesionvol.html_report import write_study_html
 from lesionvol.io import write_image
-from lesionvol.outdir import atomic_folder, has_results, resolve_out  # noqa: F401  (has_results: part of this module's API)
+from lesionvol.outdir import atomic_folder, resolve_out
 from lesionvol.slicer_seg import write_segments
 from lesionvol.study import StudyResult, Timepoint
 

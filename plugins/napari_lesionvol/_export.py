@@ -8,7 +8,7 @@ from pathlib import Path
 from qtpy.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from lesionvol.errors import OutputExistsError
-from lesionvol.report import has_results
+from lesionvol.outdir import has_results
 
 
 def export_dialog(parent: QWidget, export: Callable[..., Path]) -> Path | None:
