@@ -89,6 +89,7 @@ class Timepoint:
     head_definition: str = "as drawn by the user"
     lesion_definition: str = "as drawn by the user"
     contrast: tuple[str, str] = ("unknown", "")  # (kind, reason) from lesionvol.sequence
+    dicom_series: str | None = None  # the series chosen in a DICOM folder of several (Visit.series)
 
     @property
     def change_method(self) -> str:
@@ -278,6 +279,14 @@ def _mask_source(given: list[str]) -> str:
 
 
 
+def _lesion_alone(segmenter) -> bool:
+    """Whether a visit with a given head gets its lesion segmented inside that head (the built-in
+    method's lesion model); a model that segments head and lesion together (ONNX) runs whole."""
+    from lesionvol.segment import ClassicalSegmenter
+
+    return isinstance(segmenter, ClassicalSegmenter)
+
+
 def _days(loaded: list[LoadedVisit]) -> list[float | None]:
     """Days as given; when no visit gives them, from the DICOM study dates."""
     given = [v.visit.days for v in loaded]
@@ -348,7 +357,19 @@ def analyze_scans(
     for v, day, contrast in zip(loaded, _days(loaded), contrasts):
         lesion, head = v.lesion, v.head
         given = [name for name, mask in (("lesion", lesion), ("head", head)) if mask is not None]
-        if len(given) < 2:
+        if given == ["head"] and _lesion_alone(segmenter):
+            # a given head: the lesion is segmented inside it, the head is not looked for again
+            say(f"{v.label}: segmenting the lesion inside the given head")
+            from lesionvol.segment.lesion_seed import head_fit_from_mask, segment_lesion_in_head
+
+            try:
+                fit = head_fit_from_mask(v.scan.image, head)
+                lesion = segment_lesion_in_head(v.scan.image, head, options.lesion_definition, fit=fit)
+            except InputError as exc:
+                raise type(exc)(f"{v.label}: {exc}") from None
+            hip_side = hip_side or fit.side
+            seg = None
+        elif len(given) < 2:
             say(f"{v.label}: segmenting the femoral head and the lesion")
             from lesionvol.segment import segment_hip
 
@@ -365,10 +386,11 @@ def analyze_scans(
         tp = Timepoint(v.label, v.scan, lesion, head, source, measure_volumes(lesion, head), day)
         check_lesion_in_head(tp.volumes, v.label)
         tp.contrast = contrast
+        tp.dicom_series = v.visit.series
         if "head" not in given:
             tp.head_definition = seg.head_definition
         if "lesion" not in given:
-            tp.lesion_definition = seg.lesion_definition
+            tp.lesion_definition = seg.lesion_definition if seg is not None else options.lesion_definition
         timepoints.append(tp)
 
     baseline = timepoints[0]
