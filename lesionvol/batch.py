@@ -105,9 +105,11 @@ def _sha256(path: PathLike | None) -> str | None:
     return sha256_of(path) if path is not None else None
 
 
-def study_fingerprint(spec: StudySpec, options: AnalysisOptions, corrections: dict | None = None) -> dict:
+def study_fingerprint(spec: StudySpec, options: AnalysisOptions, corrections: dict | None = None,
+                      dicom_export: bool = False) -> dict:
     """What a study's results depend on: the options, per visit its label, days, seed and the
-    checksum of every file it reads, and the checksums of a reader's corrections."""
+    checksum of every file it reads, the checksums of a reader's corrections, and whether the
+    DICOM export was asked for (a study done without it is redone when it is)."""
     return {
         "visits": [{"timepoint": v.label, "days": v.days, "seed_mm": v.seed_mm, "series": v.series,
                     **{f"{name}_sha256": _sha256(getattr(v, name))
@@ -116,6 +118,7 @@ def study_fingerprint(spec: StudySpec, options: AnalysisOptions, corrections: di
         "options": options.as_dict(),
         **({"corrections": {f"{label}/{kind}": _sha256(path) for label, kinds in sorted(corrections.items())
                             for kind, path in sorted(kinds.items())}} if corrections else {}),
+        **({"dicom_export": True} if dicom_export else {}),
     }
 
 
@@ -153,8 +156,10 @@ def _peak_rss_mb() -> float:
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
 
-def run_study(spec: StudySpec, out_dir: PathLike, options: AnalysisOptions, overwrite: bool = False) -> StudyOutcome:
-    """Analyse one study into ``out_dir/<subject>_<side>`` unless its results are current.
+def run_study(spec: StudySpec, out_dir: PathLike, options: AnalysisOptions, overwrite: bool = False,
+              dicom_export: bool = False) -> StudyOutcome:
+    """Analyse one study into ``out_dir/<subject>_<side>`` unless its results are current
+    (``dicom_export``: with its DICOM SEG and SR, :mod:`lesionvol.dicom_export`).
 
     The study's side replaces ``options.side``. This is the Dask task; it never raises for a
     bad study (the error is in the outcome).
@@ -171,7 +176,7 @@ def run_study(spec: StudySpec, out_dir: PathLike, options: AnalysisOptions, over
         folder = Path(out_dir) / spec.key
         options = dataclasses.replace(options, side=spec.side)
         corrections = read_corrections(folder)
-        fingerprint = study_fingerprint(spec, options, corrections)
+        fingerprint = study_fingerprint(spec, options, corrections, dicom_export)
         recorded = _recorded_fingerprint(folder)
         if recorded == fingerprint and not overwrite:
             outcome.status = "skipped"
@@ -180,7 +185,8 @@ def run_study(spec: StudySpec, out_dir: PathLike, options: AnalysisOptions, over
             result = study.analyze_scans(visits, options)
             extra = {"batch": {"subject": spec.subject, "side": spec.side, "fingerprint": fingerprint}}
             # a batch result with other inputs or options is ours to replace
-            report.write_study(result, folder, overwrite=overwrite or recorded is not None, extra_summary=extra)
+            report.write_study(result, folder, overwrite=overwrite or recorded is not None, extra_summary=extra,
+                               dicom_export=dicom_export)
     except Exception as exc:  # one bad study must not stop the cohort
         outcome.status, outcome.error = "failed", _one_line(exc)
     outcome.seconds = time.perf_counter() - started
@@ -396,6 +402,7 @@ def run_batch(
     show_progress: bool = True,
     itk_threads: int = 1,
     dashboard: str | None = DASHBOARD,
+    dicom_export: bool = False,
 ) -> BatchSummary:
     """Analyse every study of a manifest CSV (or cohort folder) on Dask; write the cohort outputs.
 
@@ -422,6 +429,10 @@ def run_batch(
         Address of the embedded cluster's Dask dashboard (``127.0.0.1:0``, a free port on this
         machine only, by default; ``None`` for none). It has no authentication: expose it on
         other interfaces (``0.0.0.0:8787``) only on a trusted network. Its address is printed.
+    dicom_export : bool
+        Also write each study's DICOM SEG and SR (``<study>/dicom/``, :mod:`lesionvol.dicom_export`;
+        they copy the patient's attributes). A study whose inputs are not DICOM series fails with
+        the reason; the others are written.
 
     Returns
     -------
@@ -466,7 +477,7 @@ def run_batch(
                 startup = time.perf_counter() - wall_start
                 compute_start = time.perf_counter()
                 tag = uuid.uuid4().hex[:8]
-                futures = {client.submit(run_study, spec, str(out.resolve()), options, overwrite,
+                futures = {client.submit(run_study, spec, str(out.resolve()), options, overwrite, dicom_export,
                                          key=f"lesionvol-study-{spec.key}-{tag}", pure=False): spec for spec in studies}
                 bar = tqdm(total=len(futures), unit="study", desc="lesionvol batch", file=sys.stderr,
                            disable=not show_progress, dynamic_ncols=True)
@@ -511,6 +522,7 @@ def run_batch(
             workers=None if scheduler else workers, scheduler=scheduler or "embedded LocalCluster",
             peak_rss_mb_per_worker=peaks, outcomes=ordered,
             parameters={**options.as_dict(), "itk_threads": itk_threads, "overwrite": overwrite,
+                        "dicom_export": dicom_export,
                         "manifest": os.path.basename(os.path.normpath(os.fspath(manifest)))},
         )
         summary.seconds = round(time.perf_counter() - wall_start, 3)

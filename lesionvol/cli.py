@@ -71,6 +71,12 @@ def _analyze_args(parser: argparse.ArgumentParser) -> None:
     add_option_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
+    parser.add_argument("--dicom-export", action="store_true",
+                        help="also write dicom/<timepoint>_seg.dcm (DICOM SEG: head, lesion) and <timepoint>_sr.dcm "
+                             "(DICOM SR, TID 1500: head and lesion volume, LF) for DICOM series inputs (refused for "
+                             "other formats). These files COPY THE PATIENT'S ATTRIBUTES (name, ID, birth date, sex) "
+                             "and the study's identifiers from the source series. Needs highdicom "
+                             "(pip install 'lesionvol[dicom]')")
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -85,11 +91,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     visits = visits_from_lists(images, labels=args.labels, days=args.days, lesions=args.lesion, heads=args.head,
                                label_maps=args.label_map, seeds_mm=once_or_each(args.seed_mm),
                                series=once_or_each(args.series))
+    if args.dicom_export:  # refused before any work when an input cannot be the source of a SEG
+        from lesionvol.dicom_export import check_dicom_inputs
+
+        check_dicom_inputs(images)
     started = time.perf_counter()
     result = analyze_scans(visits, options_from_args(args), progress=_say(args.quiet))
-    write_study(result, args.out, overwrite=args.overwrite)
+    write_study(result, args.out, overwrite=args.overwrite, dicom_export=args.dicom_export)
     print(format_table(result.rows()))
-    print(f"\nwrote {args.out}/volumes.csv and summary.json in {time.perf_counter() - started:.1f} s")
+    also = " and dicom/ (SEG and SR per timepoint)" if args.dicom_export else ""
+    print(f"\nwrote {args.out}/volumes.csv and summary.json{also} in {time.perf_counter() - started:.1f} s")
     return 0
 
 
@@ -234,7 +245,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     summary = run_batch(args.manifest, args.out, options_from_args(args), workers=args.workers,
                         scheduler=args.scheduler, overwrite=args.overwrite, show_progress=not args.quiet,
-                        itk_threads=args.itk_threads, dashboard=None if args.dashboard == "none" else args.dashboard)
+                        itk_threads=args.itk_threads, dashboard=None if args.dashboard == "none" else args.dashboard,
+                        dicom_export=args.dicom_export)
     print(summary.describe())
     return 0 if summary.n_failed == 0 else 1
 

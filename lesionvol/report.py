@@ -137,7 +137,7 @@ def qc_picture(tp: Timepoint, path: str | os.PathLike) -> None:
 
 
 def write_study(result: StudyResult, out_dir: str | os.PathLike, overwrite: bool = False,
-                extra_summary: dict | None = None, kind: str = "study") -> Path:
+                extra_summary: dict | None = None, kind: str = "study", dicom_export: bool = False) -> Path:
     """Write all outputs of a study into ``out_dir`` atomically; return the folder.
 
     Layout: ``volumes.csv``, ``summary.json``, ``masks/<tp>_{lesion,head}.nii.gz`` (and both as
@@ -147,11 +147,17 @@ def write_study(result: StudyResult, out_dir: str | os.PathLike, overwrite: bool
     the ``.lesionvol`` marker; a ``corrections/`` folder
     already there (a reader's corrections) is kept. The folder may not be
     an input's folder (``result.input_files``); see :func:`lesionvol.outdir.atomic_folder`.
+    With ``dicom_export`` (DICOM inputs only) also ``dicom/<tp>_seg.dcm`` and ``dicom/<tp>_sr.dcm``
+    (:mod:`lesionvol.dicom_export`; they carry the source's patient attributes); a refusal writes nothing.
     """
     kept = resolve_out(out_dir) / CORRECTIONS
     with atomic_folder(out_dir, overwrite, kind=kind, inputs=result.input_files) as tmp:
         if kept.is_dir():  # a reader's corrections survive a new run (lesionvol.corrections)
             shutil.copytree(kept, tmp / CORRECTIONS)
+        if dicom_export:  # first: a refusal (non-DICOM inputs, no highdicom) costs no other writing
+            from lesionvol.dicom_export import FOLDER, write_dicom_export
+
+            write_dicom_export(result, tmp / FOLDER)
         for name in ("masks", "transforms", "change", "qc"):
             (tmp / name).mkdir()
         for tp in result.timepoints:
