@@ -1,4 +1,4 @@
-"""'Head from click': the reader clicks in a femoral head, the core segments that head.
+"""'Head from click' and 'Lesion from click': the reader clicks, the core segments around the click.
 
 The tool's button arms a Points layer named ``seed`` in add mode; the reader's click adds
 a point there (napari world coordinates, z, y, x). The point is turned into an LPS point
@@ -7,6 +7,11 @@ metadata, see :func:`napari_lesionvol._geometry.layer_point_to_lps`) and
 :func:`lesionvol.segment.segment_hip` runs with ``seed_mm`` at that point, off the GUI
 thread (:func:`seeded_job`). The widget then puts the head and lesion masks into the
 visit's Labels layers; :class:`MaskUndo` keeps what they held before, for the Undo button.
+
+'Lesion from click' works the same way on its own Points layer (``lesion seed``): the click is
+grown into a lesion inside the visit's current head mask by
+:func:`lesionvol.segment.lesion_seed.grow_lesion_from_seed` (:func:`lesion_seed_job`), following
+the ``lesion_definition`` option, and replaces the lesion components it touches.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from napari_lesionvol._review import Cancelled, Progress, in_thread
 
 SEED_LAYER = "seed"
 SEED_COLOR = "#ffd24a"
+LESION_SEED_LAYER = "lesion seed"
+LESION_SEED_COLOR = "#ff5a5a"
 
 
 @dataclass
@@ -87,27 +94,29 @@ class MaskUndo:
     layers: list[tuple[str, np.ndarray | None, dict | None]] = field(default_factory=list)
 
 
-class HeadFromClick(QGroupBox):
-    """The visit to click in, the 'Head from click' button and its Undo.
+class ClickTool(QGroupBox):
+    """A visit to click in, a checkable button that arms a Points layer, and an Undo.
 
     :attr:`clicked` carries (image layer name, world point z, y, x) once the reader clicked.
+    Each tool has its own Points layer (``layer_name``), so two tools never take each other's click.
     """
 
     clicked = Signal(str, object)
 
-    def __init__(self, viewer, parent=None):
-        super().__init__("Head from click", parent)
+    def __init__(self, viewer, title: str, layer_name: str, target: str, tooltip: str, undo_tooltip: str,
+                 color: str = SEED_COLOR, parent=None):
+        super().__init__(title, parent)
         self.viewer = viewer
         self.armed = False
+        self.layer_name, self.target, self.color = layer_name, target, color
         self.visit = QComboBox()
-        self.visit.setToolTip("the visit whose femoral head you will click in")
-        self.button = QPushButton("Head from click")
+        self.visit.setToolTip(f"the visit whose {target} you will click in")
+        self.button = QPushButton(title)
         self.button.setCheckable(True)
-        self.button.setToolTip("then click in the femoral head of the chosen visit's image: the head and its "
-                               "lesion are segmented around that point and put in the visit's mask layers")
+        self.button.setToolTip(tooltip)
         self.button.toggled.connect(self._toggled)
         self.undo_button = QPushButton("Undo")
-        self.undo_button.setToolTip("put back the masks the last 'Head from click' replaced")
+        self.undo_button.setToolTip(undo_tooltip)
         self.undo_button.setEnabled(False)
         self.hint = QLabel("")
         self.hint.setWordWrap(True)
@@ -132,11 +141,11 @@ class HeadFromClick(QGroupBox):
     # -- the click ---------------------------------------------------------------------------
     def seed_layer(self):
         """The Points layer the click goes into (made on first use, kept above the images)."""
-        if SEED_LAYER in self.viewer.layers:
-            layer = self.viewer.layers[SEED_LAYER]
+        if self.layer_name in self.viewer.layers:
+            layer = self.viewer.layers[self.layer_name]
         else:
-            layer = self.viewer.add_points(np.empty((0, 3)), ndim=3, name=SEED_LAYER, size=5, face_color=SEED_COLOR,
-                                           border_color="black")
+            layer = self.viewer.add_points(np.empty((0, 3)), ndim=3, name=self.layer_name, size=5,
+                                           face_color=self.color, border_color="black")
             layer.events.data.connect(self._on_point)
         return layer
 
@@ -155,11 +164,11 @@ class HeadFromClick(QGroupBox):
         self.viewer.layers.selection.active = layer
         layer.mode = "add"
         self.armed = True
-        self.hint.setText(f"Click in the femoral head of {image}.")
+        self.hint.setText(f"Click in the {self.target} of {image}.")
 
     def _on_point(self, event=None):
         action = str(getattr(getattr(event, "action", None), "value", getattr(event, "action", "added")))
-        layer = self.viewer.layers[SEED_LAYER] if SEED_LAYER in self.viewer.layers else None
+        layer = self.viewer.layers[self.layer_name] if self.layer_name in self.viewer.layers else None
         if not self.armed or action != "added" or layer is None or len(layer.data) == 0:
             return
         point = np.asarray(layer.data[-1], dtype=float)
@@ -176,3 +185,82 @@ class HeadFromClick(QGroupBox):
         if grid is not None and not point_in_grid(seed_mm, grid):
             return f"the click ({', '.join(f'{v:.1f}' for v in seed_mm)} mm) is outside the image of {image_layer.name}"
         return None
+
+
+class HeadFromClick(ClickTool):
+    """'Head from click': the head and its lesion segmented around the click."""
+
+    def __init__(self, viewer, parent=None):
+        super().__init__(viewer, "Head from click", SEED_LAYER, "femoral head",
+                         "then click in the femoral head of the chosen visit's image: the head and its lesion are "
+                         "segmented around that point and put in the visit's mask layers",
+                         "put back the masks the last 'Head from click' replaced", parent=parent)
+
+
+class LesionFromClick(ClickTool):
+    """'Lesion from click': the lesion clicked in, grown inside the visit's head mask."""
+
+    def __init__(self, viewer, parent=None):
+        super().__init__(viewer, "Lesion from click", LESION_SEED_LAYER, "lesion",
+                         "then click inside a lesion of the chosen visit's image: it is grown from that point "
+                         "inside the visit's head mask, bounded by the band (the 'lesion_definition' option: "
+                         "enclosed or dark), and replaces that lesion in the visit's lesion layer",
+                         "put back the lesion mask the last 'Lesion from click' replaced", color=LESION_SEED_COLOR,
+                         parent=parent)
+
+
+@dataclass
+class GrownLesion:
+    """What a click in a lesion gave: the visit, the point, the new lesion mask on the scan's grid."""
+
+    image_name: str
+    label: str
+    seed_mm: tuple[float, float, float]
+    scan: object  # lesionvol.io.Scan
+    lesion: sitk.Image  # the visit's lesion with the grown one in place of what it touched
+    grown_ml: float
+    definition: str
+
+
+def lesion_seed_job(image_state: dict, label: str, seed_mm, head, lesion, definition: str,
+                    cancel: threading.Event | None = None):
+    """Worker body: grow the lesion clicked in (:func:`lesionvol.segment.lesion_seed.grow_lesion_from_seed`).
+
+    ``head`` and ``lesion`` are the visit's current masks, as SimpleITK images on the scan's grid
+    or as layer states (:func:`napari_lesionvol._run.layer_state`); ``lesion`` may be None.
+    Returns a :class:`GrownLesion`: the visit's lesion with the grown one in place of the
+    components it touches (:func:`lesionvol.segment.lesion_seed.merge_grown_lesion`).
+    """
+    from lesionvol.errors import InputError
+    from lesionvol.measure import mask_volume_ml
+    from lesionvol.segment.lesion_seed import grow_lesion_from_seed, merge_grown_lesion
+    from napari_lesionvol._geometry import mask_from_layer
+    from napari_lesionvol._run import JobError, _scan_from_state
+
+    def native(mask, scan):
+        if mask is None or isinstance(mask, sitk.Image):
+            return mask
+        image, _ = mask_from_layer(mask["data"], mask["meta"] or None, mask["scale"], mask["translate"],
+                                   mask["rotate"], scan.image)
+        return image
+
+    yield Progress(0, 2, f"{label}: reading")
+    try:
+        scan = _scan_from_state(image_state)
+        head, lesion = native(head, scan), native(lesion, scan)
+        yield Progress(1, 2, f"{label}: growing the lesion from your click")
+        grown = None
+        for item in in_thread(lambda progress: grow_lesion_from_seed(scan.image, head, seed_mm, definition),
+                              cancel=cancel, name="lesionvol-lesion-seed"):
+            if isinstance(item, Progress):
+                yield item
+            else:
+                grown = item
+    except InputError as exc:
+        raise JobError(f"{label}: {exc}") from exc
+    except RuntimeError as exc:  # superqt drops a RuntimeError silently
+        raise JobError(f"{type(exc).__name__}: {exc}") from exc
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("cancelled")
+    return GrownLesion(image_state["name"], label, tuple(seed_mm), scan, merge_grown_lesion(lesion, grown),
+                       mask_volume_ml(grown), definition)

@@ -52,7 +52,18 @@ from napari_lesionvol._reader import labels_colormap
 from napari_lesionvol._results import ResultLayers, legend
 from napari_lesionvol._review import MASK_KINDS
 from napari_lesionvol._run import SEEDED_HINT, RunControls, RunOutcome, analysis_job, snapshot
-from napari_lesionvol._seed import HeadFromClick, MaskUndo, SeededMasks, click_to_lps, seeded_job
+from napari_lesionvol._checks import contrast_warning, geometry_warning, lacks_geometry
+from napari_lesionvol._propagate import PropagateTool
+from napari_lesionvol._seed import (
+    GrownLesion,
+    HeadFromClick,
+    LesionFromClick,
+    MaskUndo,
+    SeededMasks,
+    click_to_lps,
+    lesion_seed_job,
+    seeded_job,
+)
 from napari_lesionvol._study_folder import OpenedStudy, describe_saved, open_study, save_corrections
 from napari_lesionvol._table import WARNING_COLOR, VolumesTable
 
@@ -73,6 +84,13 @@ class ReviewWidget(QWidget):
         self.series = SeriesPicker(napari_viewer)
         self.options_panel = OptionsPanel()
         self.seed_tool = HeadFromClick(napari_viewer)
+        self.lesion_tool = LesionFromClick(napari_viewer)
+        self.lesion_undo_record: MaskUndo | None = None
+        self.propagate_tool = PropagateTool()
+        self.propagate_undo_record: MaskUndo | None = None
+        self.geometry_warning = QLabel("")
+        self.geometry_warning.setWordWrap(True)
+        self.geometry_warning.setVisible(False)
         self.run_controls = RunControls()
         self.table = VolumesTable()
         self.results = ResultLayers(napari_viewer, self.apply_edits, parent=self)
@@ -102,6 +120,11 @@ class ReviewWidget(QWidget):
         self.series.changed.connect(self._offer_visits)
         self.seed_tool.clicked.connect(self.head_from_click)
         self.seed_tool.undo_button.clicked.connect(lambda: self.undo_head_from_click())
+        self.lesion_tool.clicked.connect(self.lesion_from_click)
+        self.lesion_tool.undo_button.clicked.connect(lambda: self.undo_lesion_from_click())
+        self.propagate_tool.button.clicked.connect(
+            lambda: self.propagate(self.propagate_tool.followup.currentText(), self.propagate_tool.kind.currentText()))
+        self.propagate_tool.undo_button.clicked.connect(lambda: self.undo_propagate())
         self._offer_visits()
 
         view = QHBoxLayout()
@@ -113,7 +136,8 @@ class ReviewWidget(QWidget):
         study.addWidget(self.save_corrections_button)
         layout = QVBoxLayout(self)
         layout.addLayout(study)
-        for widget in (self.series, self.options_panel, self.seed_tool, self.run_controls, self.table, legend()):
+        for widget in (self.series, self.geometry_warning, self.options_panel, self.seed_tool, self.run_controls,
+                       self.table, legend(), self.lesion_tool, self.propagate_tool):
             layout.addWidget(widget)
         layout.addLayout(view)
         layout.addWidget(self.export_button)
@@ -245,6 +269,7 @@ class ReviewWidget(QWidget):
         self.results.clear()
         self.table.show_rows([])
         self.export_button.setEnabled(False)
+        self.propagate_tool.set_followups([])
 
     def _on_result(self, outcome: RunOutcome):
         self.results.show(outcome)
@@ -256,6 +281,8 @@ class ReviewWidget(QWidget):
         session = outcome.session
         self.table.show_rows(self.table_rows())
         self.export_button.setEnabled(True)
+        self.propagate_tool.set_followups([tp.label for tp in session.timepoints[1:]])
+        not_t1 = contrast_warning(self.table_rows())
         doubtful = [f"{tp.label}: {how}" for tp, how in zip(session.timepoints[1:], session.registration)
                     if tp.registration_qc.get("registration_doubtful")]
         apart = [tp.label for tp in session.timepoints[1:] if tp.change is None]
@@ -263,6 +290,8 @@ class ReviewWidget(QWidget):
             "Done. Paint or erase in a lesion or head layer: the numbers follow."
             + (f"<br><span style='color:{WARNING_COLOR}'>&#9888; Check the registration of "
                + html.escape("; ".join(doubtful), quote=False) + "</span>" if doubtful else "")
+            + (f"<br><span style='color:{WARNING_COLOR}'>&#9888; " + html.escape(not_t1, quote=False) + "</span>"
+               if not_t1 else "")
             + (f"<br><span style='color:#e0a040'>No regenerated/new volumes nor change overlay for "
                f"{', '.join(apart)}: not registered and not on the baseline's grid (tick 'register')</span>"
                if apart else ""))
@@ -279,7 +308,19 @@ class ReviewWidget(QWidget):
 
     # -- head from a click --------------------------------------------------------------------
     def _offer_visits(self):
-        self.seed_tool.set_visits([image for image, _ in self.series.chosen()])
+        images = [image for image, _ in self.series.chosen()]
+        self.seed_tool.set_visits(images)
+        self.lesion_tool.set_visits(images)
+        self.check_geometry()
+
+    def check_geometry(self) -> list[str]:
+        """Name the chosen image layers without physical geometry (a warning above the options)."""
+        bare = [image for image, _ in self.series.chosen()
+                if image in self.viewer.layers and lacks_geometry(self.viewer.layers[image])]
+        self.geometry_warning.setText(f"<span style='color:{WARNING_COLOR}'>{geometry_warning(bare)}</span>"
+                                      if bare else "")
+        self.geometry_warning.setVisible(bool(bare))
+        return bare
 
     def head_from_click(self, image_name: str, world_point) -> object | None:
         """Segment the femoral head of a visit around a point clicked in napari (world z, y, x)."""
@@ -394,6 +435,170 @@ class ReviewWidget(QWidget):
         if self.session is not None:
             self.apply_edits()
         self.status.setText("Head from click undone." + ("" if self.session is not None else " Run to measure."))
+        return True
+
+    # -- lesion from a click ------------------------------------------------------------------
+    def _visit_masks(self, image_name: str):
+        """The visit's current (head, lesion) for a seeded tool: the run's native masks when the
+        visit is in it, else the Labels layers chosen in its row (layer states), else None."""
+        from napari_lesionvol._run import layer_state
+
+        label = safe_name(image_name, fallback="t0")
+        if self.session is not None and label in [tp.label for tp in self.session.timepoints]:
+            self.apply_edits()  # brush strokes not yet carried over
+            tp = self.session.timepoints[self.session.index_of(label)]
+            return tp.head, tp.lesion
+        row = self.series.row_of(image_name)
+        picks = {kind: getattr(row, kind).currentText() if row is not None else SEGMENT for kind in MASK_KINDS}
+        states = {kind: layer_state(self.viewer.layers[name], copy=True) if name in self.viewer.layers else None
+                  for kind, name in picks.items()}
+        return states["head"], states["lesion"]
+
+    def lesion_from_click(self, image_name: str, world_point) -> object | None:
+        """Grow the lesion clicked in (world z, y, x) inside the visit's head mask, as the
+        ``lesion_definition`` option says; it replaces the lesion components it touches."""
+        if self.run_controls.running:
+            self.lesion_tool.hint.setText("Wait for the running job to end (or Cancel it), then click again.")
+            return None
+        layer = self.viewer.layers[image_name]
+        seed_mm = click_to_lps(layer, world_point)
+        why = self.lesion_tool.check_inside(layer, seed_mm)
+        head, lesion = self._visit_masks(image_name)
+        try:
+            if why:
+                raise LesionvolError(why)
+            if head is None:
+                raise LesionvolError(f"{image_name} has no head mask yet: Run, or use 'Head from click', or choose "
+                                     "its head layer, then click in the lesion")
+            options = self.options_panel.options()
+        except LesionvolError as exc:
+            self._click_failed(str(exc))
+            return None
+        from napari_lesionvol._run import layer_state
+
+        label = safe_name(image_name, fallback="t0")
+        self.last_error = None
+        self.lesion_tool.hint.setText(f"Seed at ({', '.join(f'{v:.1f}' for v in seed_mm)}) mm, LPS.")
+        return self.run_controls.start(lesion_seed_job, layer_state(layer), label, seed_mm, head, lesion,
+                                       options.lesion_definition, on_result=self._place_grown,
+                                       on_error=self._click_failed, starting=f"{label}: growing the lesion…")
+
+    def _put_mask(self, record: MaskUndo, row, kind: str, label: str, mask: sitk.Image, scan, **extra) -> str:
+        """Put a native mask into the visit's Labels layer of ``kind`` (a new one if none fits),
+        noting what it held in ``record``; returns the layer's name."""
+        display, how = to_display(mask, is_label=True)
+        meta = display_meta(mask, display, how, role=kind, source=scan.source, **extra)
+        data = sitk.GetArrayFromImage(display).astype(np.uint8)
+        layer = self._mask_target(row, kind, label, meta)
+        if layer is None:
+            name = f"{label} {kind}"
+            while name in self.viewer.layers:
+                name += "'"
+            record.layers.append((name, None, None))
+            layer = self.viewer.add_labels(data, name=name, metadata={META_KEY: meta}, colormap=labels_colormap(kind),
+                                           opacity=0.6 if kind == "lesion" else 0.3, **layer_transform(display))
+        else:
+            record.layers.append((layer.name, np.array(layer.data, copy=True), layer.metadata.get(META_KEY)))
+            layer.metadata = {**layer.metadata, META_KEY: meta}
+            layer.data = data
+        layer.visible = True
+        return layer.name
+
+    def _place_grown(self, grown: GrownLesion):
+        """Put a click's lesion into the visit's lesion layer (undoable) and update the numbers."""
+        row = self.series.row_of(grown.image_name)
+        followed = self.session is not None and grown.label in [tp.label for tp in self.session.timepoints]
+        record = MaskUndo((row.lesion.currentText(), row.head.currentText()) if row else (SEGMENT, SEGMENT),
+                          grown.image_name)
+        name = self._put_mask(record, row, "lesion", grown.label, grown.lesion, grown.scan)
+        self.lesion_undo_record = record
+        self.lesion_tool.undo_button.setEnabled(True)
+        _view.order_layers(self.viewer)
+        self.viewer.layers.selection.active = self.viewer.layers[name]
+        said = f"{grown.label}: lesion grown from your click ({grown.definition}), {grown.grown_ml:.2f} mL."
+        if row is not None:
+            with self.series.quietly() if followed else nullcontext():
+                row.lesion.setCurrentText(name)
+        if followed:
+            self.apply_edits()
+            self.run_controls.show_done(said + " The table follows; Undo puts the lesion back.")
+        else:
+            self.run_controls.show_done(said + " Run to measure.")
+
+    def undo_lesion_from_click(self) -> bool:
+        """Put back the lesion mask the last 'Lesion from click' replaced."""
+        record, self.lesion_undo_record = self.lesion_undo_record, None
+        self.lesion_tool.undo_button.setEnabled(False)
+        return self._undo(record, "Lesion from click")
+
+    # -- propagate a baseline mask to a follow-up --------------------------------------------
+    def propagate(self, label: str, kind: str = "lesion") -> bool:
+        """Replace a follow-up's mask by the baseline's, carried through the run's registration
+        (:func:`lesionvol.propagate.propagate_mask`, on the follow-up's grid); undoable."""
+        from lesionvol.propagate import propagate_mask
+
+        session = self.session
+        if session is None or label not in [tp.label for tp in session.timepoints[1:]]:
+            self._click_failed("Propagate: run first, then choose a follow-up")
+            return False
+        self.apply_edits()
+        base, tp = session.timepoints[0], session.timepoints[session.index_of(label)]
+        try:
+            mask = propagate_mask(getattr(base, kind), tp.scan.image, tp.transform)
+        except LesionvolError as exc:
+            self._click_failed(f"{label}: {exc}")
+            return False
+        layer = self.results.layer(label, kind)
+        if layer is None or layer not in self.viewer.layers:
+            self._click_failed(f"{label}: its {kind} layer is gone; Run again")
+            return False
+        # the follow-up's own layer (its grid): painted like any correction, so the numbers follow
+        record = MaskUndo(("", ""), "")
+        record.layers.append((layer.name, np.array(layer.data, copy=True), layer.metadata.get(META_KEY)))
+        display, _ = to_display(mask, is_label=True)
+        layer.data = sitk.GetArrayFromImage(display).astype(np.uint8)
+        layer.visible = True
+        self.viewer.layers.selection.active = layer
+        self.propagate_undo_record = record
+        self.propagate_tool.undo_button.setEnabled(True)
+        _view.order_layers(self.viewer)
+        self.apply_edits()
+        how = tp.change_method or "same grid"
+        volume = float(np.count_nonzero(sitk.GetArrayViewFromImage(mask)) * np.prod(mask.GetSpacing()) / 1000)
+        self.run_controls.show_done(html.escape(
+            f"{label}: the {base.label} {kind} propagated ({how}), {volume:.3f} mL on {label}'s grid: a starting "
+            f"mask to correct. The table follows; Undo puts the {kind} back.", quote=False))
+        return True
+
+    def undo_propagate(self) -> bool:
+        """Put back the follow-up mask the last 'Propagate' replaced."""
+        record, self.propagate_undo_record = self.propagate_undo_record, None
+        self.propagate_tool.undo_button.setEnabled(False)
+        return self._undo(record, "Propagate")
+
+    def _undo(self, record: MaskUndo | None, what: str) -> bool:
+        """Put back the layers (and the row's picks) a tool replaced."""
+        if record is None:
+            return False
+        removed = False
+        for name, data, meta in record.layers:
+            if name not in self.viewer.layers:
+                continue
+            if data is None:
+                self.viewer.layers.remove(name)
+                removed = True
+            else:
+                layer = self.viewer.layers[name]
+                layer.metadata = {**layer.metadata, META_KEY: meta}
+                layer.data = data
+        row = self.series.row_of(record.image_name) if record.image_name else None
+        if row is not None:
+            with nullcontext() if removed else self.series.quietly():
+                row.lesion.setCurrentText(record.row_masks[0])
+                row.head.setCurrentText(record.row_masks[1])
+        if self.session is not None:
+            self.apply_edits()
+        self.status.setText(f"{what} undone." + ("" if self.session is not None else " Run to measure."))
         return True
 
     # -- corrections and the table ----------------------------------------------------------
