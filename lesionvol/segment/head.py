@@ -581,7 +581,12 @@ def neck_axis(image: sitk.Image, fat: float, centre: np.ndarray, R: float) -> tu
         frac = np.nanmean(vals > NECK_BRIGHT_LEVEL, axis=1)
     frac = np.where(no_rim, np.nan_to_num(frac), 0.0)
     inferior = dirs[:, 2] < NECK_MAX_SUPERIOR_COMPONENT    # LPS +z is superior; the neck runs inferiorly
-    w = np.where(inferior, np.clip(frac - NECK_MIN_BRIGHT_FRACTION, 0, None), 0.0) ** 2
+    # the neck is the brightest cone of directions: bright bone may leave the head's surroundings
+    # in several places (neck, trochanter, ischium), and a mean over all of them points between them
+    cone = dirs @ dirs.T > math.cos(math.radians(NECK_CONE_DEG))
+    cone_frac = (cone @ frac) / cone.sum(axis=1)
+    best = int(np.argmax(np.where(inferior, cone_frac, -1.0)))
+    w = np.where(cone[best] & inferior, np.clip(frac - NECK_MIN_BRIGHT_FRACTION, 0, None), 0.0) ** 2
     if w.sum() <= 0:
         return None, 0.0
     axis = (w[:, None] * dirs).sum(0)
