@@ -1,7 +1,9 @@
 """The visit rows of the review widget: which image and mask layers make up the series.
 
 One row per visit (oldest first): the image layer, and the lesion and head Labels layers
-if masks exist (``(segment)`` otherwise). Derived layers (a follow-up in baseline space, a
+if masks exist (``(segment)`` otherwise), or one Labels layer holding both as a label map
+(values: the options' ``head_label`` and ``lesion_label``; the head is head + lesion, as in the
+core's :func:`lesionvol.inputs.split_label_map`). Derived layers (a follow-up in baseline space, a
 change overlay) are never offered. :attr:`SeriesPicker.changed` fires whenever the chosen
 layers change (a pick, a row added or removed, a chosen layer removed or renamed), so the
 widget can drop numbers that no longer belong to its inputs.
@@ -23,27 +25,40 @@ NONE = "(none)"
 
 
 class VisitRow:
-    """One visit's three pickers: image, lesion mask, head mask."""
+    """One visit's four pickers: image, lesion mask, head mask, or a label map holding both."""
 
     def __init__(self, title: str):
         self.title = QLabel(title)
         self.image = QComboBox()
         self.lesion = QComboBox()
         self.head = QComboBox()
+        self.label_map = QComboBox()
         for combo, tip in ((self.image, "image layer of this visit"),
                            (self.lesion, "lesion Labels layer, or (segment)"),
-                           (self.head, "femoral head Labels layer, or (segment)")):
+                           (self.head, "femoral head Labels layer, or (segment)"),
+                           (self.label_map, "one Labels layer holding head and lesion (values: the options' head "
+                                            "label and lesion label; the head is head + lesion), instead of the "
+                                            "lesion and head layers")):
             combo.setToolTip(tip)
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(8)
 
     def widgets(self):
-        return (self.title, self.image, self.lesion, self.head)
+        return (self.title, self.image, self.lesion, self.head, self.label_map)
 
     def masks(self) -> dict[str, str]:
-        """The chosen mask layer of each kind (kinds left to segment are absent)."""
+        """The chosen mask layer of each kind (kinds left to segment are absent); a chosen label
+        map stands for both masks: ``{"label_map": name}``."""
+        if self.label_map.currentText() not in ("", NONE):
+            return {"label_map": self.label_map.currentText()}
         return {kind: combo.currentText() for kind, combo in (("lesion", self.lesion), ("head", self.head))
                 if combo.currentText() != SEGMENT}
+
+    def show_label_map_choice(self, *args):
+        """A chosen label map replaces the lesion and head pickers: they are greyed out."""
+        separate = self.label_map.currentText() in ("", NONE)
+        self.lesion.setEnabled(separate)
+        self.head.setEnabled(separate)
 
 
 def input_layers(viewer, kind: str):
@@ -68,7 +83,7 @@ class SeriesPicker(QGroupBox):
         self._quiet = False
         layout = QVBoxLayout(self)
         self._grid = QGridLayout()
-        for col, text in enumerate(("", "image", "lesion", "head")):
+        for col, text in enumerate(("", "image", "lesion", "head", "label map")):
             self._grid.addWidget(QLabel(f"<b>{text}</b>"), 0, col)
         layout.addLayout(self._grid)
         buttons = QHBoxLayout()
@@ -96,12 +111,13 @@ class SeriesPicker(QGroupBox):
 
     # -- what is picked -------------------------------------------------------------------
     def chosen(self) -> list[tuple[str, dict[str, str]]]:
-        """``(image layer name, {kind: mask layer name})`` of each row with an image, oldest first."""
+        """``(image layer name, {kind: mask layer name})`` of each row with an image, oldest first
+        (kind ``lesion``, ``head``, or ``label_map`` alone)."""
         return [(row.image.currentText(), row.masks()) for row in self.rows if row.image.currentText() != NONE]
 
     def _check_changed(self, *args):
-        picked = tuple((row.image.currentText(), row.lesion.currentText(), row.head.currentText())
-                       for row in self.rows)
+        picked = tuple((row.image.currentText(), row.lesion.currentText(), row.head.currentText(),
+                        row.label_map.currentText()) for row in self.rows)
         if picked != self._picked:
             self._picked = picked
             if not self._quiet:
@@ -128,8 +144,9 @@ class SeriesPicker(QGroupBox):
         self.rows.append(row)
         for col, widget in enumerate(row.widgets()):
             self._grid.addWidget(widget, len(self.rows), col)
-        for combo in (row.image, row.lesion, row.head):
+        for combo in (row.image, row.lesion, row.head, row.label_map):
             combo.currentTextChanged.connect(self._check_changed)
+        row.label_map.currentTextChanged.connect(row.show_label_map_choice)
         self._refresh_choices()
         return row
 
@@ -165,13 +182,14 @@ class SeriesPicker(QGroupBox):
         masks = [layer.name for layer in input_layers(self.viewer, "Labels")]
         for row in self.rows:
             for combo, names, first in ((row.image, images, NONE), (row.lesion, masks, SEGMENT),
-                                        (row.head, masks, SEGMENT)):
+                                        (row.head, masks, SEGMENT), (row.label_map, masks, NONE)):
                 current = combo.currentText()
                 combo.blockSignals(True)
                 combo.clear()
                 combo.addItems([first, *names])
                 combo.setCurrentText(current if current in names else first)
                 combo.blockSignals(False)
+            row.show_label_map_choice()
 
     def _mask_for(self, image_name: str, kind: str) -> str:
         """The Labels layer that belongs to an image by name (``<image>_lesion`` etc.)."""
@@ -188,14 +206,16 @@ class SeriesPicker(QGroupBox):
         if images:
             self.set_series(images, *([self._mask_for(name, kind) for name in images] for kind in MASK_KINDS))
 
-    def set_series(self, images, lesions=None, heads=None):
-        """Choose the visits programmatically (layers or layer names; None = segment)."""
+    def set_series(self, images, lesions=None, heads=None, label_maps=None):
+        """Choose the visits programmatically (layers or layer names; None = segment, or no label map)."""
         def name(x):
             return x if isinstance(x, str) or x is None else x.name
 
         n = len(images)
         self._resize(n)
-        for row, image, lesion, head in zip(self.rows, images, lesions or [None] * n, heads or [None] * n):
+        for row, image, lesion, head, label_map in zip(self.rows, images, lesions or [None] * n, heads or [None] * n,
+                                                      label_maps or [None] * n):
             row.image.setCurrentText(name(image))
             row.lesion.setCurrentText(name(lesion) or SEGMENT)
             row.head.setCurrentText(name(head) or SEGMENT)
+            row.label_map.setCurrentText(name(label_map) or NONE)

@@ -28,8 +28,9 @@ import SimpleITK as sitk
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from lesionvol.errors import InputError, LesionvolError
-from lesionvol.inputs import AnalysisOptions, Visit, safe_name
-from napari_lesionvol._geometry import META_KEY, layer_image, mask_from_layer, to_native
+from lesionvol.geometry import grid_difference
+from lesionvol.inputs import AnalysisOptions, Visit, safe_name, split_label_map
+from napari_lesionvol._geometry import META_KEY, labels_to_native, layer_image, mask_from_layer, to_native
 from napari_lesionvol._review import Cancelled, Progress, ReviewSession, analyze_visits, followup_in_baseline
 
 #: What the status line offers when a visit's head cannot be found.
@@ -120,6 +121,46 @@ def _mask_source(states: dict) -> str | None:
     return "segmented (click)" if len(seeds) == 2 and all(seeds) else None
 
 
+def label_map_masks(state: dict, reference: sitk.Image, options: AnalysisOptions) -> tuple[sitk.Image, sitk.Image, str]:
+    """Head and lesion masks on ``reference``'s grid from a label map layer, and how they got there.
+
+    The labels are brought onto the scan's grid as a mask layer is (exactly for an unedited layer
+    of a file, else nearest neighbour, which keeps the values), then split by the core's
+    convention (:func:`lesionvol.inputs.split_label_map`: head = head + lesion labels, with the
+    options' ``head_label`` and ``lesion_label``; other labels ignored).
+    """
+    data, meta = np.asarray(state["data"]), state["meta"] or None
+    if meta and "native_grid" in meta:
+        native = labels_to_native(data, meta)
+    else:
+        native = layer_image(data, state["scale"], state["translate"], state["rotate"])
+    how = "same grid"
+    if grid_difference(native, reference) is None:
+        native.CopyInformation(reference)
+    else:
+        native = sitk.Resample(native, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, native.GetPixelID())
+        how = "resampled to the image grid (nearest neighbour)"
+    head, lesion = split_label_map(native, reference, options.head_label, options.lesion_label,
+                                   name=f"the label map layer '{state['name']}'")
+    return head, lesion, how
+
+
+def _visit_masks(states: dict, reference: sitk.Image, options: AnalysisOptions) -> tuple[dict, dict]:
+    """A visit's chosen mask layers (``lesion``, ``head`` or a ``label_map`` holding both) as masks
+    on the scan's grid, and where each came from (provenance words)."""
+    masks, origin = {}, {}
+    for kind, state in states.items():
+        if kind == "label_map":
+            masks["head"], masks["lesion"], how = label_map_masks(state, reference, options)
+            origin["head"] = _mask_origin(state, how) + f", label map value {options.head_label} + {options.lesion_label}"
+            origin["lesion"] = _mask_origin(state, how) + f", label map value {options.lesion_label}"
+            continue
+        masks[kind], how = mask_from_layer(state["data"], state["meta"] or None, state["scale"],
+                                           state["translate"], state["rotate"], reference)
+        origin[kind] = _mask_origin(state, how)
+    return masks, origin
+
+
 def analysis_job(snapshot: list[dict], days, transforms, options: AnalysisOptions, seed_mm=None,
                  cancel: threading.Event | None = None):
     """Worker body (runs off the GUI thread): yields Progress, returns a :class:`RunOutcome`.
@@ -145,11 +186,7 @@ def _analysis(snapshot, days, transforms, options, seed_mm, cancel):
             raise Cancelled("cancelled")
         yield Progress(0, 1, f"{item['label']}: reading")
         scan = _scan_from_state(item["image"])
-        masks, origin = {}, {}
-        for kind, state in item["masks"].items():
-            masks[kind], how = mask_from_layer(state["data"], state["meta"] or None, state["scale"],
-                                               state["translate"], state["rotate"], scan.image)
-            origin[kind] = _mask_origin(state, how)
+        masks, origin = _visit_masks(item["masks"], scan.image, options)
         segmented = len(masks) < 2
         visits.append(Visit(scan, label=item["label"], lesion=masks.get("lesion"), head=masks.get("head"), days=day,
                             transform=transform, seed_mm=seed_mm if segmented else None,
