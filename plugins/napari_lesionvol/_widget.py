@@ -21,7 +21,12 @@
 Around these: Cancel stops a running job (closing the dock or the viewer does too, and
 nothing of it is shown afterwards); 'Head from click' segments the head a reader clicks
 in (:mod:`._seed`), which is also what the status line offers when a visit's head cannot
-be found; the viewer shows each scan as a radiologist reads it (acquisition plane,
+be found; 'Lesion from click' grows the lesion clicked in inside the visit's head mask
+(:mod:`._seed`, the core's :mod:`lesionvol.segment.lesion_seed`); 'Propagate' carries the
+baseline's mask to a follow-up through the run's registration as a starting mask
+(:mod:`._propagate`); every one of them is undoable and the table follows. Chosen image
+layers without physical geometry are named above the options, and visits that do not read
+as T1 in the status line (:mod:`._checks`); the viewer shows each scan as a radiologist reads it (acquisition plane,
 superior up, the patient's right on the left, edge letters) with T1 window presets, and
 keeps the masks being edited above the derived overlays (:mod:`._view`).
 
@@ -414,28 +419,7 @@ class ReviewWidget(QWidget):
         """Put back the masks (and the row's picks) the last 'Head from click' replaced."""
         record, self.undo_record = self.undo_record, None
         self.seed_tool.undo_button.setEnabled(False)
-        if record is None:
-            return False
-        removed = False
-        for name, data, meta in record.layers:
-            if name not in self.viewer.layers:
-                continue
-            if data is None:
-                self.viewer.layers.remove(name)
-                removed = True
-            else:
-                layer = self.viewer.layers[name]
-                layer.metadata = {**layer.metadata, META_KEY: meta}
-                layer.data = data
-        row = self.series.row_of(record.image_name)
-        if row is not None:
-            with nullcontext() if removed else self.series.quietly():
-                row.lesion.setCurrentText(record.row_masks[0])
-                row.head.setCurrentText(record.row_masks[1])
-        if self.session is not None:
-            self.apply_edits()
-        self.status.setText("Head from click undone." + ("" if self.session is not None else " Run to measure."))
-        return True
+        return self._undo(record, "Head from click")
 
     # -- lesion from a click ------------------------------------------------------------------
     def _visit_masks(self, image_name: str):

@@ -5,7 +5,7 @@ run (a layer without physical geometry; a non-T1 image).
 
 Truth is exact (phantom family A, family B for the T2 scan). Measured when written: lesion alone
 in the given head Dice 0.983; lesion from a click at the truth centroid 0.983 (volume +0.1 %);
-propagated through the run's registration to a posed follow-up 0.949, centroid 0.21 mm.
+propagated through the run's registration to a posed follow-up 0.950, centroid 0.13 mm.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def test_propagate_carries_the_baseline_lesion_to_the_followup(make_viewer, move
     dice = _dice(tp.lesion, follow.lesion_enclosed_mask)
     distance = float(np.linalg.norm(_centroid_mm(tp.lesion) - _centroid_mm(follow.lesion_enclosed_mask)))
     print(f"propagated: Dice {dice:.4f}, centroid {distance:.2f} mm")
-    assert dice >= 0.93 and distance < 1.0  # measured 0.949, 0.21 mm
+    assert dice >= 0.93 and distance < 1.0  # measured 0.950, 0.13 mm
     assert tp.lesion.GetSize() == follow.image.GetSize()  # on the follow-up's own grid
     row = widget.table_rows()[1]
     assert row["lesion_volume_ml"] == pytest.approx(follow.truth.lesion_enclosed_ml, rel=0.05)
