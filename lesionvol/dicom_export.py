@@ -85,17 +85,21 @@ def is_dicom_source(path: str | os.PathLike) -> bool:
 
 
 def check_dicom_inputs(paths: Iterable[str | os.PathLike]) -> None:
-    """Refuse, in one line, inputs that are not DICOM series (before any work is done).
+    """Refuse, in one line, inputs that are not DICOM series, or a missing highdicom (before any
+    work is done).
 
     Raises
     ------
     InputError
         A path is neither a folder nor a DICOM file.
+    LesionvolError
+        highdicom is not installed.
     """
     for path in paths:
         if not is_dicom_source(path):
             raise InputError(f"--dicom-export needs DICOM series as inputs; '{os.fsdecode(path)}' is not one "
                              f"(NIfTI, NRRD and MetaImage files carry no DICOM attributes to derive from)")
+    _highdicom()
 
 
 def source_files(timepoint: Timepoint) -> list[str]:

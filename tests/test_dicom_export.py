@@ -256,3 +256,29 @@ def test_a_slice_missing_from_the_source_series_is_refused(tmp_path):
     with pytest.raises(InputError, match="do not match the scan's 40 slices"):
         slice_order(datasets[1:], image)
     shutil.rmtree(tmp_path / "s")
+
+
+def test_a_batch_study_writes_its_dicom_export_and_is_redone_when_the_export_is_first_asked(exported):
+    """The batch task (what each Dask worker runs): a study finished without the export is not
+    'current' once the export is asked for; then it is, and a NIfTI study fails with the reason."""
+    from lesionvol.batch import run_study
+    from lesionvol.inputs import AnalysisOptions, Visit
+    from lesionvol.manifest import StudySpec
+
+    root, folders, _, _ = exported
+    visits = [Visit(str(folder), label=label, days=day, lesion=str(sample_mask_paths("lesion")[i]),
+                    head=str(sample_mask_paths("head")[i]))
+              for folder, label, day, i in zip(folders, ("base", "m12"), (0, 365), SAMPLE)]
+    spec = StudySpec("S01", "right", visits)
+    out, options = root / "batch", AnalysisOptions(register=False)
+    assert run_study(spec, out, options).status == "done"
+    assert not (out / "S01_right" / "dicom").exists()
+    assert run_study(spec, out, options, dicom_export=True).status == "done"  # redone, not skipped
+    written = sorted(p.name for p in (out / "S01_right" / "dicom").iterdir())
+    assert written == ["base_seg.dcm", "base_sr.dcm", "m12_seg.dcm", "m12_sr.dcm"]
+    assert run_study(spec, out, options, dicom_export=True).status == "skipped"
+    nifti = StudySpec("S02", "right", [Visit(str(sample_series_paths()[0]), lesion=str(sample_mask_paths("lesion")[0]),
+                                             head=str(sample_mask_paths("head")[0]))])
+    outcome = run_study(nifti, out, options, dicom_export=True)
+    assert outcome.status == "failed" and "needs DICOM series as inputs" in outcome.error
+    assert not (out / "S02_right").exists()
