@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import SimpleITK as sitk
 
 from lesionvol.segment.backends import (
@@ -29,15 +28,11 @@ from lesionvol.segment.backends import (
     Segmenter,
     _check,
 )
-from lesionvol.segment.head import HeadFit, NoFemoralHeadError, find_heads
+from lesionvol.segment.head import BOTH_HIPS_FIELD_MM, HeadFit, NoFemoralHeadError, field_width_mm, find_heads
 
 __all__ = ["segment_hip", "segment_hips", "MissingHipWarning", "HipSegmentation", "HeadFit", "Segmenter", "ClassicalSegmenter",
            "MaskSegmenter", "OnnxSegmenter", "NoFemoralHeadError", "find_heads"]
 
-
-#: A field at least this wide (mm, left-right) shows both hips (a pelvis is ~30-40 cm across; one
-#: hip's field of view is ~15-20 cm).
-BOTH_HIPS_FIELD_MM = 280.0
 
 
 class MissingHipWarning(UserWarning):
@@ -109,11 +104,10 @@ def segment_hips(image: sitk.Image, *, lesion_definition: str = "enclosed", head
     segmenter = segmenter or ClassicalSegmenter()
     out = {fit.side: segmenter.from_fit(image, fit, head_definition, lesion_definition)
            for fit in segmenter.heads(image)}
-    d = np.asarray(image.GetDirection(), float).reshape(3, 3)
-    extent = np.abs(d @ (np.asarray(image.GetSize()) * np.asarray(image.GetSpacing())))
-    if len(out) == 1 and extent[0] >= BOTH_HIPS_FIELD_MM:    # LPS x: the patient's left-right
+    width_mm = field_width_mm(image)
+    if len(out) == 1 and width_mm >= BOTH_HIPS_FIELD_MM:
         missing = "left" if "right" in out else "right"
-        warnings.warn(f"no {missing} femoral head was found in a field {extent[0]:.0f} mm wide that should show "
+        warnings.warn(f"no {missing} femoral head was found in a field {width_mm:.0f} mm wide that should show "
                       f"both hips; only the {next(iter(out))} hip is returned (give segment_hip a seed_mm "
                       f"near the {missing} head to look there)", MissingHipWarning, stacklevel=2)
     return out

@@ -78,6 +78,15 @@ JUNCTION_LIMITS = (0.45, 0.85)
 #: Kept for callers that asked for a fixed cut: the old lesionvol convention (0.55 R), which cut
 #: the head ~7 % short of where a realistic neck leaves it.  Not the default any more.
 JUNCTION_FRACTION = 0.55
+#: A field at least this wide (mm, left-right) shows both hips (a pelvis is ~30-40 cm across; one
+#: hip's field of view is ~15-20 cm).
+BOTH_HIPS_FIELD_MM = 280.0
+#: In such a field a head's side is where it lies: the two head centres are 80-100 mm either side
+#: of the body's midline (anatomy), so a candidate within SIDE_FROM_MIDLINE_MM of the midline is
+#: no femoral head, and one beyond it is on that side.  The body is the signal above BODY_LEVEL ×
+#: fat (muscle reads ~0.35, air 0) and its midline the median left-right position of the body.
+SIDE_FROM_MIDLINE_MM = 40.0
+BODY_LEVEL = 0.15
 #: Two heads of one image are at least this far apart (the two hips of a pelvis are ~15–20 cm
 #: apart); closer candidates are the same head.
 MIN_HEAD_SEPARATION_MM = 40.0
@@ -116,9 +125,9 @@ VOTE_MAP_SIGMA_VOXELS = 1.0
 #: VOTE_WEIGHT_MAX so a few strong fat/air edges do not drown the head (empirical).
 VOTE_EDGE_MIN = 0.04
 VOTE_WEIGHT_MAX = 0.4
-#: Vote-map peaks tried as candidates: at most this many, this far apart, at least this fraction
+#: Vote-map peaks tried as candidates (until a head is found on each side): at most this many, this far apart, at least this fraction
 #: of the best peak (empirical).
-N_CANDIDATES = 6
+N_CANDIDATES = 12
 CANDIDATE_MIN_SEPARATION_MM = 20.0
 CANDIDATE_MIN_REL_VOTE = 0.2
 #: With a user's seed point, only peaks within this distance of it count.
@@ -235,6 +244,10 @@ NECK_BRIGHT_LEVEL = 0.6
 NECK_MIN_BRIGHT_FRACTION = 0.5
 #: The neck runs inferiorly: only directions whose superior (+z) component is below this count.
 NECK_MAX_SUPERIOR_COMPONENT = -0.2
+#: ... and laterally (the neck-shaft angle is ~125-135°): when the side is known from the head's
+#: position, only directions whose lateral component exceeds this count; bright bone leaving the
+#: head medially is the pelvis (ischium, pubis), not a neck.
+NECK_MIN_LATERAL_COMPONENT = 0.2
 #: Where it leaves the head (from NECK_THROUGH_MM[0] inside to NECK_THROUGH_MM[1] outside the
 #: surface) a neck direction never falls below NECK_NO_RIM_LEVEL × marrow: no cortical rim there
 #: (real scans: the rim reads 0.3–0.45 of marrow; fat or muscle beyond a rim is not a neck).
@@ -552,11 +565,13 @@ def _median_profile_radius(prof: np.ndarray, h: np.ndarray) -> tuple[float, floa
     return o, i
 
 
-def neck_axis(image: sitk.Image, fat: float, centre: np.ndarray, R: float) -> tuple[np.ndarray | None, float]:
+def neck_axis(image: sitk.Image, fat: float, centre: np.ndarray, R: float,
+              side: str | None = None) -> tuple[np.ndarray | None, float]:
     """Unit vector (LPS) from the head centre into the neck, and the bright fraction along it.
 
     ``fat`` is the image's marrow level (:func:`fat_level`), ``centre`` (mm) and ``R`` (mm) the
-    head's sphere; the axis is None when no bright neck leaves the head.
+    head's sphere; with ``side`` ("left"/"right") known, the neck is looked for laterally only.
+    The axis is None when no bright neck leaves the head.
     """
     from scipy.ndimage import map_coordinates
 
@@ -581,6 +596,8 @@ def neck_axis(image: sitk.Image, fat: float, centre: np.ndarray, R: float) -> tu
         frac = np.nanmean(vals > NECK_BRIGHT_LEVEL, axis=1)
     frac = np.where(no_rim, np.nan_to_num(frac), 0.0)
     inferior = dirs[:, 2] < NECK_MAX_SUPERIOR_COMPONENT    # LPS +z is superior; the neck runs inferiorly
+    if side is not None:                                   # LPS +x is patient left: lateral is -x on the right
+        inferior &= dirs[:, 0] * (1.0 if side == "left" else -1.0) > NECK_MIN_LATERAL_COMPONENT
     # the neck is the brightest cone of directions: bright bone may leave the head's surroundings
     # in several places (neck, trochanter, ischium), and a mean over all of them points between them
     cone = dirs @ dirs.T > math.cos(math.radians(NECK_CONE_DEG))
@@ -651,6 +668,38 @@ def _acetabulum_fraction(rays: _Rays, centre: np.ndarray, R: float) -> float:
     return float(marrow.mean())
 
 
+def field_width_mm(image: sitk.Image) -> float:
+    """Extent (mm) of the image's field along the patient's left-right (LPS x) axis.
+
+    Example
+    -------
+    >>> field_width_mm(sitk.Image([200, 100, 10], sitk.sitkUInt8))
+    200.0
+    """
+    d = np.asarray(image.GetDirection(), float).reshape(3, 3)
+    return float(np.abs(d @ (np.asarray(image.GetSize()) * np.asarray(image.GetSpacing())))[0])
+
+
+def body_midline_mm(image: sitk.Image, fat: float) -> float:
+    """Left-right position (LPS x, mm) of the body's midline: the median x of the voxels above
+    BODY_LEVEL × ``fat`` on a 2 mm grid (the field's centre if there are none).
+
+    Example
+    -------
+    >>> img = sitk.Image([100, 20, 20], sitk.sitkFloat32)
+    >>> img[60:90, :, :] = 1.0          # a body in x 60-89 mm
+    >>> body_midline_mm(img, 1.0)     # voxel centres 60 ... 89 mm
+    74.5
+    """
+    coarse = _binned(image)
+    grid = Grid.of(coarse)
+    idx = np.argwhere(sitk.GetArrayViewFromImage(coarse) > BODY_LEVEL * fat)
+    if idx.size == 0:
+        size = np.asarray(image.GetSize(), float)
+        return float(Grid.of(image).to_physical(((size - 1) / 2)[None])[0][0])
+    return float(np.median(grid.to_physical(idx[:, ::-1].astype(float))[:, 0]))
+
+
 def junction_distance_mm(R: float, neck_radius_mm: float | None) -> float:
     """Distance (mm) of the head–neck cut from the centre: where a neck of that radius leaves a ball
     of radius R, within JUNCTION_LIMITS × R.
@@ -666,11 +715,13 @@ def junction_distance_mm(R: float, neck_radius_mm: float | None) -> float:
 
 
 def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None = None,
-             junction_fraction: float | None = JUNCTION_FRACTION) -> HeadFit:
+             junction_fraction: float | None = JUNCTION_FRACTION, side: str | None = None) -> HeadFit:
     """Fit the femoral head around a candidate centre (physical mm); raises NoFemoralHeadError.
 
     The head is cut at ``junction_fraction`` × R from the centre, or where its neck leaves it
-    (measured neck radius) when ``junction_fraction`` is None.
+    (measured neck radius) when ``junction_fraction`` is None.  ``side`` ("left"/"right"), when
+    known from where the head lies, makes the neck be looked for laterally only; otherwise the
+    side is read off the neck.
 
     Example
     -------
@@ -746,7 +797,7 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     if quality["outer_fraction"] < MIN_OUTER_FRACTION or not (PLATE_THICKNESS_MM[0] <= R - r_in <= PLATE_THICKNESS_MM[1]):
         raise NoFemoralHeadError("no femoral head: no spherical bone surface with a subchondral plate "
                                  f"(surface found on {100 * quality['outer_fraction']:.0f} % of rays)")
-    axis, neck_frac = neck_axis(image, fat, centre, R)
+    axis, neck_frac = neck_axis(image, fat, centre, R, side)
     quality["neck_bright_fraction"] = neck_frac
     if axis is None or neck_frac < NECK_MIN_BRIGHT_FRACTION:
         raise NoFemoralHeadError("no femoral head: a spherical surface was found but no femoral neck leaves it")
@@ -754,7 +805,8 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     if ENFORCE_ACETABULUM and quality["acetabulum_fraction"] < ACETABULUM_MIN_FRACTION:
         raise NoFemoralHeadError("no femoral head: a round structure with a neck was found, but it sits in no "
                                  f"acetabulum (bone above it on {100 * quality['acetabulum_fraction']:.0f} % of rays)")
-    side = "right" if axis[0] < 0 else "left"     # the neck runs laterally; LPS +x is patient left
+    if side is None:
+        side = "right" if axis[0] < 0 else "left"     # the neck runs laterally; LPS +x is patient left
     if junction_fraction is None:
         rn = _neck_radius(rays, centre, R, axis)
         quality["neck_radius_mm"] = rn if rn is not None else float("nan")
@@ -779,22 +831,32 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
     if image.GetDimension() != 3:
         raise InputError(f"segmentation needs a 3D image, got {image.GetDimension()}D")
     fat = fat_level(sitk.GetArrayViewFromImage(image))
-    fits: list[HeadFit] = []
+    midline = body_midline_mm(image, fat) if field_width_mm(image) >= BOTH_HIPS_FIELD_MM else None
+    best: dict[str, HeadFit] = {}
     reasons = []
     for cand in _candidates(image, fat, seed_mm):
-        if any(np.linalg.norm(cand - f.centre_mm) < MIN_HEAD_SEPARATION_MM for f in fits):
+        if len(best) == 2:
+            break
+        if any(np.linalg.norm(cand - f.centre_mm) < MIN_HEAD_SEPARATION_MM for f in best.values()):
             continue
+        side = None
+        if midline is not None:
+            offset = float(cand[0]) - midline
+            if abs(offset) < SIDE_FROM_MIDLINE_MM:
+                reasons.append(f"a candidate {abs(offset):.0f} mm from the body's midline is no femoral head")
+                continue
+            side = "left" if offset > 0 else "right"      # LPS +x is patient left
+            if side in best:
+                continue
         try:
-            fit = fit_head(image, cand, fat=fat, junction_fraction=junction_fraction)
+            fit = fit_head(image, cand, fat=fat, junction_fraction=junction_fraction, side=side)
         except NoFemoralHeadError as exc:
             reasons.append(str(exc))
             continue
-        if any(np.linalg.norm(fit.centre_mm - f.centre_mm) < MIN_HEAD_SEPARATION_MM for f in fits):
+        if fit.side in best or any(np.linalg.norm(fit.centre_mm - f.centre_mm) < MIN_HEAD_SEPARATION_MM
+                                   for f in best.values()):
             continue
-        fits.append(fit)
-    best: dict[str, HeadFit] = {}
-    for f in fits:   # candidates come best first
-        best.setdefault(f.side, f)
+        best[fit.side] = fit       # candidates come best first
     if not best:
         why = reasons[0] if reasons else "no bright spherical structure"
         raise NoFemoralHeadError(f"no femoral head found in the image ({why}); is this a hip MRI? "
