@@ -15,6 +15,8 @@ import SimpleITK as sitk
 
 from lesionvol.cli import main
 from lesionvol.errors import InputError
+from lesionvol.io import read_mask
+from lesionvol.measure import measure_volumes
 from lesionvol.sample import sample_mask_paths, sample_series_paths
 
 hd = pytest.importorskip("highdicom")
@@ -177,7 +179,11 @@ def test_sr_holds_the_volumes_of_volumes_csv(ran):
         for key, (printed_value, unit) in expected.items():
             value, sr_unit = values[(label, *key)]
             assert f"{value:.6g}" == printed_value and sr_unit == unit  # volumes.csv prints 6 significant digits
-        assert f"{values[(label, 'necrotic lesion', 'Volume')][0]:.6g}" == ("8.688" if visit == 0 else "1.92768")
+        # and they are the reference masks' volumes (the masks given to the run)
+        reference = measure_volumes(read_mask(sample_mask_paths("lesion")[SAMPLE[visit]]),
+                                    read_mask(sample_mask_paths("head")[SAMPLE[visit]]))
+        assert values[(label, "necrotic lesion", "Volume")][0] == pytest.approx(reference.lesion_volume_ml, rel=1e-9)
+        assert values[(label, "femoral head", "Volume")][0] == pytest.approx(reference.head_volume_ml, rel=1e-9)
         # the groups reference the SEG written beside it
         references = {item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
                       for container in sr.ContentSequence if container.ValueType == "CONTAINER"

@@ -65,7 +65,6 @@ def test_a_label_map_layer_gives_the_volumes_of_separate_head_and_lesion_layers(
     truth_ml = [measure_volumes(read_mask(lesion), read_mask(head)).lesion_volume_ml
                 for lesion, head in zip(sample_mask_paths("lesion"), sample_mask_paths("head"))]
     assert [row["lesion_volume_ml"] for row in from_files] == pytest.approx(truth_ml, abs=1e-9)
-    assert from_files[0]["lesion_volume_ml"] == pytest.approx(8.688, abs=1e-3)
 
     # the same masks as a reader's own layers (no file behind them: the oblique month12 is then
     # brought back from the display grid by nearest neighbour, for a label map as for a mask)
@@ -92,7 +91,9 @@ def test_a_label_map_layer_gives_the_volumes_of_separate_head_and_lesion_layers(
     # not (-2.1 % of its 1.93 mL lesion here, as for the separate drawn layers above)
     assert from_map[2]["lesion_volume_ml"] == pytest.approx(from_files[2]["lesion_volume_ml"], rel=0.03)
     # the head holds the lesion (head = head + lesion labels): LF is the separate layers' LF
-    assert from_map[0]["lesion_pct_head"] == pytest.approx(18.04, abs=0.01)
+    base = measure_volumes(read_mask(sample_mask_paths("lesion")[0]), read_mask(sample_mask_paths("head")[0]))
+    assert from_map[0]["lesion_pct_head"] == pytest.approx(base.lesion_pct_head, abs=1e-9)
+    assert 0 < from_map[0]["lesion_pct_head"] < 100
     # the label map layers are left as the reader drew them (the results get their own mask layers)
     assert set(np.unique(viewer.layers[maps[0]].data)) == {0, HEAD_LABEL, OTHER_LABEL, LESION_LABEL}
 
