@@ -11,7 +11,7 @@ The femoral head is a sphere: a rotation about its centre leaves a head-sized cr
 unchanged, so inside such a crop only the lesion constrains it, and the lesion is what changes
 between visits. Head Dice and head-centre distance cannot see that rotation either. So the
 metric runs on the rigid bone of the proximal femur with the lesion kept out, and every result
-is checked by restarting from poses rotated about the head centre.
+is checked by the metric's curvature in a rotation about the head centre.
 
 How it works
 ------------
@@ -129,7 +129,7 @@ START_SAMPLES = 20_000
 AFFINE_SCHEDULE = (2, 1.0, 0.05, 30_000)
 
 # --- error estimate
-#: Restarts: the 2 mm-level result rotated by ± this about the head centre, re-optimised there.
+#: Profile step (deg) along the least curved rotation; a dip is re-optimised with RESTART_SCHEDULE.
 RESTART_DEG = 8.0
 RESTART_SCHEDULE = ("gd", 1.0, 0.0, 150, 10_000)
 #: A restart that ends within this of the result (mm, over the head ball) came back.
@@ -518,8 +518,6 @@ class _SampledMetric:
     samples land in the moving image and outside its mask's keep-out."""
 
     def __init__(self, lv: "_Level", samples: int, seed: int = 17):
-        from scipy import ndimage  # noqa: F401  (imported here: register imports without scipy at module load)
-
         fixed = sitk.GetArrayViewFromImage(lv.fixed)
         keep = np.ones(fixed.shape, bool) if lv.fixed_mask is None else sitk.GetArrayViewFromImage(lv.fixed_mask) != 0
         zyx = np.argwhere(keep)
@@ -757,8 +755,7 @@ def register_followup(
         raise InputError("registration refused: the images do not overlap from any start")
     if best is None:
         best, independent = independent, None
-    # ---- coarse and 2 mm levels, then the error estimate on the 2 mm level: restarts rotated by
-    # RESTART_DEG about the head centre must come back (or end worse) for the result to stand
+    # ---- coarse and 2 mm levels
     transform = problem.optimise(best, SCHEDULE[:2])
     axes = _restart_axes(f_axis)
     if f_hip is not None:
@@ -931,7 +928,7 @@ def _model_error_mm(model, axes, centre: np.ndarray, points: np.ndarray, rms: bo
 
 
 def _restart_axes(neck_axis: np.ndarray | None) -> list[np.ndarray]:
-    """Three orthogonal rotation axes for the restarts: the neck axis first, when known."""
+    """Three orthogonal rotation axes for the rotation model: the neck axis first, when known."""
     first = np.asarray(neck_axis, float) if neck_axis is not None else np.array([1.0, 0.0, 0.0])
     helper = np.eye(3)[int(np.argmin(np.abs(first)))]
     second = np.cross(first, helper)
