@@ -86,6 +86,28 @@ class ReviewSession:
         return changed
 
     # -- provenance ---------------------------------------------------------------------
+    def initial_mask(self, label: str, kind: str) -> np.ndarray:
+        """A visit's mask (native grid, bool) before any correction of this review."""
+        return self._initial[(label, kind)]
+
+    def carry_over(self, label: str, kind: str, initial: np.ndarray, origin: str, definition: str) -> None:
+        """Take a mask's history from an earlier run of the same layer (Run pressed again): the
+        mask as that run first had it, where it came from and its definition, so the provenance
+        still says it was edited by hand and gives the volume before the edit."""
+        tp = self.timepoints[self.index_of(label)]
+        if initial.shape != self._initial[(label, kind)].shape:
+            raise ValueError(f"{label} {kind}: the earlier mask is not on this scan's grid")
+        self._initial[(label, kind)] = np.array(initial, dtype=bool, copy=True)
+        self.mask_origin.setdefault(label, {})[kind] = origin
+        setattr(tp, f"{kind}_definition", definition)
+        segmented = [k for k in MASK_KINDS if self.mask_origin[label].get(k, "").startswith("segmented")]
+        if len(segmented) == 2:
+            self._base_source[label] = "segmented"
+        elif segmented:
+            drawn = "head" if segmented[0] == "lesion" else "lesion"
+            self._base_source[label] = f"user {drawn}, segmented {segmented[0]}"
+        tp.mask_source = self._base_source[label] + ("+edited" if self.edited(label) else "")
+
     def changed_voxels(self, label: str, kind: str) -> int:
         tp = self.timepoints[self.index_of(label)]
         now = sitk.GetArrayViewFromImage(getattr(tp, kind)) != 0

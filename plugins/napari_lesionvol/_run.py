@@ -155,6 +155,12 @@ def _visit_masks(states: dict, reference: sitk.Image, options: AnalysisOptions) 
             origin["head"] = _mask_origin(state, how) + f", label map value {options.head_label} + {options.lesion_label}"
             origin["lesion"] = _mask_origin(state, how) + f", label map value {options.lesion_label}"
             continue
+        native = state.get("native")  # the widget's own measured mask of this layer (see _memory)
+        if native is not None and grid_difference(native, reference) is None:
+            masks[kind] = sitk.Image(native)
+            masks[kind].CopyInformation(reference)
+            origin[kind] = _mask_origin(state, "same grid")
+            continue
         masks[kind], how = mask_from_layer(state["data"], state["meta"] or None, state["scale"],
                                            state["translate"], state["rotate"], reference)
         origin[kind] = _mask_origin(state, how)

@@ -52,7 +52,8 @@ from napari_lesionvol import _view
 from napari_lesionvol._export import export_dialog
 from napari_lesionvol._geometry import META_KEY, display_meta, layer_transform, to_display
 from napari_lesionvol._options_panel import OptionsPanel
-from napari_lesionvol._pickers import SEGMENT, SeriesPicker, input_layers
+from napari_lesionvol._memory import MaskMemory
+from napari_lesionvol._pickers import NONE, SEGMENT, SeriesPicker, input_layers
 from napari_lesionvol._reader import labels_colormap
 from napari_lesionvol._results import ResultLayers, legend
 from napari_lesionvol._review import MASK_KINDS
@@ -99,6 +100,7 @@ class ReviewWidget(QWidget):
         self.run_controls = RunControls()
         self.table = VolumesTable()
         self.results = ResultLayers(napari_viewer, self.apply_edits, parent=self)
+        self.memory = MaskMemory()  # the mask layers of earlier runs: edits survive Run again
         self.window_combo = QComboBox()
         self.window_combo.addItems(list(_view.WINDOW_PRESETS))
         self.window_combo.setCurrentText(_view.DEFAULT_WINDOW)
@@ -247,7 +249,13 @@ class ReviewWidget(QWidget):
             self._fail(str(exc))
             return None
         self.last_error = None
-        return self.run_controls.start(analysis_job, snapshot(self.viewer, chosen), days, transforms, options,
+        states = snapshot(self.viewer, chosen)
+        for item, (_, masks) in zip(states, chosen):
+            for kind, name in masks.items():  # layers an earlier run measured: its native masks + edits
+                native = self.memory.native_now(self.viewer.layers[name]) if kind in MASK_KINDS else None
+                if native is not None:
+                    item["masks"][kind]["native"] = native
+        return self.run_controls.start(analysis_job, states, days, transforms, options,
                                        seed_mm, on_result=self._on_result, on_error=self._fail)
 
     def cancel(self) -> bool:
@@ -278,6 +286,14 @@ class ReviewWidget(QWidget):
 
     def _on_result(self, outcome: RunOutcome):
         self.results.show(outcome)
+        # masks measured again from layers an earlier run showed keep their history (edited by hand,
+        # the volume before the edit); the rows then point at the layers holding this run's masks,
+        # so Run again measures what the reader sees and corrects, not a fresh segmentation
+        given = {label: {k: v for k, v in layers.items() if k in MASK_KINDS}
+                 for label, layers in outcome.mask_layers.items()}
+        self.memory.carry_into(outcome.session, self.results.layer, given)
+        resegment = self._point_rows_at_results(outcome)
+        self.memory.remember(outcome.session, self.results.layer)
         _view.order_layers(self.viewer)
         # the layer a reader corrects first is the one selected (its paint brush at hand)
         self.viewer.layers.selection.active = self.results.layer(outcome.session.timepoints[0].label, "lesion")
@@ -297,9 +313,30 @@ class ReviewWidget(QWidget):
                + html.escape("; ".join(doubtful), quote=False) + "</span>" if doubtful else "")
             + (f"<br><span style='color:{WARNING_COLOR}'>&#9888; " + html.escape(not_t1, quote=False) + "</span>"
                if not_t1 else "")
+            + (f"<br>Run again measures these masks, edits included (for {', '.join(resegment)}: choose "
+               f"(segment) in its row to segment it anew)." if resegment else "")
             + (f"<br><span style='color:#e0a040'>No regenerated/new volumes nor change overlay for "
                f"{', '.join(apart)}: not registered and not on the baseline's grid (tick 'register')</span>"
                if apart else ""))
+
+    def _point_rows_at_results(self, outcome: RunOutcome) -> list[str]:
+        """Rows that said (segment), or held a label map, now name the Labels layers holding the run's
+        masks (quietly: the same inputs). Returns the visits whose rows were changed."""
+        changed = []
+        with self.series.quietly():
+            for tp in outcome.session.timepoints:
+                row = self.series.row_of(outcome.mask_layers.get(tp.label, {}).get("image", ""))
+                layers = {kind: self.results.layer(tp.label, kind) for kind in MASK_KINDS}
+                if row is None or any(layer is None or layer not in self.viewer.layers for layer in layers.values()):
+                    continue
+                label_map = row.label_map.currentText() not in ("", NONE)
+                if not label_map and all(getattr(row, kind).currentText() != SEGMENT for kind in MASK_KINDS):
+                    continue
+                row.label_map.setCurrentText(NONE)
+                for kind, layer in layers.items():
+                    getattr(row, kind).setCurrentText(layer.name)
+                changed.append(tp.label)
+        return changed
 
     def _lesion_centre(self, outcome: RunOutcome):
         """World point (z, y, x) of the baseline lesion's centre (of its head if no lesion)."""
@@ -590,6 +627,7 @@ class ReviewWidget(QWidget):
         """Re-measure the masks that were painted since the last update. True if anything changed."""
         changed = self.results.apply_edits()
         if changed:
+            self.memory.remember(self.session, self.results.layer)
             self.table.show_rows(self.table_rows())
             self.status.setText(f"Updated after corrections ({self.session.timepoints[0].label} is the baseline).")
         return changed
