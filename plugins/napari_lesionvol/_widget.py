@@ -52,6 +52,7 @@ from napari_lesionvol import _view
 from napari_lesionvol._export import export_dialog
 from napari_lesionvol._geometry import META_KEY, display_meta, layer_transform, to_display
 from napari_lesionvol._options_panel import OptionsPanel
+from napari_lesionvol._days import format_days, known_days
 from napari_lesionvol._memory import MaskMemory
 from napari_lesionvol._pickers import NONE, SEGMENT, SeriesPicker, input_layers
 from napari_lesionvol._reader import labels_colormap
@@ -101,6 +102,7 @@ class ReviewWidget(QWidget):
         self.table = VolumesTable()
         self.results = ResultLayers(napari_viewer, self.apply_edits, parent=self)
         self.memory = MaskMemory()  # the mask layers of earlier runs: edits survive Run again
+        self._days_placeholder = self.options_panel.days.placeholderText()
         self.window_combo = QComboBox()
         self.window_combo.addItems(list(_view.WINDOW_PRESETS))
         self.window_combo.setCurrentText(_view.DEFAULT_WINDOW)
@@ -240,6 +242,8 @@ class ReviewWidget(QWidget):
             if not chosen:
                 raise LesionvolError("choose a baseline image layer")
             days = self.options_panel.day_values(len(chosen))
+            if days is None:  # not typed: the DICOM dates or the sample's days, when every visit has them
+                days = self.known_days()[0]
             if transforms is not None and len(transforms) != len(chosen) - 1:
                 raise LesionvolError(f"{len(transforms)} transforms for {len(chosen) - 1} follow-ups")
             overrides = {} if register is None else {"register": register}
@@ -354,6 +358,16 @@ class ReviewWidget(QWidget):
         self.seed_tool.set_visits(images)
         self.lesion_tool.set_visits(images)
         self.check_geometry()
+        days, where = self.known_days()
+        self.days.setPlaceholderText(f"{format_days(days)} (from {where})" if days else self._days_placeholder)
+
+    def known_days(self) -> tuple[list[float] | None, str]:
+        """The chosen visits' days when none are typed: from their DICOM dates or the sample's
+        (:mod:`._days`), and where from; ``(None, "")`` when not known for every visit."""
+        images = [image for image, _ in self.series.chosen()]
+        if not images or any(image not in self.viewer.layers for image in images):
+            return None, ""
+        return known_days([self.viewer.layers[image].metadata.get(META_KEY) or {} for image in images])
 
     def check_geometry(self) -> list[str]:
         """Name the chosen image layers without physical geometry (a warning above the options)."""

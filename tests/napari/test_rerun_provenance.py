@@ -59,12 +59,14 @@ def test_edited_file_mask_stays_edited_after_typing_days_and_running_again(make_
     assert widget.apply_edits() and erased > 0
     edited_ml = widget.table_rows()[0]["lesion_volume_ml"]
     assert edited_ml == pytest.approx(file_ml - erased * voxel_ml, rel=1e-9)
-    assert widget.table_rows()[0]["days"] is None
+    # days not typed: the sample's (truth.json: 0, 91, 365), shown in the empty days field
+    assert [r["days"] for r in widget.table_rows()] == [0, 91, 365]
+    assert widget.days.text() == "" and widget.days.placeholderText() == "0, 91, 365 (from the sample)"
 
-    widget.days.setText("0, 91, 365")
+    widget.days.setText("0, 92, 366")  # typed days win
     _press_run(widget)
     rows = widget.table_rows()
-    assert [r["days"] for r in rows] == [0, 91, 365]
+    assert [r["days"] for r in rows] == [0, 92, 366]
     assert rows[0]["lesion_volume_ml"] == pytest.approx(edited_ml, rel=1e-12)  # the edit measured, not the file
     assert rows[0]["mask_source"] == "user+edited"
     assert [r["mask_source"] for r in rows[1:]] == ["user", "user"]
