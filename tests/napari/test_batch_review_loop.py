@@ -24,7 +24,8 @@ from lesionvol.sample import SAMPLE_VISITS, sample_mask_paths, sample_series_pat
 def _lesionvol(*args: str) -> None:
     exe = Path(sys.executable).parent / "lesionvol"
     command = [str(exe)] if exe.exists() else [sys.executable, "-c", "from lesionvol.cli import main; main()"]
-    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([*command, *args], capture_output=True, text=True, encoding="utf-8", errors="replace",
+                          timeout=300)
     assert done.returncode == 0, done.stderr
 
 
@@ -172,7 +173,8 @@ def test_closing_the_window_mid_run_exits_cleanly(tmp_path):
         pytest.skip("needs the virtual display pytest-xvfb starts")
     script = tmp_path / "close_mid_run.py"
     script.write_text(CLOSE_MID_RUN, encoding="utf-8")
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240,
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, encoding="utf-8",
+                          errors="replace", timeout=240,
                           env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
     assert "closed; worker running: False" in done.stdout
