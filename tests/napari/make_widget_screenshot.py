@@ -2,9 +2,9 @@
 
 Run under a display (``xvfb-run -a python tests/napari/make_widget_screenshot.py``).
 Not a test. The steps are the README's: File ▸ Open Sample ▸ lesionvol, Plugins ▸ lesionvol ▸
-Lesion review, type the days, click Run (the sample's reference masks are picked by name;
-the follow-ups are registered by lesionvol, as for a user). The view is the one the widget
-sets when the results come: the baseline's acquisition plane through its lesion.
+Lesion review, click Run (the sample's reference masks are picked by name, its days filled
+from the sample; the follow-ups are registered by lesionvol, as for a user). The view is the one
+the widget sets when the results come: the baseline's acquisition plane through its lesion.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def main(out: Path = ROOT / "docs" / "napari_widget.png") -> Path:
     viewer.window.resize(1700, 1000)
     viewer.open_sample("lesionvol", "onfh_series")  # File > Open Sample > lesionvol
     _, widget = viewer.window.add_plugin_dock_widget("lesionvol", "Lesion review")  # Plugins > lesionvol
-    widget.days.setText("0, 91, 365")
+    if widget.known_days()[0] is None:  # the widget fills the sample's days itself
+        raise SystemExit("the sample's days are not known to the widget")
     widget.run_button.click()
     _wait(lambda: widget.session is not None or widget.last_error is not None, 300)
     if widget.last_error:
