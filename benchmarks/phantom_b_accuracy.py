@@ -217,13 +217,10 @@ def main(argv=None) -> None:
 
 def _junction_note() -> str:
     """Where family B and the segmenter cut the head from its neck."""
-    from lesionvol.segment.head import JUNCTION_FRACTION
-
     hip = Hip(head_radius_mm=24.0)
     return (f"note: family B cuts the head where its neck (radius {hip.neck_radius_fraction:g} R, cortex 1.2 mm) leaves "
-            f"the ball, at {hip.junction_mm / hip.head_radius_mm:.2f} R; the segmenter cuts at {JUNCTION_FRACTION:g} R "
-            "by default\n      (junction_fraction=None cuts where the measured neck leaves the ball; not the default "
-            "until the sample's truth is regenerated): about -7 % head volume for R = 24 mm.")
+            f"the ball, at {hip.junction_mm / hip.head_radius_mm:.2f} R; the segmenter cuts where the neck it "
+            "measures leaves the ball (lesionvol.segment.head, step 3).")
 
 
 if __name__ == "__main__":

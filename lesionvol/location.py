@@ -45,6 +45,12 @@ SECTION_STEP_MM = 0.5
 #: voxel) inside the last fit are the flat head–neck cut and are left out of the next round.
 HEAD_SPHERE_FIT_ROUNDS = 4
 HEAD_CUT_TRIM_MM = 2.0
+#: infer_side: the cut head's centroid lies off the sphere's centre away from the neck (superior and
+#: medial).  A cut where the neck leaves the ball (~0.7-0.8 R) moves it by ~0.015 R (0.35 mm for
+#: R = 23 mm); a whole ball by < 0.01 mm.  Below SIDE_MIN_OFFSET_FRACTION × R, not superior, or
+#: with a left-right share below SIDE_MIN_LATERAL_SHARE, the side is 'unknown'.
+SIDE_MIN_OFFSET_FRACTION = 0.006
+SIDE_MIN_LATERAL_SHARE = 0.3
 
 OCTANTS = [f"{ap}_{si}_{ml}" for ap in ("anterior", "posterior") for si in ("superior", "inferior")
            for ml in ("medial", "lateral")]
@@ -171,13 +177,15 @@ def infer_side(head_mask: sitk.Image) -> str:
     Example
     -------
     >>> zyx = np.indices((40, 40, 40)); r = np.sqrt(((zyx - 20) ** 2).sum(0))
-    >>> cut_laterally = (r <= 12) & (zyx[2] - 20 - (zyx[0] - 20) > -12 * 0.55 * 2 ** 0.5)
-    >>> infer_side(sitk.GetImageFromArray(cut_laterally.astype(np.uint8)))  # neck towards -x
+    >>> cut = (r <= 12) & ((zyx[2] - 20) + (zyx[0] - 20) > -12 * 0.75 * 2 ** 0.5)
+    >>> infer_side(sitk.GetImageFromArray(cut.astype(np.uint8)))  # neck towards -x and -z (inferior)
     'right'
     """
     centre, radius = fit_head_sphere(head_mask)
     offset = _points(head_mask).mean(axis=0) - centre
-    if abs(offset[0]) < max(0.02 * radius, 0.5):
+    size = float(np.linalg.norm(offset))
+    if (size < SIDE_MIN_OFFSET_FRACTION * radius or offset[2] <= 0      # LPS +z is superior
+            or abs(offset[0]) < SIDE_MIN_LATERAL_SHARE * size):
         return "unknown"
     return "right" if offset[0] > 0 else "left"
 

@@ -10,7 +10,7 @@ Anatomy (per hip, origin at the head centre for a single hip)
 * femur = head ball (radius ``R``) ∪ neck capsule (radius 0.62 R, 130° neck–shaft angle,
   12° anteversion) ∪ trochanter ball ∪ shaft (radius 0.6 R, going inferiorly); a 2 mm
   low-signal cortex lines every femoral surface (the subchondral plate on the head);
-* acetabulum = hemispherical cup (inner radius R + 2.5 mm, wall 4 mm, 1.2 mm cortices, marrow
+* acetabulum = hemispherical cup (inner radius R + 2.5 mm, wall 8 mm, 1.2 mm cortices, marrow
   between), pole towards supero-medial-posterior so the opening faces infero-lateral-anterior;
 * joint space (cartilage + fluid) between head and cup; muscle; a 12 mm subcutaneous fat layer
   of an elliptic-cylinder body; air outside.
@@ -20,7 +20,9 @@ Anatomy (per hip, origin at the head centre for a single hip)
 Ground truth definitions
 ------------------------
 * **anatomical head** (``head_volume_ml``): the head ball cut by the head–neck junction plane,
-  perpendicular to the neck axis at ``junction_mm`` (default 0.55 R) from the centre:
+  perpendicular to the neck axis where the neck (radius 0.62 R) leaves the ball, at ``junction_mm``
+  = sqrt(1 − 0.62²) R ≈ 0.785 R from the centre (design.md's definition; before generator
+  version 2 the cut was at 0.55 R):
   ball − spherical cap, exact.  ``head_sphere_volume_ml`` is the full ball.
 * **lesion** k: anatomical head ∩ lesion ellipsoid (a ball when ``axis_scale`` is 1,1,1).
   Its *band* is the part outside the inner ellipsoid whose semi-axes are shorter by ``band_mm``
@@ -56,7 +58,7 @@ region of interest at the neutral pose; ``plane`` picks the direction cosines (`
 Public API (names are stable; other modules code against them)
 ---------------------------------------------------------------
 ``LesionSpec``, ``VisitSpec``, ``PhantomTruth``, ``ChangeTruth``, ``PhantomScan``, ``Series``,
-``make_visit(spec, *, seed, side="right", head_radius_mm=23.0, junction_fraction=0.55)``,
+``make_visit(spec, *, seed, side="right", head_radius_mm=23.0, junction_fraction=JUNCTION_FRACTION)``,
 ``make_series(seed, n_followups=2, **options)``, ``random_series(seed, n_followups=2, ...)``,
 ``lesion_for_fraction(head_radius_mm, lesion_pct_head, side=...)``, ``nested_followup(...)``,
 ``series_transform(base_truth, follow_truth)``,
@@ -79,7 +81,7 @@ Example
 >>> from lesionvol.phantom import make_series
 >>> series = make_series(seed=1, n_followups=1, shape=(64, 64, 20), spacing_mm=(2, 2, 6))
 >>> round(series.scans[0].truth.head_volume_ml, 1)  # exact, whatever the grid
-44.4
+49.3
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ __all__ = [
     "series_transform",
 ]
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 # T1 intensities relative to fatty marrow
 T1_FAT = 1.0
@@ -125,10 +127,16 @@ T1_AIR = 0.0
 
 CORTEX_MM = 2.0            # femoral cortex / subchondral plate
 JOINT_SPACE_MM = 2.5
-CUP_WALL_MM = 4.0
+CUP_WALL_MM = 8.0          # the roof is thick bone: the acetabulum check needs marrow above the head
 CUP_CORTEX_MM = 1.2
+#: The lateral acetabular edge (JIC): on the rim plane, this far outside the cup's inner surface
+#: (the rim's bony corner; generator version 1 had a 4 mm wall and its outer corner there).
+RIM_EDGE_MM = 4.0
 FAT_LAYER_MM = 12.0
 NECK_SHAFT_DEG = 130.0
+#: Neck radius as a fraction of the head radius; the head is cut where this neck leaves the ball.
+NECK_RADIUS_FRACTION = 0.62
+JUNCTION_FRACTION = math.sqrt(1.0 - NECK_RADIUS_FRACTION**2)
 ANTEVERSION_DEG = 12.0
 CUP_INCLINATION_DEG = 45.0
 CUP_ANTEVERSION_DEG = 20.0
@@ -429,11 +437,12 @@ class _HipGeometry:
         return self.cup_inner_mm + CUP_WALL_MM
 
     def acetabular_edge(self) -> np.ndarray:
-        """Lateral rim point of the cup on the coronal plane through the head centre (outer corner)."""
+        """Lateral rim point of the cup on the coronal plane through the head centre (RIM_EDGE_MM
+        outside the inner surface)."""
         w = _unit(np.cross(self.cup_axis, [0.0, 1.0, 0.0]))
         if w[0] > 0:
             w = -w
-        return self.cup_outer_mm * w
+        return (self.cup_inner_mm + RIM_EDGE_MM) * w
 
 
 def _hip_origin(side: str, both: bool) -> np.ndarray:
@@ -668,7 +677,7 @@ class _Scene:
         rho = np.linalg.norm(q, axis=1)
         u, L = geo.neck_axis, geo.neck_length_mm
         t = np.clip(q @ u, 0.0, L)
-        neck = np.linalg.norm(q - t[:, None] * u, axis=1) - 0.62 * R
+        neck = np.linalg.norm(q - t[:, None] * u, axis=1) - NECK_RADIUS_FRACTION * R
         J = geo.trochanter_centre
         qj = q - J
         troch = np.linalg.norm(qj, axis=1) - 0.8 * R
@@ -810,7 +819,7 @@ def _bias_field(amplitude: float, fov_mm: float, rng: np.random.Generator):
 
 
 def make_visit(spec: VisitSpec, *, seed: int, side: str = "right", head_radius_mm: float = 23.0,
-               junction_fraction: float = 0.55) -> PhantomScan:
+               junction_fraction: float = JUNCTION_FRACTION) -> PhantomScan:
     """Synthesise one T1 scan of the hip phantom and its exact truth.
 
     Parameters
@@ -940,7 +949,7 @@ def _default_direction(side: str) -> np.ndarray:
 def lesion_for_fraction(head_radius_mm: float, lesion_pct_head: float, *, side: str = "right",
                         direction: Sequence[float] | None = None, depth_factor: float = 0.35,
                         band_mm: float = 2.0, bright_centre: bool = False,
-                        junction_fraction: float = 0.55) -> LesionSpec:
+                        junction_fraction: float = JUNCTION_FRACTION) -> LesionSpec:
     """Ball lesion touching the subchondral plate whose enclosed volume is a given % of the head.
 
     The centre lies along ``direction`` at ``R − depth_factor · r``, so the lens always reaches
@@ -951,8 +960,8 @@ def lesion_for_fraction(head_radius_mm: float, lesion_pct_head: float, *, side: 
     Example
     -------
     >>> les = lesion_for_fraction(23.0, 18.0)
-    >>> geo = _HipGeometry(23.0, 0.55 * 23.0)
-    >>> round(100 * _lesion_volumes(geo, [les], "right")[0] / head_volume_mm3(23.0, 0.55 * 23.0), 6)
+    >>> geo = _HipGeometry(23.0, JUNCTION_FRACTION * 23.0)
+    >>> round(100 * _lesion_volumes(geo, [les], "right")[0] / head_volume_mm3(23.0, JUNCTION_FRACTION * 23.0), 6)
     18.0
     """
     R = head_radius_mm
@@ -1104,7 +1113,7 @@ def make_series(seed: int, n_followups: int = 2, *, side: str = "right", head_ra
             spec = replace(spec, **followup_grids[v - 1])
         scans.append(make_visit(spec, seed=int(rng.integers(2**31)), side=side, head_radius_mm=R))
 
-    geo = _HipGeometry(R, 0.55 * R)
+    geo = _HipGeometry(R, JUNCTION_FRACTION * R)
     transforms, changes = [], []
     for v in range(1, n_followups + 1):
         transforms.append(series_transform(scans[0].truth, scans[v].truth))
@@ -1137,7 +1146,7 @@ def random_series(seed: int, n_followups: int = 2, *, side: str = "right",
     """
     rng = np.random.default_rng(seed)
     R = float(rng.uniform(19.0, 27.0))
-    head = head_volume_mm3(R, 0.55 * R)
+    head = head_volume_mm3(R, JUNCTION_FRACTION * R)
     hi = min(42_000.0, 0.45 * head)
     vol = float(np.exp(rng.uniform(np.log(400.0), np.log(hi))))
     hip_side = "right" if side == "both" else side

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         "visits": list(VISITS),
         "days": [float(d) for d in DAYS],
         "head_definition": "head ball cut by the head-neck junction plane (perpendicular to the neck axis "
-                           "at 0.55 R from the centre); analytic",
+                           "where the neck, radius 0.62 R, leaves the ball: 0.785 R from the centre); analytic",
         "lesion_definition": "enclosed: everything inside the outer margin of the demarcating band "
                              "(head ball ∩ lesion ball, lens); analytic. The lesion centre is dark, so "
                              "lesion_dark_ml equals it.",

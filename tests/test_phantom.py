@@ -19,6 +19,7 @@ import SimpleITK as sitk
 from scipy import integrate, ndimage
 
 from lesionvol.phantom import (
+    JUNCTION_FRACTION,
     LesionSpec,
     VisitSpec,
     ball_volume_mm3,
@@ -71,8 +72,9 @@ def test_visit_truth_volumes_are_analytic():
     scan = make_visit(VisitSpec(lesions=(les,), **SMALL), seed=0)
     t = scan.truth
     dist = float(np.linalg.norm(les.centre_offset_mm))
+    cap_mm = (1.0 - JUNCTION_FRACTION) * R        # the cap beyond the head-neck cut
     assert t.head_volume_ml * 1000 == pytest.approx(
-        4 / 3 * math.pi * R**3 - math.pi * (0.45 * R) ** 2 * (3 * R - 0.45 * R) / 3, rel=1e-12)
+        4 / 3 * math.pi * R**3 - math.pi * cap_mm**2 * (3 * R - cap_mm) / 3, rel=1e-12)
     assert t.head_sphere_volume_ml * 1000 == pytest.approx(4 / 3 * math.pi * R**3, rel=1e-12)
     assert t.lesion_enclosed_ml * 1000 == pytest.approx(lens_volume_mm3(R, 10.0, dist), rel=1e-12)
     assert t.lesion_dark_ml * 1000 == pytest.approx(
@@ -97,7 +99,7 @@ def test_numerical_integration_error_below_0p2_percent():
 def test_lesion_for_fraction_hits_target_and_touches_the_surface():
     les = lesion_for_fraction(R, 18.0)
     dist = float(np.linalg.norm(les.centre_offset_mm))
-    assert 100 * lens_volume_mm3(R, les.radius_mm, dist) / head_volume_mm3(R, 0.55 * R) == pytest.approx(18.0, rel=1e-9)
+    assert 100 * lens_volume_mm3(R, les.radius_mm, dist) / head_volume_mm3(R, JUNCTION_FRACTION * R) == pytest.approx(18.0, rel=1e-9)
     assert dist + les.radius_mm > R + 1.0   # the lens reaches the subchondral plate
     scan = make_visit(VisitSpec(lesions=(les,), shape=(100, 100, 40), spacing_mm=(1.2, 1.2, 3.0)), seed=1)
     pts = _voxel_points(scan.image)[sitk.GetArrayFromImage(scan.lesion_enclosed_mask) > 0]
@@ -190,7 +192,7 @@ def test_series_pose_truth_and_change():
 
 
 def test_new_lesion_component_counts_as_new():
-    extra = LesionSpec((-6.0, 12.0, 18.0), 6.0)           # posterior, away from the baseline lesion
+    extra = LesionSpec((-8.0, 15.0, 14.0), 6.0)           # posterior, clear of the baseline lesion
     s = make_series(seed=5, n_followups=1, residual_fractions=(0.5,), new_lesion=extra, **SMALL)
     head = s.scans[0].truth.head_radius_mm
     new_exact = lens_volume_mm3(head, 6.0, float(np.linalg.norm(extra.centre_offset_mm))) / 1000

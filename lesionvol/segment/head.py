@@ -15,17 +15,19 @@ How (classical, intensity-scale free: every level is relative to the marrow/fat 
    else the outer) and the head radius (outer surface); the rays are cast again from the new
    centre, up to four rounds in all, until the centre moves less than 0.05 mm.
 3. **Neck axis.** 3D rays beyond the acetabulum find the bright marrow tube leaving the head
-   inferiorly; the anatomical head is the ball cut by the plane perpendicular to the axis at
-   ``junction_fraction · R`` from the centre (JUNCTION_FRACTION, 0.55: the convention the bundled
-   sample and the first phantom family's truth use). With ``junction_fraction=None`` the cut is
-   where the neck leaves the ball, sqrt(R² − r_neck²) from the centre, r_neck the neck's radius
-   measured across the axis (0.72 R if unreadable): the project's definition, not yet the default
-   because the sample's truth must be regenerated with it first.
-4. **Checks.** A fit is a femoral head only if the central slices show a dark plate with a
-   rise out of it on at least 30 % of the rays, the outer surface is found on at least 40 % of
-   the rays, the radius is 15–33 mm, the plate is 0.3–5 mm thick, a bright neck leaves it
-   inferiorly and bone marrow (the acetabular roof) lies above it; otherwise :class:`NoFemoralHeadError`.  The numbers are the module constants
-   below (``HEAD_RADIUS_RANGE_MM``, ``PLATE_THICKNESS_MM`` ...).
+   inferiorly (and laterally, when the side is known): the brightest cone of such directions.  The
+   anatomical head is the ball cut by the plane perpendicular to the axis where the neck leaves
+   the ball, sqrt(R² − r_neck²) from the centre, r_neck the neck's radius measured across the axis
+   (0.72 R if unreadable).  ``junction_fraction`` asks for a fixed cut at that fraction of R instead
+   (0.55 R was lesionvol's convention before; it cut the head ~7 % short).
+4. **Checks.** A fit is a femoral head only if the central slices show marrow inside a dark rim
+   with a rise out of it on at least 30 % of the rays, the outer surface is found on at least 40 %
+   of the rays, the radius is 15–33 mm, the plate is 0.3–5 mm thick, a bright neck leaves it
+   inferiorly without a cortical rim between, and bone marrow (the acetabular roof) lies above it
+   beyond its rim; otherwise :class:`NoFemoralHeadError`.  In a field showing both hips the side is
+   where the head lies (left or right of the body's midline; nothing within 40 mm of the midline
+   is a head) and the neck must leave it laterally.  The numbers are the module constants below
+   (``HEAD_RADIUS_RANGE_MM``, ``PLATE_THICKNESS_MM`` ...).
 
 Example
 -------
@@ -75,9 +77,6 @@ DEFAULT_PLATE_MM = 2.0
 #: diameter; anatomy), i.e. a cut at ~0.69 R.  The cut is kept within JUNCTION_LIMITS × R.
 NECK_RADIUS_FRACTION = 0.72
 JUNCTION_LIMITS = (0.45, 0.85)
-#: Kept for callers that asked for a fixed cut: the old lesionvol convention (0.55 R), which cut
-#: the head ~7 % short of where a realistic neck leaves it.  Not the default any more.
-JUNCTION_FRACTION = 0.55
 #: A field at least this wide (mm, left-right) shows both hips (a pelvis is ~30-40 cm across; one
 #: hip's field of view is ~15-20 cm).
 BOTH_HIPS_FIELD_MM = 280.0
@@ -218,15 +217,12 @@ ARTICULAR_PLATE_MM = 1.0
 #: The acetabulum: above the head (rays whose superior component exceeds ACETABULUM_MIN_UP) the
 #: rim is followed, within ACETABULUM_REACH_MM of the head surface, by bone marrow again (above
 #: ACETABULUM_MARROW_LEVEL × marrow) on at least ACETABULUM_MIN_FRACTION of the rays (development
-#: scans: 0.9-1.0 on the heads found, 0.27 on the one false head, a round structure on no bone; the
-#: first phantom family's tilted cup reads 0.55-0.82).
+#: scans: 0.90-1.00 on all 30 heads, 0.12-0.35 on round structures off the femur; first phantom
+#: family 0.63-0.97 (0.63: SNR 10 with a 25 % bias field), second 1.00).
 ACETABULUM_MIN_UP = 0.7
 ACETABULUM_REACH_MM = (1.5, 14.0)
-ACETABULUM_MARROW_LEVEL = 0.55
+ACETABULUM_MARROW_LEVEL = 0.5
 ACETABULUM_MIN_FRACTION = 0.45
-#: Not enforced by default yet: the first phantom family's default scene reads 0.05 (its cup, to be
-#: checked), so the fraction is only recorded in HeadFit.quality["acetabulum_fraction"].
-ENFORCE_ACETABULUM = False
 
 # --- 3. neck axis
 #: Directions probed (a Fibonacci sphere) and samples along each, from NECK_START_BEYOND_MM beyond
@@ -250,8 +246,9 @@ NECK_MAX_SUPERIOR_COMPONENT = -0.2
 NECK_MIN_LATERAL_COMPONENT = 0.2
 #: Where it leaves the head (from NECK_THROUGH_MM[0] inside to NECK_THROUGH_MM[1] outside the
 #: surface) a neck direction never falls below NECK_NO_RIM_LEVEL × marrow: no cortical rim there
-#: (real scans: the rim reads 0.3–0.45 of marrow; fat or muscle beyond a rim is not a neck).
-NECK_THROUGH_MM = (6.0, 6.0)
+#: (real scans: the rim reads 0.3–0.45 of marrow; fat or muscle beyond a rim is not a neck).  Only
+#: 2 mm inside: a necrotic lesion may reach the head–neck cut and is dark up to it.
+NECK_THROUGH_MM = (2.0, 6.0)
 NECK_NO_RIM_LEVEL = 0.5
 #: Brightness along the axis is averaged over directions within this angle of it.
 NECK_CONE_DEG = 15.0
@@ -715,7 +712,7 @@ def junction_distance_mm(R: float, neck_radius_mm: float | None) -> float:
 
 
 def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None = None,
-             junction_fraction: float | None = JUNCTION_FRACTION, side: str | None = None) -> HeadFit:
+             junction_fraction: float | None = None, side: str | None = None) -> HeadFit:
     """Fit the femoral head around a candidate centre (physical mm); raises NoFemoralHeadError.
 
     The head is cut at ``junction_fraction`` × R from the centre, or where its neck leaves it
@@ -802,7 +799,7 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     if axis is None or neck_frac < NECK_MIN_BRIGHT_FRACTION:
         raise NoFemoralHeadError("no femoral head: a spherical surface was found but no femoral neck leaves it")
     quality["acetabulum_fraction"] = _acetabulum_fraction(rays, centre, R)
-    if ENFORCE_ACETABULUM and quality["acetabulum_fraction"] < ACETABULUM_MIN_FRACTION:
+    if quality["acetabulum_fraction"] < ACETABULUM_MIN_FRACTION:
         raise NoFemoralHeadError("no femoral head: a round structure with a neck was found, but it sits in no "
                                  f"acetabulum (bone above it on {100 * quality['acetabulum_fraction']:.0f} % of rays)")
     if side is None:
@@ -816,7 +813,7 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     return HeadFit(centre, R, r_in, axis, junction, side, fat, quality)
 
 
-def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | None = JUNCTION_FRACTION) -> list[HeadFit]:
+def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | None = None) -> list[HeadFit]:
     """Every femoral head in the image (at most one per side), best first.
 
     Raises :class:`NoFemoralHeadError` when there is none.

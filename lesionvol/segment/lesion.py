@@ -72,6 +72,17 @@ SLOPE_CLIP = (-0.5, 0.5)
 #: cut by a plane reads ~0.5-0.9 (empirical, set on the development scans and the first phantoms).
 LESION_MIN_DEPTH_MM = 3.0
 SEGMENT_DEPTH_RATIO = (0.45, 1.4)
+#: Two places where a normal head's marrow meets dark tissue inside the fitted ball without
+#: necrosis: the head–neck junction (the bone surface curves in from the sphere towards the neck;
+#: the physeal scar) and the fovea capitis (a pit roughly opposite the neck).  A component smaller
+#: than ANATOMY_ARTEFACT_MAX_MM3 lying wholly within JUNCTION_ZONE_FRACTION × R of the head–neck
+#: cut, or whose mean direction lies within FOVEA_CONE_DEG of the direction opposite the neck, is
+#: not a lesion.  Development scans: 0.04–0.31 mL components 0.28–0.29 R from the cut, and
+#: 0.06–0.26 mL ones 19–27° from the opposite direction; necrosis is subchondral in the
+#: weight-bearing dome, and a lesion reaching the junction reaches beyond this zone too.
+ANATOMY_ARTEFACT_MAX_MM3 = 1000.0
+JUNCTION_ZONE_FRACTION = 0.35
+FOVEA_CONE_DEG = 35.0
 #: The region of interest reaches this far beyond the head radius.
 ROI_MARGIN_MM = 3.0
 #: In-plane axes finer than FINE_SPACING_MM are smoothed with this sigma (noise) before levels are read.
@@ -161,9 +172,11 @@ def _extend_into_shell(core: np.ndarray, interior: np.ndarray, shell: np.ndarray
 
 
 def _encloses_marrow(lab: np.ndarray, nlab: int, keep: np.ndarray, d: np.ndarray, r: np.ndarray,
-                     fit: HeadFit) -> np.ndarray:
-    """Per component (1..nlab): does it reach into the marrow as a subchondral segment does?"""
+                     fit: HeadFit, voxel_mm3: float) -> np.ndarray:
+    """Per component (1..nlab): does it reach into the marrow as a subchondral segment does, away
+    from the head–neck junction and the fovea?"""
     out = np.zeros(nlab, bool)
+    neck = fit.neck_axis.astype(np.float32)
     for i in np.flatnonzero(keep[1:]) + 1:
         sel = lab == i
         ri = r[sel]
@@ -174,7 +187,11 @@ def _encloses_marrow(lab: np.ndarray, nlab: int, keep: np.ndarray, d: np.ndarray
         foot = fit.radius_mm * np.sin(np.radians(min(float(np.percentile(spread, 90)), 90.0)))
         depth = float(np.percentile(fit.inner_radius_mm - ri, 95))
         ratio = depth / max(foot, 1e-6)
-        out[i - 1] = depth >= LESION_MIN_DEPTH_MM and SEGMENT_DEPTH_RATIO[0] <= ratio <= SEGMENT_DEPTH_RATIO[1]
+        segment = depth >= LESION_MIN_DEPTH_MM and SEGMENT_DEPTH_RATIO[0] <= ratio <= SEGMENT_DEPTH_RATIO[1]
+        at_junction = float((d[sel] @ neck).min()) > fit.junction_mm - JUNCTION_ZONE_FRACTION * fit.radius_mm
+        at_fovea = float(np.degrees(np.arccos(np.clip(-(mean @ neck), -1.0, 1.0)))) < FOVEA_CONE_DEG
+        small = sel.sum() * voxel_mm3 < ANATOMY_ARTEFACT_MAX_MM3
+        out[i - 1] = segment and not (small and (at_junction or at_fovea))
     return out
 
 
@@ -277,7 +294,7 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
         reach = np.zeros(nlab + 1, bool)
         reach[np.unique(lab[at_plate])] = True
         keep = np.r_[False, (sizes >= min_lesion_mm3) & reach[1:]]
-        keep[1:] &= _encloses_marrow(lab, nlab, keep, d, r, fit)
+        keep[1:] &= _encloses_marrow(lab, nlab, keep, d, r, fit, voxel_mm3)
         enclosed = keep[lab]
     dark_core = enclosed & dark
     if dark_core.any():
