@@ -54,11 +54,13 @@ DEFINITIONS = {
     "lesion_outside_head_ml": f"lesion voxels outside the head mask (QC); a lesion with more than "
                               f"{100 * MAX_LESION_OUTSIDE_FRACTION:g} % of its volume outside is refused",
     "days": "days since the baseline scan (given, or from DICOM study dates); empty if unknown",
-    "head_definition": "anatomical: femoral head cut by the plane of the head-neck junction, perpendicular to "
-                       "the neck axis; sphere: the sphere fitted to the head; or as drawn by the user",
+    "head_definition": "anatomical: the femoral head's bone up to the articular surface (subchondral plate in, "
+                       "cartilage and joint out), cut by the plane perpendicular to the neck axis where the neck "
+                       "leaves the head's sphere; sphere: the sphere fitted to that surface; or as drawn by the user",
     "lesion_definition": "enclosed: everything inside the outer margin of the low-signal demarcating band, "
-                         "fat-bright centre included; dark: the low-signal region only (Pascart, Bone 2019); "
-                         "or as drawn by the user",
+                         "fat-bright centre included, up to the same articular surface; dark: the low-signal region "
+                         "only (Pascart, Bone 2019); or as drawn by the user. Cortex and subchondral plate are never "
+                         "lesion unless a band encloses marrow beneath them",
 }
 
 

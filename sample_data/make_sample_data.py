@@ -23,7 +23,7 @@ from lesionvol.phantom import GENERATOR_VERSION, make_series
 SEED = 20221201
 VISITS = ("baseline", "month03", "month12")
 DAYS = (0.0, 91.0, 365.0)
-HEAD_RADIUS_MM = 23.6          # anatomical head ≈ 48 mL, diameter 47.2 mm
+HEAD_RADIUS_MM = 23.6          # anatomical head ≈ 53 mL, diameter 47.2 mm
 LF_PCT = (18.0, 11.0, 4.0)     # REBORNE means: 18.7 %, 11.6 %, 3.7 % of the head
 INTENSITY_SCALE = 1000.0       # marrow ≈ 1000 in the stored int16 images
 
