@@ -31,14 +31,15 @@ How it works
    Rotations tried: the one that takes the baseline neck axis onto the follow-up neck axis,
    spun by 0 and ±``SPIN_DEG`` about it (when both axes are found), identity and
    ±``START_ANGLE_DEG`` about each axis, and (whole field) the principal-axes alignments.
-   All are scored on the coarsest level; the ``N_CANDIDATES`` best are optimised there and the
-   best continues. A caller's ``initial_transform`` replaces these starts (the data-driven
+   All are scored on the coarsest level (in numpy, :class:`_SampledMetric`); the ``N_CANDIDATES``
+   best are optimised there (``START_SCHEDULE``) and the best continues. A caller's ``initial_transform`` replaces these starts (the data-driven
    start is then run as an independent check, see 4).
 3. **Multi-resolution** (own pyramid in mm, so 1 × 1 × 5 mm grids are not shrunk into
    20 mm slices): smoothed, resampled copies at ``LEVEL_SPACING_MM``, then the native grids.
    Mattes mutual information (contrast changes between visits and sequences). Gradient descent
    on the coarse levels (step re-estimated so that no point moves more than a set number of mm),
-   regular-step gradient descent on the native grid; fixed random sample sets (``SCHEDULE``).
+   regular-step gradient descent on the native grid; fixed random sample sets (``SCHEDULE``; the
+   whole field's native level: ``FIELD_NATIVE``).
    The metric derivative comes from the images themselves, not ITK's smoothed gradient images
    (those smooth by a voxel, 4-5 mm across thick slices, and moved the optimum 0.3-0.8 mm).
 4. **Rotation about the head centre** (gradient descent crawls along the spin about the neck
@@ -51,11 +52,16 @@ How it works
    optimised from there, and it (or the independent start) replaces the result when it ends
    clearly better.
 5. **Error estimate** (``registration_uncertainty_mm``), from the native-grid model: the largest
-   displacement, over points of the head ball (whole field: root mean square over the scanned
-   anatomy), by any rotation whose metric lies within ``MODEL_TOLERANCE`` · |metric| of the
-   optimum (a flat direction gives an unbounded error), plus the displacement by the Newton step
-   the model still asks for, or the distance to another start that ended as good (metric within
-   ``METRIC_TIE_FRACTION``), whichever is larger. The systematic error of thick slices shows up as
+   displacement, over points of the head ball, by any rotation whose metric lies within
+   ``MODEL_TOLERANCE`` · |metric| of the optimum (a flat direction gives an unbounded error),
+   plus the displacement by the Newton step the model still asks for, or the distance to another
+   start that ended as good (metric within ``METRIC_TIE_FRACTION``), whichever is larger.
+   Whole field (no head): the head may be anywhere in the anatomy near the field's centre, so
+   the rotation term is the largest over the scanned anatomy within ``FIELD_REACH_MM`` of its
+   intensity centre (anywhere in it when the field holds both hips), and a quadratic model of the
+   translation adds its own term (longest shift within ``FIELD_MODEL_TOLERANCE``, plus its Newton
+   step, which is taken first when it lowers the metric): nothing pins the translation at an
+   unknown head. The systematic error of thick slices shows up as
    a flat spin: it is what the tolerance was set on (seeds 300-319 of the stress generator).
    ``registration_doubtful`` whenever the uncertainty exceeds ``MAX_UNCERTAINTY_MM``.
 6. **QC** (:func:`registration_qc`): metric, correlation of the registered images over the
@@ -81,10 +87,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from lesionvol.errors import InputError
 from lesionvol.geometry import physical_points, voxel_volume_mm3
 from lesionvol.io import check_same_grid
+from lesionvol.segment.head import BOTH_HIPS_FIELD_MM, field_width_mm
 
 # --- region (femur path)
 #: The head part of the region: head ball (equivalent radius of the mask) plus this (plate, edge).
@@ -121,10 +129,21 @@ N_CANDIDATES = 2
 HISTOGRAM_BINS = 32
 #: Per pyramid level: (optimiser, largest step in mm — any point of the image moves at most this
 #: much per iteration —, smallest step in mm (regular-step only), iterations, at most this many
-#: metric samples — random, fixed seed — which sets the cost of one iteration).
-SCHEDULE = [("gd", 2.0, 0.0, 100, 5_000), ("gd", 0.5, 0.0, 200, 10_000), ("rsgd", 1.0, 0.005, 300, 40_000)]
+#: metric samples — random, fixed seed — which sets the cost of one iteration). Set for time on
+#: stress seeds 8100-8108 (head masks): the 2 mm level stops at 40 iterations of 5,000 samples (it
+#: crawled up to 200 iterations along the spin about the neck, which the Newton steps that follow
+#: finish; 80 iterations of 10,000 samples took 1.5x the time for the same TRE); the native level starts at 0.5 mm and
+#: stops at 0.01 mm on 20,000 samples (10,000 moved the mean TRE from 0.29 to 0.43 mm).
+SCHEDULE = [("gd", 2.0, 0.0, 100, 5_000), ("gd", 0.5, 0.0, 80, 5_000), ("rsgd", 0.5, 0.01, 100, 20_000)]
+#: The native level of the whole-field path (no head): a whole field drifts further on the native
+#: grid; with SCHEDULE's native level, tuning pairs (stress seeds 8100-8108) ended 0.5-1.3 mm off
+#: (0.1-0.6 mm with this one), at twice the cost.
+FIELD_NATIVE = ("rsgd", 1.0, 0.005, 300, 40_000)
 #: Metric samples used to score the starts on the coarsest level.
 START_SAMPLES = 20_000
+#: The coarsest level for each of the N_CANDIDATES best starts: as SCHEDULE[0] with fewer
+#: iterations (100 let a far start crawl for 0.3-0.6 s); the winner then runs the full SCHEDULE.
+START_SCHEDULE = ("gd", 2.0, 0.0, 60, 5_000)
 #: Powell for the optional affine stage on the 2 mm level: (iterations, step, tolerance, samples).
 AFFINE_SCHEDULE = (2, 1.0, 0.05, 30_000)
 
@@ -132,6 +151,12 @@ AFFINE_SCHEDULE = (2, 1.0, 0.05, 30_000)
 #: Profile step (deg) along the least curved rotation; a dip is re-optimised with RESTART_SCHEDULE.
 RESTART_DEG = 8.0
 RESTART_SCHEDULE = ("gd", 1.0, 0.0, 150, 10_000)
+#: The independent start (with a caller's initial_transform) that ends the coarsest level within
+#: this of the caller's start (mm, over the head ball) is in its basin: counted as agreeing, not run on.
+SAME_BASIN_MM = 2.0
+#: Coarse and 2 mm levels for a caller's start and the independent start when they end the coarsest
+#: level apart (as SCHEDULE[:2] before it was shortened for time).
+CHECK_SCHEDULE = [("gd", 2.0, 0.0, 100, 5_000), ("gd", 0.5, 0.0, 200, 10_000)]
 #: A restart that ends within this of the result (mm, over the head ball) came back.
 AGREE_MM = 0.5
 #: A restart whose 2 mm-level metric is within this fraction of the result's is an equally good
@@ -158,6 +183,14 @@ MIN_CURVATURE = 1e-4
 #: masks): with 0.01 the estimate was 0.2-1.2 x the error found (larger errors came with flatter
 #: spins); 0.015 (x 1.22) covers the largest ratio, so that every tuning pair above 1 mm is flagged.
 MODEL_TOLERANCE = 0.015
+#: Whole field (no head): the error is estimated over the scanned anatomy within FIELD_REACH_MM of
+#: its intensity centre (where a single-hip field holds the head: 38-44 mm from it on the stress
+#: phantoms), from the rotation model plus a model of the translation (finite-difference step
+#: MODEL_STEP_MM), both with FIELD_MODEL_TOLERANCE. Set on stress seeds 8100-8108 (see
+#: benchmarks/registration_stress.py).
+FIELD_REACH_MM = 50.0
+FIELD_MODEL_TOLERANCE = 0.015
+MODEL_STEP_MM = 1.0
 #: Profile along the least constrained rotation: at these multiples of RESTART_DEG.
 PROFILE_STEPS = (-2, -1, 1, 2)
 #: A flat or concave direction (unbounded error) is reported as this many mm.
@@ -190,11 +223,14 @@ REGISTRATION_DEFINITIONS = {
     "registration_rotation_deg": "rotation angle of the baseline -> follow-up transform (deg)",
     "registration_uncertainty_mm": (
         "estimated error at the head (mm): the metric is modelled as a quadratic function of the rotation about the "
-        "head centre on the native grid; the largest displacement over the head ball (whole field: root mean square over "
-        f"the scanned anatomy) by any rotation whose metric is within {100 * MODEL_TOLERANCE:g} % of the optimum's, plus "
-        "the displacement by the Newton step the model still asks for; or, if larger, the distance to another start "
-        f"(independent start, dips of the metric along the least curved rotation) that ended with a metric within "
-        f"{100 * METRIC_TIE_FRACTION:g} % of the result's"),
+        "head centre on the native grid; the largest displacement over the head ball by any rotation whose metric is "
+        f"within {100 * MODEL_TOLERANCE:g} % of the optimum's, plus the displacement by the Newton step the model still "
+        "asks for; or, if larger, the distance to another start (independent start, dips of the metric along the least "
+        f"curved rotation) that ended with a metric within {100 * METRIC_TIE_FRACTION:g} % of the result's. Whole field "
+        f"(no head): the rotation term over the scanned anatomy within {FIELD_REACH_MM:g} mm of its intensity centre "
+        f"(anywhere in it when the field is {BOTH_HIPS_FIELD_MM:g} mm wide or more: both hips), plus the "
+        f"translation's: the longest shift whose metric is within {100 * FIELD_MODEL_TOLERANCE:g} % of the optimum's, "
+        "plus the Newton step in the translation still asked for"),
     "registration_restarts_agreeing": "other starts that came back to the result (within 0.5 mm) / other starts run",
     "registration_correlation": "Pearson correlation of baseline and registered follow-up intensities over the metric region",
     "registration_overlap_fraction": "fraction of the smaller field of view that the other covers after registration",
@@ -513,8 +549,8 @@ class _SampledMetric:
     """Mutual information of one level on a fixed sample set, evaluated in numpy (no per-call
     set-up: ITK's metric re-reads the masks and images on every call, 10-30 ms each, while the
     rotation model needs dozens of evaluations). Fixed intensities fall in one of HISTOGRAM_BINS
-    bins, moving intensities (trilinear) are split between the two nearest bins, so the value is
-    smooth in the pose. Returns -MI (lower is better, like Mattes MI); nan when fewer than 200
+    bins, moving intensities (trilinear interpolation, in numpy) are spread over four bins by a
+    cubic B-spline window (as Mattes MI does), so the value is smooth in the pose. Returns -MI (lower is better, like Mattes MI); nan when fewer than 200
     samples land in the moving image and outside its mask's keep-out."""
 
     def __init__(self, lv: "_Level", samples: int, seed: int = 17):
@@ -528,37 +564,50 @@ class _SampledMetric:
         values = fixed[tuple(zyx.T)].astype(np.float64)
         lo, hi = float(fixed.min()), float(fixed.max())
         self.fixed_bin = np.clip(((values - lo) / max(hi - lo, 1e-12) * HISTOGRAM_BINS).astype(int), 0, HISTOGRAM_BINS - 1)
-        self.moving = sitk.GetArrayFromImage(lv.moving).astype(np.float32)
-        self.m_lo, self.m_hi = float(self.moving.min()), float(self.moving.max())
-        self.moving_keep = None if lv.moving_mask is None else sitk.GetArrayFromImage(lv.moving_mask) != 0
+        moving = sitk.GetArrayFromImage(lv.moving).astype(np.float32)
+        self.m_lo, self.m_hi = float(moving.min()), float(moving.max())
+        self.moving = moving.ravel()                                         # flat, x fastest
+        nz, ny, nx = moving.shape
+        self.strides = np.array([1, nx, nx * ny], np.intp)                   # flat offset of one x, y, z step
+        self.last = np.array([nx - 1, ny - 1, nz - 1], float)                # largest xyz index
+        self.cell = np.maximum(self.last.astype(np.intp) - 1, 0)             # last cell start (linear interpolation)
+        self.moving_keep = None if lv.moving_mask is None else (sitk.GetArrayFromImage(lv.moving_mask) != 0).ravel()
         direction = np.asarray(lv.moving.GetDirection()).reshape(3, 3)
         self.to_index = np.linalg.inv(direction * np.asarray(lv.moving.GetSpacing()))  # physical offset -> xyz index
         self.origin = np.asarray(lv.moving.GetOrigin())
 
     def __call__(self, transform: sitk.Transform) -> float:
-        from scipy import ndimage
-
         A = np.asarray(transform.GetMatrix()).reshape(3, 3)
         c, t = np.asarray(transform.GetCenter()), np.asarray(transform.GetTranslation())
-        y = (self.points - c) @ A.T + c + t
-        idx = ((y - self.origin) @ self.to_index.T)[:, ::-1]                # zyx continuous index
-        shape = np.asarray(self.moving.shape)
-        inside = np.all((idx >= 0) & (idx <= shape - 1), axis=1)
+        M = self.to_index @ A                                                # fixed point -> moving xyz index
+        idx = self.points @ M.T + (self.to_index @ (c + t - self.origin) - M @ c)
+        inside = ((idx >= 0) & (idx <= self.last)).all(axis=1)
+        q, fixed_bin = idx[inside], self.fixed_bin[inside]
         if self.moving_keep is not None:
-            near = np.clip(np.rint(idx).astype(int), 0, shape - 1)
-            inside &= self.moving_keep[tuple(near.T)]
-        if inside.sum() < 200:
+            ok = self.moving_keep[(q + 0.5).astype(np.intp) @ self.strides]  # nearest voxel outside the keep-out
+            q, fixed_bin = q[ok], fixed_bin[ok]
+        if len(q) < 200:
             return float("nan")
-        m = ndimage.map_coordinates(self.moving, idx[inside].T, order=1, mode="nearest")
+        # trilinear interpolation (what ITK's linear interpolator does), in numpy
+        i0 = np.minimum(q.astype(np.intp), self.cell)
+        fx, fy, fz = (q - i0).T
+        sx, sy, sz = self.strides
+        v, k = self.moving, i0 @ self.strides
+        gx = 1 - fx
+        c0 = (v[k] * gx + v[k + sx] * fx) * (1 - fy) + (v[k + sy] * gx + v[k + sy + sx] * fx) * fy
+        c1 = (v[k + sz] * gx + v[k + sz + sx] * fx) * (1 - fy) + (v[k + sz + sy] * gx + v[k + sz + sy + sx] * fx) * fy
+        m = c0 * (1 - fz) + c1 * fz
         n = HISTOGRAM_BINS + 4                                               # 2 padding bins each side
-        u = 2 + np.clip((m - self.m_lo) / max(self.m_hi - self.m_lo, 1e-12), 0, 1 - 1e-9) * HISTOGRAM_BINS
-        k = np.floor(u).astype(int)
-        f = (self.fixed_bin[inside] + 2) * n
-        joint = np.zeros(n * n)
-        for j in (-1, 0, 1, 2):                                              # cubic B-spline Parzen window
-            d = np.abs(u - (k + j + 0.5))
-            w = np.where(d < 1, 2 / 3 - d**2 + d**3 / 2, np.where(d < 2, (2 - d) ** 3 / 6, 0.0))
-            joint += np.bincount(f + np.clip(k + j, 0, n - 1), weights=w, minlength=n * n)
+        # cubic B-spline Parzen window: bin i is centred at i + 0.5; a value at u = s + 0.5 spreads
+        # over bins i0 - 1 ... i0 + 2 (i0 = floor(s), t = s - i0) with the four B-spline weights
+        s = 1.5 + np.clip((m - self.m_lo) / max(self.m_hi - self.m_lo, 1e-12), 0, 1 - 1e-9) * HISTOGRAM_BINS
+        i0 = s.astype(np.intp)
+        t = s - i0
+        t2 = t * t
+        t3 = t2 * t
+        weights = np.concatenate([(1 - t) ** 3 / 6, (3 * t3 - 6 * t2 + 4) / 6, (-3 * t3 + 3 * t2 + 3 * t + 1) / 6, t3 / 6])
+        base = (fixed_bin + 2) * n + i0
+        joint = np.bincount(np.concatenate([base - 1, base, base + 1, base + 2]), weights=weights, minlength=n * n)
         joint = joint.reshape(n, n)
         joint /= joint.sum()
         pf, pm = joint.sum(axis=1), joint.sum(axis=0)
@@ -591,11 +640,11 @@ class _Problem:
             reg.SetMetricMovingMask(lv.moving_mask)
         return reg, lv
 
-    def sampled(self, transform: sitk.Transform, level: int, samples: int) -> float:
+    def sampled(self, transform: sitk.Transform, level: int, samples: int, seed: int = 17) -> float:
         """-MI of a pose on a fixed sample set, in numpy (:class:`_SampledMetric`); for the rotation model."""
-        key = (level, samples)
+        key = (level, samples, seed)
         if key not in self._sampled:
-            self._sampled[key] = _SampledMetric(self.levels[level], samples)
+            self._sampled[key] = _SampledMetric(self.levels[level], samples, seed)
         return self._sampled[key](transform)
 
     def evaluate(self, transform: sitk.Transform, level: int, samples: int) -> float:
@@ -756,18 +805,25 @@ def register_followup(
     if best is None:
         best, independent = independent, None
     # ---- coarse and 2 mm levels
-    transform = problem.optimise(best, SCHEDULE[:2])
     axes = _restart_axes(f_axis)
     if f_hip is not None:
         qc_points = np.vstack([f_hip.centre, f_hip.centre + f_hip.radius * _fibonacci_directions(N_HEAD_POINTS)])
     else:
-        qc_points = _anatomy_points(fixed_full)
+        qc_points = _field_points(fixed_full, f_centre)
+    schedule, same_basin = SCHEDULE[:2], 0
+    if independent is not None:
+        apart = float(np.max(np.linalg.norm(_map(independent, qc_points) - _map(best, qc_points), axis=1)))
+        if apart <= SAME_BASIN_MM:
+            independent, same_basin = None, 1  # both starts ended the coarsest level together: not run on
+        else:  # they must be compared: both converged as far as CHECK_SCHEDULE (a short 2 mm level left
+            schedule = CHECK_SCHEDULE          # them 1-2 mm apart along the spin, a false tie)
+    transform = problem.optimise(best, schedule)
     # ---- the rotation about the head centre: Newton steps on a quadratic model of the metric (gradient
     # descent crawls along the spin about the neck axis, which only the trochanter and shaft fix)
     transform, model = _newton_rotation(problem, transform, axes)
     candidates = []
     if independent is not None:
-        other, _ = _newton_rotation(problem, problem.optimise(independent, SCHEDULE[:2]), axes)
+        other, _ = _newton_rotation(problem, problem.optimise(independent, schedule), axes)
         candidates.append(("independent start", other))
     # ---- other minima along the least constrained rotation: a profile of RESTART_DEG steps; a dip
     # as low as the result (or lower) is optimised from there
@@ -792,14 +848,21 @@ def register_followup(
     here = _map(transform, qc_points)
     distances = [float(np.max(np.linalg.norm(_map(t, qc_points) - here, axis=1))) for _, t, _ in scored]
     ties = [d for (_, _, m), d in zip(scored, distances) if np.isfinite(m) and m <= metric + METRIC_TIE_FRACTION * abs(metric)]
-    agreeing = sum(1 for d in distances if d <= AGREE_MM)
-    transform = problem.optimise(transform, SCHEDULE[2:], first_level=2)
+    agreeing = sum(1 for d in distances if d <= AGREE_MM) + same_basin
+    transform = problem.optimise(transform, SCHEDULE[2:] if f_hip is not None else [FIELD_NATIVE], first_level=2)
     # ---- native grid: Newton steps in the rotation again, and the uncertainty from the model there
-    transform, model = _newton_rotation(problem, transform, axes, steps=NATIVE_NEWTON_STEPS, level=len(problem.levels) - 1,
+    native = len(problem.levels) - 1
+    shift_mm = 0.0
+    if f_hip is None:
+        # whole field: nothing pins the translation at the (unknown) head as a head region does, and a
+        # field that stopped short is off by a shift: Newton step in the translation, and its model's error
+        transform, shift_model = _newton_translation(problem, transform, native, NATIVE_MODEL_SAMPLES)
+        shift_mm = sum(_translation_error_mm(shift_model, FIELD_MODEL_TOLERANCE))
+    transform, model = _newton_rotation(problem, transform, axes, steps=NATIVE_NEWTON_STEPS, level=native,
                                         samples=NATIVE_MODEL_SAMPLES)
     curvature_mm, residual_mm = _model_error_mm(model, axes, np.asarray(transform.GetCenter()), qc_points,
-                                                rms=f_hip is None)
-    uncertainty = min(max([curvature_mm + residual_mm] + ties), UNBOUNDED_MM)  # finite: it goes into JSON and CSV
+                                                tolerance=MODEL_TOLERANCE if f_hip is not None else FIELD_MODEL_TOLERANCE)
+    uncertainty = min(max([curvature_mm + residual_mm + shift_mm] + ties), UNBOUNDED_MM)  # finite: JSON and CSV
     metric = problem.final_metric(transform)
 
     if affine:
@@ -821,14 +884,14 @@ def register_followup(
         raise InputError(f"registration refused: the images do not overlap ({100 * overlap:.1f} % of the smaller "
                          "field of view lies in the other after the best alignment)")
     qc = registration_qc(transform, fixed_head=f_head, moving_head=m_head, metric=metric, affine=affine,
-                         method=method, uncertainty_mm=uncertainty, restarts=(agreeing, len(scored)),
+                         method=method, uncertainty_mm=uncertainty, restarts=(agreeing, len(scored) + same_basin),
                          correlation=_correlation(problem, transform), overlap=overlap,
                          neck_axes=(f_axis, m_axis))
     return Registration(transform=transform, qc=qc, doubtful=bool(qc["registration_doubtful"]))
 
 
 def _rotation_model(problem: "_Problem", transform: sitk.Euler3DTransform, axes, level: int, samples: int,
-                    h_deg: float) -> tuple[float, np.ndarray, np.ndarray]:
+                    h_deg: float, seed: int = 17) -> tuple[float, np.ndarray, np.ndarray]:
     """Quadratic model of the metric in the rotation about the transform's centre (the head centre):
     value, gradient (per degree) and Hessian (per degree squared) along ``axes``, by central
     differences of step ``h_deg`` on one fixed sample set (19 metric evaluations)."""
@@ -838,19 +901,25 @@ def _rotation_model(problem: "_Problem", transform: sitk.Euler3DTransform, axes,
         v = sum(d * a for d, a in zip(delta, axes))
         angle = float(np.linalg.norm(v))
         rot = np.eye(3) if angle == 0 else _rotation_about(v / angle, angle)
-        return problem.sampled(_perturbed(transform, rot), level, samples)
+        return problem.sampled(_perturbed(transform, rot), level, samples, seed)
 
+    return _central_model(f, h_deg)
+
+
+def _central_model(f, h: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """Value, gradient and Hessian of ``f`` (a function of a 3-vector) at 0 by central differences
+    of step ``h`` (19 evaluations)."""
     f0 = f(np.zeros(3))
     g, H = np.zeros(3), np.zeros((3, 3))
-    e = np.eye(3) * h_deg
+    e = np.eye(3) * h
     plus = [f(e[i]) for i in range(3)]
     minus = [f(-e[i]) for i in range(3)]
     for i in range(3):
-        g[i] = (plus[i] - minus[i]) / (2 * h_deg)
-        H[i, i] = (plus[i] + minus[i] - 2 * f0) / h_deg**2
+        g[i] = (plus[i] - minus[i]) / (2 * h)
+        H[i, i] = (plus[i] + minus[i] - 2 * f0) / h**2
     for i in range(3):
         for j in range(i + 1, 3):
-            H[i, j] = H[j, i] = (f(e[i] + e[j]) - f(e[i] - e[j]) - f(-e[i] + e[j]) + f(-e[i] - e[j])) / (4 * h_deg**2)
+            H[i, j] = H[j, i] = (f(e[i] + e[j]) - f(e[i] - e[j]) - f(-e[i] + e[j]) + f(-e[i] - e[j])) / (4 * h**2)
     return f0, g, H
 
 
@@ -898,14 +967,14 @@ def _weakest_axis(H: np.ndarray, axes) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def _model_error_mm(model, axes, centre: np.ndarray, points: np.ndarray, rms: bool = False) -> tuple[float, float]:
+def _model_error_mm(model, axes, centre: np.ndarray, points: np.ndarray,
+                    tolerance: float = MODEL_TOLERANCE) -> tuple[float, float]:
     """Error at ``points`` allowed by the quadratic model of the rotation about ``centre``.
 
     Curvature term: the largest displacement of any point over the rotations whose metric lies
-    within MODEL_TOLERANCE · |metric| of the optimum (the ellipsoid δᵀHδ/2 ≤ tol; a flat or
-    concave direction makes it infinite). Residual term: displacement by the Newton step the
-    model still asks for (an optimum not reached). ``rms``: root mean square over the points
-    instead of the largest (the whole field, where the head is somewhere inside the points)."""
+    within ``tolerance`` · |metric| of the optimum (the ellipsoid δᵀHδ/2 ≤ tol; a flat or
+    concave direction makes it infinite). Residual term: the largest displacement by the Newton
+    step the model still asks for (an optimum not reached)."""
     f0, g, H = model
     if not np.isfinite(f0) or not np.all(np.isfinite(H)):
         return float("inf"), 0.0
@@ -914,7 +983,7 @@ def _model_error_mm(model, axes, centre: np.ndarray, points: np.ndarray, rms: bo
     if w[0] <= MIN_CURVATURE * abs(f0):
         return float("inf"), 0.0
     half = V @ np.diag(1 / np.sqrt(w)) @ V.T                 # H^(-1/2)
-    bound = math.sqrt(2 * MODEL_TOLERANCE * abs(f0))
+    bound = math.sqrt(2 * tolerance * abs(f0))
     r = points - centre
     worst = []
     for q in r:
@@ -922,9 +991,46 @@ def _model_error_mm(model, axes, centre: np.ndarray, points: np.ndarray, rms: bo
         worst.append(bound * float(np.linalg.norm(skew @ B @ half, 2)))
     step = B @ _newton_delta(g, H, abs(f0))
     moved = np.linalg.norm(np.cross(step, r), axis=1)
-    if rms:
-        return float(np.sqrt(np.mean(np.square(worst)))), float(np.sqrt(np.mean(moved**2)))
     return float(max(worst)), float(np.max(moved))
+
+
+def _translation_model(problem: "_Problem", transform: sitk.Euler3DTransform, level: int, samples: int,
+                       h_mm: float, seed: int = 17) -> tuple[float, np.ndarray, np.ndarray]:
+    """Quadratic model of the metric in the translation (value, gradient per mm, Hessian per mm²),
+    central differences of step ``h_mm`` on one fixed sample set (19 metric evaluations)."""
+    def f(delta):
+        t = sitk.Euler3DTransform(transform)
+        t.SetTranslation([float(v) for v in np.asarray(transform.GetTranslation()) + delta])
+        return problem.sampled(t, level, samples, seed)
+
+    return _central_model(f, h_mm)
+
+
+def _newton_translation(problem: "_Problem", transform: sitk.Euler3DTransform, level: int, samples: int):
+    """One Newton step in the translation (kept only if the metric drops); returns the transform
+    and the translation model at it."""
+    model = _translation_model(problem, transform, level, samples, MODEL_STEP_MM)
+    f0, g, H = model
+    if np.isfinite(f0):
+        delta = _newton_delta(g, H, abs(f0))
+        if np.linalg.norm(delta) >= 0.02:
+            t = sitk.Euler3DTransform(transform)
+            t.SetTranslation([float(v) for v in np.asarray(transform.GetTranslation()) + delta])
+            if problem.sampled(t, level, samples) < f0:
+                transform, model = t, _translation_model(problem, t, level, samples, MODEL_STEP_MM)
+    return transform, model
+
+
+def _translation_error_mm(model, tolerance: float) -> tuple[float, float]:
+    """Error of the translation allowed by its quadratic model: the longest shift whose metric lies
+    within ``tolerance`` · |metric| of the optimum, and the Newton step the model still asks for."""
+    f0, g, H = model
+    if not np.isfinite(f0) or not np.all(np.isfinite(H)):
+        return float("inf"), 0.0
+    w = np.linalg.eigvalsh(H)
+    if w[0] <= MIN_CURVATURE * abs(f0):
+        return float("inf"), 0.0
+    return math.sqrt(2 * tolerance * abs(f0) / w[0]), float(np.linalg.norm(_newton_delta(g, H, abs(f0))))
 
 
 def _restart_axes(neck_axis: np.ndarray | None) -> list[np.ndarray]:
@@ -950,13 +1056,17 @@ def _as_euler(transform: sitk.Transform, centre: np.ndarray) -> sitk.Euler3DTran
 
 
 def _best_start(problem: _Problem, starts: list) -> sitk.Euler3DTransform | None:
-    """Score starts on the coarsest level, optimise the best N_CANDIDATES there, return the best."""
-    scored = [(problem.evaluate(t, 0, START_SAMPLES), i) for i, t in enumerate(starts)]
+    """Score starts on the coarsest level, optimise the best N_CANDIDATES there, return the best
+    (the caller optimises it on from the coarsest level: a start that hit START_SCHEDULE's
+    iteration cap goes on converging there, at 4 mm, cheaply). Scores are
+    taken in numpy on one fixed sample set (:class:`_SampledMetric`; ITK's metric costs a set-up
+    per call)."""
+    scored = [(problem.sampled(t, 0, START_SAMPLES), i) for i, t in enumerate(starts)]
     scored = sorted((v, i) for v, i in scored if np.isfinite(v))[:N_CANDIDATES]
     best = None
     for _, i in scored:
-        t = problem.optimise(starts[i], SCHEDULE[:1])
-        v = problem.evaluate(t, 0, START_SAMPLES)
+        t = problem.optimise(starts[i], [START_SCHEDULE])
+        v = problem.sampled(t, 0, START_SAMPLES)
         if np.isfinite(v) and (best is None or v < best[0]):
             best = (v, t)
     return None if best is None else best[1]
@@ -972,19 +1082,34 @@ def _anatomy_points(image: sitk.Image, n: int = 400) -> np.ndarray:
     return physical_points(image, zyx[pick])
 
 
+def _field_points(image: sitk.Image, centre: np.ndarray) -> np.ndarray:
+    """Where the head may be when none is given: points of the scanned anatomy within
+    FIELD_REACH_MM of its intensity centre (a field of one hip), or anywhere in it when the field is
+    wide enough to hold both hips (the heads are then far out on either side)."""
+    points = _anatomy_points(image, 2000)
+    if field_width_mm(image) >= BOTH_HIPS_FIELD_MM:
+        return points
+    near = points[np.linalg.norm(points - centre, axis=1) <= FIELD_REACH_MM]
+    return near if len(near) >= 10 else points
+
+
 def _overlap_fraction(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Transform) -> float:
     """Fraction of the smaller field of view that lies in the other field after registration
     (estimated on a 12³ lattice of each field)."""
+    def index_to_physical(image):
+        M = np.asarray(image.GetDirection()).reshape(3, 3) * np.asarray(image.GetSpacing())
+        return M, np.asarray(image.GetOrigin())
+
     def lattice(image):
-        size = np.asarray(image.GetSize())
-        g = [np.linspace(0, s - 1, 12) for s in size]
+        g = [np.linspace(0, s - 1, 12) for s in image.GetSize()]
         idx = np.stack(np.meshgrid(*g, indexing="ij"), -1).reshape(-1, 3)
-        return np.array([image.TransformContinuousIndexToPhysicalPoint([float(v) for v in i]) for i in idx])
+        M, o = index_to_physical(image)
+        return idx @ M.T + o
 
     def inside(image, points):
-        size = np.asarray(image.GetSize())
-        idx = np.array([image.TransformPhysicalPointToContinuousIndex([float(v) for v in p]) for p in points])
-        return np.all((idx >= -0.5) & (idx <= size - 0.5), axis=1)
+        M, o = index_to_physical(image)
+        idx = (points - o) @ np.linalg.inv(M).T
+        return np.all((idx >= -0.5) & (idx <= np.asarray(image.GetSize()) - 0.5), axis=1)
 
     f_in_m = inside(moving, _map(transform, lattice(fixed))).mean()
     inverse = transform.GetInverse()
