@@ -689,12 +689,16 @@ def body_midline_mm(image: sitk.Image, fat: float) -> float:
     74.5
     """
     coarse = _binned(image)
-    grid = Grid.of(coarse)
-    idx = np.argwhere(sitk.GetArrayViewFromImage(coarse) > BODY_LEVEL * fat)
-    if idx.size == 0:
+    body = sitk.GetArrayViewFromImage(coarse) > BODY_LEVEL * fat
+    if not body.any():
         size = np.asarray(image.GetSize(), float)
         return float(Grid.of(image).to_physical(((size - 1) / 2)[None])[0][0])
-    return float(np.median(grid.to_physical(idx[:, ::-1].astype(float))[:, 0]))
+    # x (LPS) of every voxel, built per axis in float32 (no index list of the whole body)
+    step = np.asarray(coarse.GetDirection()).reshape(3, 3)[0] * np.asarray(coarse.GetSpacing())
+    k, j, i = (np.arange(n, dtype=np.float32) for n in body.shape)
+    x = (np.float32(coarse.GetOrigin()[0]) + np.float32(step[0]) * i[None, None, :]
+         + np.float32(step[1]) * j[None, :, None] + np.float32(step[2]) * k[:, None, None])
+    return float(np.median(x[body]))
 
 
 def junction_distance_mm(R: float, neck_radius_mm: float | None) -> float:
