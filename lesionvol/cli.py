@@ -1,7 +1,8 @@
 """The ``lesionvol`` command: a thin shell over the library (see ``lesionvol --help``).
 
 Errors are one line on stderr and a non-zero exit: 2 for bad input or a refused
-output folder, 1 for an internal error, 130 when interrupted.
+output folder, 1 for an internal error, 130 when interrupted; ``segment --side both``
+exits 3 when a field showing both hips gave only one head (that hip's masks are written).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import json
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -181,7 +183,7 @@ def _segment(scan, options: AnalysisOptions, seed_mm=None):
 def cmd_segment(args: argparse.Namespace) -> int:
     from lesionvol.io import read_scan, write_image
     from lesionvol.measure import mask_volume_ml
-    from lesionvol.segment import segment_hips
+    from lesionvol.segment import MissingHipWarning, segment_hips
 
     both = args.side == "both"
     options = options_from_args(argparse.Namespace(**{**vars(args), "side": "auto" if both else args.side}))
@@ -190,18 +192,24 @@ def cmd_segment(args: argparse.Namespace) -> int:
         if options.segmenter != "classical" or args.seed_mm:
             raise LesionvolError("--side both uses the classical segmenter without a seed; segment one side "
                                  "at a time with --seed-mm or --segmenter")
-        hips = segment_hips(scan.image, lesion_definition=options.lesion_definition,
-                            head_definition=options.head_definition)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MissingHipWarning)
+            hips = segment_hips(scan.image, lesion_definition=options.lesion_definition,
+                                head_definition=options.head_definition)
+        missing = [str(w.message) for w in caught if issubclass(w.category, MissingHipWarning)]
         outputs = [(seg, _with_side(args.out_lesion, side), _with_side(args.out_head, side))
                    for side, seg in sorted(hips.items())]
     else:
+        missing = []
         outputs = [(_segment(scan, options, args.seed_mm), Path(args.out_lesion), Path(args.out_head))]
     for seg, lesion_path, head_path in outputs:
         write_image(seg.lesion, lesion_path)
         write_image(seg.head, head_path)
         print(f"{seg.side} hip: head {mask_volume_ml(seg.head):.2f} mL ({seg.head_definition}), "
               f"lesion {mask_volume_ml(seg.lesion):.2f} mL ({seg.lesion_definition}) -> {lesion_path.name}, {head_path.name}")
-    return 0
+    for message in missing:     # the hip found is written; the one not found is named, and the exit says so
+        print(f"lesionvol: {message}", file=sys.stderr)
+    return SEGMENT_HIP_MISSING if missing else 0
 
 
 def cmd_register(args: argparse.Namespace) -> int:
@@ -252,6 +260,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 #: The options that matter where one scan is segmented (measure, segment, register).
+#: Exit code of ``segment --side both`` when a field showing both hips gave one head: that hip's
+#: masks are written and the other is named on stderr.
+SEGMENT_HIP_MISSING = 3
 _SEGMENT_OPTIONS = ("side", "head_definition", "lesion_definition", "segmenter", "volume_index")
 
 
@@ -302,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--out-lesion", required=True, metavar="MASK", help="lesion mask to write")
     segment.add_argument("--out-head", required=True, metavar="MASK", help="head mask to write")
     segment.add_argument("--side", choices=["auto", "left", "right", "both"], default="auto",
-                         help="hip to segment; 'both' (pelvis field) writes M_left/M_right for each output")
+                         help="hip to segment; 'both' (pelvis field) writes M_left/M_right for each output, and exits 3 "
+                              "naming the hip it could not find when the field shows both hips but one was found")
     segment.add_argument("--seed-mm", type=float, nargs=3, metavar=("X", "Y", "Z"),
                          help="a point inside the femoral head, LPS mm (as clicked in a viewer)")
     add_option_arguments(segment, tuple(n for n in _SEGMENT_OPTIONS if n != "side"))

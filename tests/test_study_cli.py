@@ -205,6 +205,33 @@ def test_segment_both_hips_of_a_pelvis_field(tmp_path, capsys):
         assert mask_volume_ml(read_mask(tmp_path / f"lesion_{side}.nii.gz", scan.image)) == 0.0  # healthy heads
 
 
+def test_segment_both_names_the_hip_it_could_not_find(tmp_path, capsys):
+    """A pelvis field whose left hip is hidden: the right hip's masks are written, the left hip is
+    named on stderr, and the exit code (3) tells a pipeline the field was not fully segmented."""
+    from lesionvol.cli import SEGMENT_HIP_MISSING
+    from lesionvol.geometry import Grid
+    from lesionvol.measure import mask_volume_ml
+    from lesionvol.phantom import VisitSpec, make_visit
+
+    scan = make_visit(VisitSpec(shape=(224, 128, 40), spacing_mm=(1.5, 1.0, 3.0)), seed=0, side="both")
+    grid = Grid.of(scan.image)
+    array = sitk.GetArrayFromImage(scan.image)
+    near_left = np.linalg.norm(grid.roi_points(np.zeros(3, int), np.asarray(scan.image.GetSize()))
+                               - scan.truths["left"].head_centre_mm, axis=-1) < 45.0
+    array[near_left] = np.median(array[array > 0])           # the left hip replaced by soft tissue
+    hidden = sitk.GetImageFromArray(array)
+    hidden.CopyInformation(scan.image)
+    sitk.WriteImage(hidden, str(tmp_path / "pelvis.nii.gz"))
+    code = main(["segment", str(tmp_path / "pelvis.nii.gz"), "--side", "both",
+                 "--out-lesion", str(tmp_path / "lesion.nii.gz"), "--out-head", str(tmp_path / "head.nii.gz")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == SEGMENT_HIP_MISSING == 3
+    assert len(err) == 1 and "no left femoral head" in err[0]
+    head = read_mask(tmp_path / "head_right.nii.gz", scan.image)
+    assert mask_volume_ml(head) == pytest.approx(scan.truths["right"].head_volume_ml, rel=0.04)
+    assert not (tmp_path / "head_left.nii.gz").exists()
+
+
 def test_every_analysis_option_has_a_flag_in_analyze_and_batch():
     """Options are declared once (AnalysisOptions); analyze and batch offer every one of them."""
     names = {f.name for f in dataclasses.fields(AnalysisOptions)}
