@@ -550,7 +550,7 @@ class _SampledMetric:
     set-up: ITK's metric re-reads the masks and images on every call, 10-30 ms each, while the
     rotation model needs dozens of evaluations). Fixed intensities fall in one of HISTOGRAM_BINS
     bins, moving intensities (trilinear interpolation, in numpy) are spread over four bins by a
-    cubic B-spline window (as Mattes MI does), so the value is smooth in the pose. Returns -MI (lower is better, like Mattes MI); nan when fewer than 200
+    cubic B-spline window, so the value is smooth in the pose. Returns -MI (lower is better, like Mattes MI); nan when fewer than 200
     samples land in the moving image and outside its mask's keep-out."""
 
     def __init__(self, lv: "_Level", samples: int, seed: int = 17):
@@ -598,16 +598,15 @@ class _SampledMetric:
         c1 = (v[k + sz] * gx + v[k + sz + sx] * fx) * (1 - fy) + (v[k + sz + sy] * gx + v[k + sz + sy + sx] * fx) * fy
         m = c0 * (1 - fz) + c1 * fz
         n = HISTOGRAM_BINS + 4                                               # 2 padding bins each side
-        # cubic B-spline Parzen window: bin i is centred at i + 0.5; a value at u = s + 0.5 spreads
-        # over bins i0 - 1 ... i0 + 2 (i0 = floor(s), t = s - i0) with the four B-spline weights
-        s = 1.5 + np.clip((m - self.m_lo) / max(self.m_hi - self.m_lo, 1e-12), 0, 1 - 1e-9) * HISTOGRAM_BINS
-        i0 = s.astype(np.intp)
-        t = s - i0
-        t2 = t * t
-        t3 = t2 * t
-        weights = np.concatenate([(1 - t) ** 3 / 6, (3 * t3 - 6 * t2 + 4) / 6, (-3 * t3 + 3 * t2 + 3 * t + 1) / 6, t3 / 6])
-        base = (fixed_bin + 2) * n + i0
-        joint = np.bincount(np.concatenate([base - 1, base, base + 1, base + 2]), weights=weights, minlength=n * n)
+        # cubic B-spline Parzen window over bins k - 1 ... k + 2 (k = floor(u), bin j centred at j + 0.5), the
+        # window the rotation model's tolerance was set with (it leaves out bin k - 2, inside the window when
+        # u - k < 0.5); one bincount for the four bins
+        u = 2 + np.clip((m - self.m_lo) / max(self.m_hi - self.m_lo, 1e-12), 0, 1 - 1e-9) * HISTOGRAM_BINS
+        k = u.astype(np.intp)
+        d = np.abs(u - k - np.array([-0.5, 0.5, 1.5, 2.5])[:, None])      # distance to bins k - 1 ... k + 2
+        weights = np.where(d < 1, 2 / 3 - d**2 + d**3 / 2, np.where(d < 2, (2 - d) ** 3 / 6, 0.0)).ravel()
+        base = (fixed_bin + 2) * n + k
+        joint = np.bincount((base + np.arange(-1, 3)[:, None]).ravel(), weights=weights, minlength=n * n)
         joint = joint.reshape(n, n)
         joint /= joint.sum()
         pf, pm = joint.sum(axis=1), joint.sum(axis=0)
