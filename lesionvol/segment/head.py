@@ -189,7 +189,8 @@ MIN_INNER_FRACTION = 0.3
 MAX_INNER_OUTER_GAP_MM = 6.0
 #: Head radius: median distance of the outer points within this distance of the outer fit.
 RADIUS_INLIER_MM = 2.0
-#: A head needs its outer surface on at least this fraction of the rays (empirical).
+#: A head needs its outer surface (or its marrow surface, when that gives the centre) on at least
+#: this fraction of the rays (empirical).
 MIN_OUTER_FRACTION = 0.4
 
 # --- real-anatomy normalisation and checks (set on the 15 development pelvis scans, 1.5 T T1 TSE)
@@ -795,9 +796,12 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     if not (lo_mm <= R <= hi_mm):
         raise NoFemoralHeadError(f"the best spherical surface has radius {R:.1f} mm, outside the "
                                  f"femoral-head range {lo_mm:.0f}–{hi_mm:.0f} mm")
-    if quality["outer_fraction"] < MIN_OUTER_FRACTION or not (PLATE_THICKNESS_MM[0] <= R - r_in <= PLATE_THICKNESS_MM[1]):
+    # the spherical surface seen: the outer one, or the marrow surface when that one gives the centre
+    # (where the rim is unresolved, the rise out of it may lie at the acetabulum on many rays)
+    seen = max(quality["outer_fraction"], quality["inner_fraction"] if use_inner else 0.0)
+    if seen < MIN_OUTER_FRACTION or not (PLATE_THICKNESS_MM[0] <= R - r_in <= PLATE_THICKNESS_MM[1]):
         raise NoFemoralHeadError("no femoral head: no spherical bone surface with a subchondral plate "
-                                 f"(surface found on {100 * quality['outer_fraction']:.0f} % of rays)")
+                                 f"(surface found on {100 * seen:.0f} % of rays)")
     axis, neck_frac = neck_axis(image, fat, centre, R, side)
     quality["neck_bright_fraction"] = neck_frac
     if axis is None or neck_frac < NECK_MIN_BRIGHT_FRACTION:
