@@ -42,7 +42,7 @@ from scipy import ndimage
 from lesionvol.geometry import Grid
 from lesionvol.segment.head import INNER_LEVEL, HeadFit
 
-__all__ = ["HipMasks", "segment_masks", "DARK_LEVEL", "MARROW_LEVEL"]
+__all__ = ["HipMasks", "MarrowModel", "marrow_model", "segment_masks", "DARK_LEVEL", "MARROW_LEVEL"]
 
 # Tunables.  Signal levels are fractions of the local marrow signal (× marrow); lengths are mm.
 # "Empirical" means no published source: set while developing on the lesionvol phantoms.
@@ -195,27 +195,45 @@ def _encloses_marrow(lab: np.ndarray, nlab: int, keep: np.ndarray, d: np.ndarray
     return out
 
 
-def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MIN_LESION_MM3) -> HipMasks:
-    """Head (anatomical and sphere) and lesion (enclosed and dark) masks for one fitted head.
+@dataclass
+class MarrowModel:
+    """The marrow model of one head on a region of interest of the image (see the module docstring).
 
-    Parameters
-    ----------
-    image : SimpleITK.Image
-        The T1 image (any intensity scale).
-    fit : HeadFit
-        The femoral head, from :func:`lesionvol.segment.head.find_heads`.
-    min_lesion_mm3 : float
-        Lesion components smaller than this are dropped as noise.
+    ``lo``/``hi`` bound the region (x, y, z voxel indices); the arrays are on it (z, y, x): voxel
+    points ``p`` (mm), their offsets ``d`` from the head centre and distances ``r``, the ``head``,
+    its marrow zone ``interior`` and plate ``shell``, the marrow zone's outer radius ``depth`` per
+    voxel, the signal relative to the healthy signal expected there ``n``, and the healthy
+    ``marrow``.
+    """
 
-    Returns
-    -------
-    HipMasks
-        uint8 masks on the image grid.
+    lo: np.ndarray
+    hi: np.ndarray
+    p: np.ndarray
+    d: np.ndarray
+    r: np.ndarray
+    head: np.ndarray
+    interior: np.ndarray
+    shell: np.ndarray
+    depth: np.ndarray
+    n: np.ndarray
+    marrow: np.ndarray
+
+
+def marrow_model(image: sitk.Image, fit: HeadFit, head_full: np.ndarray | None = None) -> MarrowModel:
+    """The segmenter's marrow model of a fitted head: where healthy marrow is and how bright.
+
+    ``head_full`` (z, y, x, on the image grid) replaces the head the fit implies (the ball cut at
+    its junction), e.g. a reader's head mask; the region then covers it too.
     """
     grid = Grid.of(image)
     box = grid.box_around(fit.centre_mm, fit.radius_mm + ROI_MARGIN_MM)
-    shape = tuple(int(v) for v in grid.size[::-1])
-    lo, hi = box
+    if head_full is None:
+        lo, hi = box
+    else:
+        hz, hy, hx = np.nonzero(head_full)
+        lo, hi = np.array([hx.min(), hy.min(), hz.min()]), np.array([hx.max() + 1, hy.max() + 1, hz.max() + 1])
+        if box is not None:
+            lo, hi = np.minimum(box[0], lo), np.maximum(box[1], hi)
     sl = tuple(slice(a, b) for a, b in zip(lo[::-1], hi[::-1]))
     v = sitk.GetArrayViewFromImage(image)[sl].astype(np.float32)
     spacing_zyx = grid.spacing_mm[::-1]
@@ -226,8 +244,7 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
     d = p - fit.centre_mm.astype(np.float32)
     r = np.linalg.norm(d, axis=-1)
     t = d @ fit.neck_axis.astype(np.float32)
-    sphere = r <= fit.radius_mm
-    head = sphere & (t <= fit.junction_mm)
+    head = (r <= fit.radius_mm) & (t <= fit.junction_mm) if head_full is None else head_full[sl]
     # Expected healthy signal (× marrow) near the plate: a voxel's box spreads over its projected
     # width along the radius, so marrow fades into the plate over that width.  Dividing by it
     # keeps the partial-volume rim of a healthy plate from reading as lesion.
@@ -255,7 +272,6 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
         level = np.float32(fit.marrow_level)
     n = v / (level * np.maximum(expected, MIN_EXPECTED))
 
-    dark = interior & (n < DARK_LEVEL)
     # Healthy marrow: connected to the neck through clearly bright voxels.  "Clearly" is judged on
     # a map smoothed within the fine axes only (noise down, thick-slice partial volume kept), so a
     # band face lying in a thick slice (two slabs at ~0.75) still separates a fat-bright centre.
@@ -284,7 +300,31 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
         for _ in range(steps):
             marrow = ndimage.binary_dilation(marrow, in_plane) & grow
         marrow = ndimage.binary_dilation(marrow) & grow
-    enclosed = interior & ~marrow
+    return MarrowModel(lo, hi, p, d, r, head, interior, shell, depth, n, marrow)
+
+
+def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MIN_LESION_MM3) -> HipMasks:
+    """Head (anatomical and sphere) and lesion (enclosed and dark) masks for one fitted head.
+
+    Parameters
+    ----------
+    image : SimpleITK.Image
+        The T1 image (any intensity scale).
+    fit : HeadFit
+        The femoral head, from :func:`lesionvol.segment.head.find_heads`.
+    min_lesion_mm3 : float
+        Lesion components smaller than this are dropped as noise.
+
+    Returns
+    -------
+    HipMasks
+        uint8 masks on the image grid.
+    """
+    grid = Grid.of(image)
+    shape = tuple(int(v) for v in grid.size[::-1])
+    m = marrow_model(image, fit)
+    lo, hi, head, interior, shell = m.lo, m.hi, m.head, m.interior, m.shell
+    enclosed = interior & ~m.marrow
     # keep components that reach the plate and are not noise
     voxel_mm3 = float(np.prod(grid.spacing_mm))
     lab, nlab = ndimage.label(enclosed)
@@ -294,18 +334,18 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
         reach = np.zeros(nlab + 1, bool)
         reach[np.unique(lab[at_plate])] = True
         keep = np.r_[False, (sizes >= min_lesion_mm3) & reach[1:]]
-        keep[1:] &= _encloses_marrow(lab, nlab, keep, d, r, fit, voxel_mm3)
+        keep[1:] &= _encloses_marrow(lab, nlab, keep, m.d, m.r, fit, voxel_mm3)
         enclosed = keep[lab]
-    dark_core = enclosed & dark
+    dark_core = enclosed & interior & (m.n < DARK_LEVEL)
     if dark_core.any():
         lab, nlab = ndimage.label(dark_core)
         sizes = ndimage.sum_labels(dark_core, lab, np.arange(1, nlab + 1)) * voxel_mm3
         dark_core = np.r_[False, sizes >= min_lesion_mm3 * DARK_MIN_SIZE_FRACTION][lab]
-    enc_full = enclosed | _extend_into_shell(enclosed, interior, shell, p, fit, depth, grid, lo)
-    dark_full = dark_core | _extend_into_shell(dark_core, interior, shell, p, fit, depth, grid, lo)
+    enc_full = enclosed | _extend_into_shell(enclosed, interior, shell, m.p, fit, m.depth, grid, lo)
+    dark_full = dark_core | _extend_into_shell(dark_core, interior, shell, m.p, fit, m.depth, grid, lo)
     return HipMasks(
         head_anatomical=_paste(shape, lo, hi, head.astype(np.uint8), image),
-        head_sphere=_paste(shape, lo, hi, sphere.astype(np.uint8), image),
+        head_sphere=_paste(shape, lo, hi, (m.r <= fit.radius_mm).astype(np.uint8), image),
         lesion_enclosed=_paste(shape, lo, hi, (enc_full & head).astype(np.uint8), image),
         lesion_dark=_paste(shape, lo, hi, (dark_full & head).astype(np.uint8), image),
     )

@@ -34,29 +34,9 @@ from scipy import ndimage
 
 from lesionvol.errors import InputError
 from lesionvol.geometry import Grid
-from lesionvol.segment.head import (DEFAULT_PLATE_MM, INNER_LEVEL, HeadFit, NoFemoralHeadError, _fit_sphere,
+from lesionvol.segment.head import (DEFAULT_PLATE_MM, HeadFit, NoFemoralHeadError, _fit_sphere,
                                    fit_head)
-from lesionvol.segment.lesion import (
-    DARK_LEVEL,
-    EDGE_BLUR_MM,
-    FINE_AXIS_RATIO,
-    FINE_SPACING_MM,
-    FULL_EXPECTED,
-    GROW_IN_PLANE_MM,
-    MARROW_FIT_RANGE,
-    MARROW_FLOOR_FRACTION,
-    MARROW_LEVEL,
-    MARROW_ZONE_WIDTHS,
-    MIN_EXPECTED,
-    MIN_MARROW_FIT_VOXELS,
-    NECK_CONTACT_MM,
-    ROI_MARGIN_MM,
-    SMOOTH_SIGMA_MM,
-    STRICT_SIGMA_MM,
-    _extend_into_shell,
-    _paste,
-    segment_masks,
-)
+from lesionvol.segment.lesion import DARK_LEVEL, _extend_into_shell, _paste, marrow_model, segment_masks
 __all__ = ["head_fit_from_mask", "segment_lesion_in_head", "grow_lesion_from_seed", "merge_grown_lesion",
            "LESION_DEFINITIONS"]
 
@@ -202,9 +182,9 @@ def grow_lesion_from_seed(image: sitk.Image, head_mask: sitk.Image, seed_mm, def
         where = ", ".join(f"{v:.1f}" for v in seed)
         raise InputError(f"the click ({where} mm) is not inside the head mask: click inside the lesion")
     fit = fit or head_fit_from_mask(image, head_mask)
-    state = _marrow_model(image, fit, head_full, grid)
-    lo, hi, head, interior, shell, p, depth, n, marrow = state
-    candidates = interior & ~marrow
+    m = marrow_model(image, fit, head_full)
+    lo, hi, interior = m.lo, m.hi, m.interior
+    candidates = interior & ~m.marrow
     local = seed_index - lo
     if np.any(local < 0) or np.any(local >= hi - lo):
         raise InputError("the click is outside the head's region")
@@ -221,82 +201,11 @@ def grow_lesion_from_seed(image: sitk.Image, head_mask: sitk.Image, seed_mm, def
                          f"with no lesion within {SEED_SNAP_MM:g} mm")
     core = lab == at
     if definition == "dark":
-        core &= interior & (n < DARK_LEVEL)
-    full = (core | _extend_into_shell(core, interior, shell, p, fit, depth, grid, lo)) & head
+        core &= interior & (m.n < DARK_LEVEL)
+    full = (core | _extend_into_shell(core, interior, m.shell, m.p, fit, m.depth, grid, lo)) & m.head
     shape = tuple(int(v) for v in grid.size[::-1])
     out = _paste(shape, lo, hi, full.astype(np.uint8), image)
     return out
-
-
-def _marrow_model(image: sitk.Image, fit: HeadFit, head_full: np.ndarray, grid: Grid):
-    """The segmenter's marrow model (see :mod:`lesionvol.segment.lesion`), on the given head.
-
-    Returns the ROI bounds, the head, marrow zone and plate shell in the ROI, the voxel points,
-    the marrow-zone depth, the marrow-relative signal and the healthy marrow.
-    """
-    half = fit.radius_mm + ROI_MARGIN_MM
-    hz, hy, hx = np.nonzero(head_full)
-    box = grid.box_around(fit.centre_mm, half)
-    lo = np.minimum(box[0], [hx.min(), hy.min(), hz.min()]) if box else np.array([hx.min(), hy.min(), hz.min()])
-    hi = np.maximum(box[1], [hx.max() + 1, hy.max() + 1, hz.max() + 1]) if box else \
-        np.array([hx.max() + 1, hy.max() + 1, hz.max() + 1])
-    sl = tuple(slice(a, b) for a, b in zip(lo[::-1], hi[::-1]))
-    v = sitk.GetArrayViewFromImage(image)[sl].astype(np.float32)
-    head = head_full[sl]
-    spacing_zyx = grid.spacing_mm[::-1]
-    sigma = [SMOOTH_SIGMA_MM / s if s < FINE_SPACING_MM else 0.0 for s in spacing_zyx]
-    if any(sigma):
-        v = ndimage.gaussian_filter(v, sigma)
-    p = grid.roi_points(lo, hi)
-    d = p - fit.centre_mm.astype(np.float32)
-    r = np.linalg.norm(d, axis=-1)
-    t = d @ fit.neck_axis.astype(np.float32)
-    u = d / np.maximum(r, 1e-6)[..., None]
-    width = np.abs(u @ grid.index_to_mm).sum(-1) + EDGE_BLUR_MM
-    expected = np.clip(INNER_LEVEL + (fit.inner_radius_mm - r) / width, 0.0, 1.0)
-    depth = fit.inner_radius_mm - MARROW_ZONE_WIDTHS * width
-    interior = head & (r < depth)
-    shell = head & ~interior
-
-    guess = v / np.float32(fit.marrow_level)
-    sel = interior & (expected > FULL_EXPECTED) & (guess > MARROW_FIT_RANGE[0]) & (guess < MARROW_FIT_RANGE[1])
-    if sel.sum() > MIN_MARROW_FIT_VOXELS:
-        rr = (r / np.float32(fit.radius_mm)) ** 2
-        X = np.c_[np.ones(sel.sum()), d[sel], rr[sel]]
-        coef, *_ = np.linalg.lstsq(X, v[sel], rcond=None)
-        if coef[4] < 0:
-            coef = np.r_[np.linalg.lstsq(X[:, :4], v[sel], rcond=None)[0], 0.0]
-        level = coef[0] + d @ coef[1:4].astype(np.float32) + np.float32(coef[4]) * rr
-        level = np.clip(level, MARROW_FLOOR_FRACTION * np.median(v[sel]), None)
-    else:
-        level = np.float32(fit.marrow_level)
-    n = v / (level * np.maximum(expected, MIN_EXPECTED))
-
-    fine = spacing_zyx <= FINE_AXIS_RATIO * spacing_zyx.min()
-    strict_sigma = [STRICT_SIGMA_MM / s if f else 0.0 for s, f in zip(spacing_zyx, fine)]
-    n_strict = ndimage.gaussian_filter(v, strict_sigma) / (level * np.maximum(expected, MIN_EXPECTED))
-    surely = interior & (n_strict >= MARROW_LEVEL)
-    lab, nlab = ndimage.label(surely)
-    marrow = np.zeros_like(surely)
-    if nlab:
-        near_neck = interior & (t > fit.junction_mm - NECK_CONTACT_MM)
-        touching = np.unique(lab[near_neck & surely])
-        touching = touching[touching > 0]
-        if len(touching) == 0:
-            sizes = ndimage.sum_labels(surely, lab, np.arange(1, nlab + 1))
-            touching = [int(np.argmax(sizes)) + 1]
-        marrow = np.isin(lab, touching)
-        grow = interior & (n >= DARK_LEVEL)
-        in_plane = ndimage.generate_binary_structure(3, 1)
-        for axis, f in enumerate(fine):
-            if not f:
-                in_plane = np.delete(in_plane, [0, 2], axis=axis)
-                in_plane = np.concatenate([np.zeros_like(in_plane), in_plane, np.zeros_like(in_plane)], axis=axis)
-        steps = int(np.ceil(GROW_IN_PLANE_MM / spacing_zyx[fine].min()))
-        for _ in range(steps):
-            marrow = ndimage.binary_dilation(marrow, in_plane) & grow
-        marrow = ndimage.binary_dilation(marrow) & grow
-    return lo, hi, head, interior, shell, p, depth, n, marrow
 
 
 def merge_grown_lesion(lesion: sitk.Image | None, grown: sitk.Image) -> sitk.Image:
