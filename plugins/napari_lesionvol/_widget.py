@@ -415,25 +415,8 @@ class ReviewWidget(QWidget):
                           seeded.image_name)
         names = {}
         for kind in MASK_KINDS:
-            mask = getattr(seeded, kind)
-            display, how = to_display(mask, is_label=True)
-            meta = display_meta(mask, display, how, role=kind, source=seeded.scan.source,
-                                seed_mm=list(seeded.seed_mm))
-            data = sitk.GetArrayFromImage(display).astype(np.uint8)
-            layer = self._mask_target(row, kind, seeded.label, meta)
-            if layer is None:
-                name = f"{seeded.label} {kind}"
-                while name in self.viewer.layers:
-                    name += "'"
-                record.layers.append((name, None, None))
-                layer = self.viewer.add_labels(data, name=name, metadata={META_KEY: meta}, colormap=labels_colormap(kind),
-                                               opacity=0.6 if kind == "lesion" else 0.3, **layer_transform(display))
-            else:
-                record.layers.append((layer.name, np.array(layer.data, copy=True), layer.metadata.get(META_KEY)))
-                layer.metadata = {**layer.metadata, META_KEY: meta}
-                layer.data = data
-            layer.visible = True
-            names[kind] = layer.name
+            names[kind] = self._put_mask(record, row, kind, seeded.label, getattr(seeded, kind), seeded.scan,
+                                         seed_mm=list(seeded.seed_mm))
         self.undo_record = record
         self.seed_tool.undo_button.setEnabled(True)
         _view.order_layers(self.viewer)
