@@ -79,11 +79,12 @@ def _images_only(manifest: Path) -> Path:
 
 def run(manifest: Path, out: Path, workers: int, pipeline: str) -> dict:
     from lesionvol.batch import run_batch
+    from lesionvol.inputs import AnalysisOptions
 
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    summary = run_batch(manifest, out, workers=workers, overwrite=True, register=pipeline != "masks",
-                        show_progress=False)
+    summary = run_batch(manifest, out, AnalysisOptions(register=pipeline != "masks"), workers=workers,
+                        overwrite=True, show_progress=False)
     wall = time.perf_counter() - started
     peaks = list(summary.peak_rss_mb_per_worker.values())
     done = [o for o in summary.outcomes if o.status == "done"]
