@@ -380,27 +380,37 @@ class ReviewWidget(QWidget):
 
     def head_from_click(self, image_name: str, world_point) -> object | None:
         """Segment the femoral head of a visit around a point clicked in napari (world z, y, x)."""
+        clicked = self._clicked(self.seed_tool, image_name, world_point)
+        if clicked is None:
+            return None
+        layer, seed_mm, options = clicked
+        from napari_lesionvol._run import layer_state
+
+        label = safe_name(image_name, fallback="t0")
+        return self.run_controls.start(seeded_job, layer_state(layer), label, seed_mm, options,
+                                       on_result=self._place_seeded, on_error=self._click_failed,
+                                       starting=f"{label}: segmenting around your click…")
+
+    def _clicked(self, tool, image_name: str, world_point, refusal: str | None = None):
+        """A click of a seeded tool: (image layer, point in LPS mm, options), or None after the
+        tool's hint or the status line has said why not (a job running, a point outside the
+        image, ``refusal``, options that do not hold)."""
         if self.run_controls.running:
-            self.seed_tool.hint.setText("Wait for the running job to end (or Cancel it), then click again.")
+            tool.hint.setText("Wait for the running job to end (or Cancel it), then click again.")
             return None
         layer = self.viewer.layers[image_name]
         seed_mm = click_to_lps(layer, world_point)
-        why = self.seed_tool.check_inside(layer, seed_mm)
         try:
+            why = tool.check_inside(layer, seed_mm) or refusal
             if why:
                 raise LesionvolError(why)
             options = self.options_panel.options()
         except LesionvolError as exc:
             self._click_failed(str(exc))
             return None
-        from napari_lesionvol._run import layer_state
-
-        label = safe_name(image_name, fallback="t0")
         self.last_error = None
-        self.seed_tool.hint.setText(f"Seed at ({', '.join(f'{v:.1f}' for v in seed_mm)}) mm, LPS.")
-        return self.run_controls.start(seeded_job, layer_state(layer), label, seed_mm, options,
-                                       on_result=self._place_seeded, on_error=self._click_failed,
-                                       starting=f"{label}: segmenting around your click…")
+        tool.hint.setText(f"Seed at ({', '.join(f'{v:.1f}' for v in seed_mm)}) mm, LPS.")
+        return layer, seed_mm, options
 
     def _click_failed(self, message: str):
         """A click gave no head: say why; the masks and numbers on show are untouched."""
@@ -475,28 +485,16 @@ class ReviewWidget(QWidget):
     def lesion_from_click(self, image_name: str, world_point) -> object | None:
         """Grow the lesion clicked in (world z, y, x) inside the visit's head mask, as the
         ``lesion_definition`` option says; it replaces the lesion components it touches."""
-        if self.run_controls.running:
-            self.lesion_tool.hint.setText("Wait for the running job to end (or Cancel it), then click again.")
-            return None
-        layer = self.viewer.layers[image_name]
-        seed_mm = click_to_lps(layer, world_point)
-        why = self.lesion_tool.check_inside(layer, seed_mm)
         head, lesion = self._visit_masks(image_name)
-        try:
-            if why:
-                raise LesionvolError(why)
-            if head is None:
-                raise LesionvolError(f"{image_name} has no head mask yet: Run, or use 'Head from click', or choose "
-                                     "its head layer, then click in the lesion")
-            options = self.options_panel.options()
-        except LesionvolError as exc:
-            self._click_failed(str(exc))
+        missing = None if head is not None else (f"{image_name} has no head mask yet: Run, or use 'Head from "
+                                                 "click', or choose its head layer, then click in the lesion")
+        clicked = self._clicked(self.lesion_tool, image_name, world_point, missing)
+        if clicked is None:
             return None
+        layer, seed_mm, options = clicked
         from napari_lesionvol._run import layer_state
 
         label = safe_name(image_name, fallback="t0")
-        self.last_error = None
-        self.lesion_tool.hint.setText(f"Seed at ({', '.join(f'{v:.1f}' for v in seed_mm)}) mm, LPS.")
         return self.run_controls.start(lesion_seed_job, layer_state(layer), label, seed_mm, head, lesion,
                                        options.lesion_definition, on_result=self._place_grown,
                                        on_error=self._click_failed, starting=f"{label}: growing the lesion…")
