@@ -586,11 +586,11 @@ def neck_axis(image: sitk.Image, fat: float, centre: np.ndarray, R: float,
     idx = grid.to_index(pts.reshape(-1, 3))
     arr = sitk.GetArrayViewFromImage(image)
     vals = map_coordinates(arr, idx[:, ::-1].T, order=1, mode="constant", cval=np.nan).reshape(n, -1) / fat
-    # the neck is marrow continuous with the head's: no dark rim where the ray leaves the head
-    no_rim = np.nan_to_num(np.nanmin(vals[:, : len(through)], axis=1), nan=0.0) > NECK_NO_RIM_LEVEL
-    vals = vals[:, len(through):]
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():     # rays wholly outside the image give all-NaN rows: no neck there
         warnings.simplefilter("ignore", RuntimeWarning)
+        # the neck is marrow continuous with the head's: no dark rim where the ray leaves the head
+        no_rim = np.nan_to_num(np.nanmin(vals[:, : len(through)], axis=1), nan=0.0) > NECK_NO_RIM_LEVEL
+        vals = vals[:, len(through):]
         frac = np.nanmean(vals > NECK_BRIGHT_LEVEL, axis=1)
     frac = np.where(no_rim, np.nan_to_num(frac), 0.0)
     inferior = dirs[:, 2] < NECK_MAX_SUPERIOR_COMPONENT    # LPS +z is superior; the neck runs inferiorly
