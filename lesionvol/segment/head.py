@@ -190,8 +190,11 @@ MAX_INNER_OUTER_GAP_MM = 6.0
 #: Head radius: median distance of the outer points within this distance of the outer fit.
 RADIUS_INLIER_MM = 2.0
 #: A head needs its outer surface (or its marrow surface, when that gives the centre) on at least
-#: this fraction of the rays (empirical).
+#: this fraction of the rays (empirical) ...
 MIN_OUTER_FRACTION = 0.4
+#: ... counting the rays in slices that resolve the surface: where the head's in-plane radius
+#: changes by at most this much across the slice's thickness (thick slices smear the cap).
+MAX_SURFACE_SMEAR_MM = 2.5
 
 # --- real-anatomy normalisation and checks (set on the 15 development pelvis scans, 1.5 T T1 TSE)
 #: The dark rim around the marrow (plate, and on real scans cartilage, joint and acetabular
@@ -261,6 +264,10 @@ NECK_CONE_DEG = 15.0
 NECK_RADIUS_AT = (0.8, 0.9, 1.0)
 NECK_RADIUS_RAYS = 36
 NECK_RADIUS_SEARCH = (0.35, 1.0)
+#: The axis is re-aimed through the centres of the neck's cross-sections up to NECK_AIM_ROUNDS
+#: times, by at most NECK_MAX_REAIM_DEG each round.
+NECK_AIM_ROUNDS = 3
+NECK_MAX_REAIM_DEG = 25.0
 #: Cortex of the neck outside its marrow surface (anatomy: 1-3 mm, thickest inferiorly; the two
 #: phantom families use 2 and 1.2 mm).
 NECK_CORTEX_MM = 1.5
@@ -512,8 +519,22 @@ def _central(h: np.ndarray) -> np.ndarray:
     return np.abs(h) <= max(CENTRAL_SLAB_MM, np.min(np.abs(h)) + 1e-6)
 
 
-def _edges(rays: _Rays, centre: np.ndarray, R: float, r_in: float | None):
-    """Outer and inner surface points (physical) seen from ``centre`` for a head of radius R."""
+@dataclass
+class _Edges:
+    """Surface points found on the rays (physical mm), whether each lies in a slice that resolves the
+    surface, the number of rays in such slices, and the profiles with their slice offsets."""
+
+    outer: np.ndarray
+    inner: np.ndarray
+    outer_resolved: np.ndarray
+    inner_resolved: np.ndarray
+    n_resolved: int
+    prof: np.ndarray
+    h: np.ndarray
+
+
+def _edges(rays: _Rays, centre: np.ndarray, R: float, r_in: float | None) -> _Edges:
+    """Outer and inner surface points seen from ``centre`` for a head of radius R."""
     max_h = MAX_SLICE_HEIGHT_FRACTION * R
     prof, h, ks = rays.profiles(centre, max_h)
     level = _outer_level(prof[_central(h)], R)
@@ -532,7 +553,10 @@ def _edges(rays: _Rays, centre: np.ndarray, R: float, r_in: float | None):
     out_ok, in_ok = np.isfinite(rho_out), np.isfinite(rho_in)
     p_out = rays.points(centre, kk[out_ok], aa[out_ok], rho_out[out_ok])
     p_in = rays.points(centre, kk[in_ok], aa[in_ok], rho_in[in_ok])
-    return p_out, p_in, len(flat), prof, h
+    # a slice shows the surface where it crosses it steeply enough: within the slice's thickness the
+    # sphere's in-plane radius changes by about thickness × |h| / rho (mm)
+    resolved = rays.grid.spacing_mm[2] * np.abs(hh) / exp_out <= MAX_SURFACE_SMEAR_MM
+    return _Edges(p_out, p_in, resolved[out_ok], resolved[in_ok], int(resolved.sum()), prof, h)
 
 
 def _median_profile_radius(prof: np.ndarray, h: np.ndarray) -> tuple[float, float] | None:
@@ -610,32 +634,59 @@ def neck_axis(image: sitk.Image, fat: float, centre: np.ndarray, R: float,
     return axis, float(frac[near].mean())
 
 
-def _neck_radius(rays: _Rays, centre: np.ndarray, R: float, axis: np.ndarray) -> float | None:
-    """Bone radius of the neck (mm) where it leaves the head, or None when it cannot be read."""
+def _circle_fit(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares circle through 2D points (algebraic fit): centre and radius."""
+    A = np.c_[2.0 * points, np.ones(len(points))]
+    sol, *_ = np.linalg.lstsq(A, (points**2).sum(1), rcond=None)
+    return sol[:2], float(np.sqrt(max(sol[2] + sol[:2] @ sol[:2], 0.0)))
+
+
+def _neck_section(rays: _Rays, centre: np.ndarray, R: float, axis: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """The neck's axis and bone radius (mm) where it leaves the head; radius None when unreadable.
+
+    In planes across the axis, the marrow surface is found on rays from the axis and a circle is
+    fitted to it in each plane: the circles' centres re-aim the axis (a direction from the brightest
+    cone may be 15° off the neck's own axis, and a plane across a tilted axis cuts the neck off its
+    centre), and the radii are read again across the re-aimed axis.
+    """
     g = rays.grid
     a = np.asarray(axis, float)
-    e1 = np.cross(a, [0.0, 1.0, 0.0] if abs(a[1]) < 0.9 else [1.0, 0.0, 0.0])
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(a, e1)
     ang = np.linspace(0, 2 * np.pi, NECK_RADIUS_RAYS, endpoint=False)
-    dirs = np.cos(ang)[:, None] * e1 + np.sin(ang)[:, None] * e2
     rho = np.arange(0.0, NECK_RADIUS_SEARCH[1] * R, RAY_STEP_MM)
-    found = []
-    for f in NECK_RADIUS_AT:
-        pts = centre + f * R * a + dirs[:, None, :] * rho[None, :, None]
-        idx = g.to_index(pts.reshape(-1, 3)) - rays.lo
-        prof = ndimage.map_coordinates(rays.array, idx[:, ::-1].T, order=1, mode="constant",
-                                       cval=np.nan).reshape(len(dirs), -1)
-        prof = ndimage.uniform_filter1d(np.nan_to_num(prof, nan=0.0), PROFILE_SMOOTH_SAMPLES, axis=1)
-        start = int(NECK_RADIUS_SEARCH[0] * R / RAY_STEP_MM)
-        if not (prof[:, :start] >= INNER_LEVEL).any(axis=1).mean() > 0.5:
-            continue
-        below = (prof < INNER_LEVEL) & (np.arange(len(rho)) >= start)
-        ok = below.any(axis=1) & (prof[:, start] >= INNER_LEVEL)
-        if ok.mean() < 0.5:
-            continue
-        found.extend(np.argmax(below[ok], axis=1) * RAY_STEP_MM + NECK_CORTEX_MM)
-    return float(np.median(found)) if found else None
+    start = int(NECK_RADIUS_SEARCH[0] * R / RAY_STEP_MM)
+    radii: list[float] = []
+    for _ in range(NECK_AIM_ROUNDS):
+        e1 = np.cross(a, [0.0, 1.0, 0.0] if abs(a[1]) < 0.9 else [1.0, 0.0, 0.0])
+        e1 /= np.linalg.norm(e1)
+        e2 = np.cross(a, e1)
+        dirs2 = np.c_[np.cos(ang), np.sin(ang)]
+        dirs = dirs2[:, :1] * e1 + dirs2[:, 1:] * e2
+        radii, centres = [], []
+        for f in NECK_RADIUS_AT:
+            foot = centre + f * R * a
+            pts = foot + dirs[:, None, :] * rho[None, :, None]
+            idx = g.to_index(pts.reshape(-1, 3)) - rays.lo
+            prof = ndimage.map_coordinates(rays.array, idx[:, ::-1].T, order=1, mode="constant",
+                                           cval=np.nan).reshape(len(dirs), -1)
+            prof = ndimage.uniform_filter1d(np.nan_to_num(prof, nan=0.0), PROFILE_SMOOTH_SAMPLES, axis=1)
+            if not (prof[:, :start] >= INNER_LEVEL).any(axis=1).mean() > 0.5:
+                continue
+            below = (prof < INNER_LEVEL) & (np.arange(len(rho)) >= start)
+            ok = below.any(axis=1) & (prof[:, start] >= INNER_LEVEL)
+            if ok.mean() < 0.5:
+                continue
+            edge = dirs2[ok] * (np.argmax(below[ok], axis=1) * RAY_STEP_MM)[:, None]
+            c2, r = _circle_fit(edge)
+            radii.append(r + NECK_CORTEX_MM)
+            centres.append(foot + c2[0] * e1 + c2[1] * e2)
+        if len(centres) < 2:
+            break
+        aimed = np.mean(centres, axis=0) - centre
+        aimed /= np.linalg.norm(aimed)
+        if math.degrees(math.acos(float(np.clip(aimed @ a, -1.0, 1.0)))) > NECK_MAX_REAIM_DEG:
+            break               # the circles lie off this neck: keep the axis found
+        a = aimed
+    return a, (float(np.median(radii)) if radii else None)
 
 
 def _acetabulum_fraction(rays: _Rays, centre: np.ndarray, R: float) -> float:
@@ -764,13 +815,14 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     rim_mm = R - r_in        # marrow surface to the rise out of the dark rim, central slices
     n_out = n_in = n_rays = 0
     for _ in range(FIT_ROUNDS):
-        p_out, p_in, n_rays, prof, h = _edges(rays, centre, R, r_in)
+        e = _edges(rays, centre, R, r_in)
+        p_out, p_in, n_rays = e.outer, e.inner, e.n_resolved
         fit_in = _fit_sphere(p_in) if len(p_in) >= MIN_SURFACE_POINTS else None
         fit_out = _fit_sphere(p_out) if len(p_out) >= MIN_SURFACE_POINTS else None
         if fit_out is None:
             raise NoFemoralHeadError("no spherical bone surface (femoral head) was found in the image")
-        n_out = int(fit_out[2].sum())
-        n_in = int(fit_in[2].sum()) if fit_in is not None else 0
+        n_out = int((fit_out[2] & e.outer_resolved).sum())
+        n_in = int((fit_in[2] & e.inner_resolved).sum()) if fit_in is not None else 0
         use_inner = (fit_in is not None and n_in >= MIN_INNER_FRACTION * n_rays
                      and abs(fit_in[1] - fit_out[1]) < MAX_INNER_OUTER_GAP_MM)
         new_centre = fit_in[0] if use_inner else fit_out[0]
@@ -812,12 +864,9 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
                                  f"acetabulum (bone above it on {100 * quality['acetabulum_fraction']:.0f} % of rays)")
     if side is None:
         side = "right" if axis[0] < 0 else "left"     # the neck runs laterally; LPS +x is patient left
-    if junction_fraction is None:
-        rn = _neck_radius(rays, centre, R, axis)
-        quality["neck_radius_mm"] = rn if rn is not None else float("nan")
-        junction = junction_distance_mm(R, rn)
-    else:
-        junction = junction_fraction * R
+    axis, rn = _neck_section(rays, centre, R, axis)
+    quality["neck_radius_mm"] = rn if rn is not None else float("nan")
+    junction = junction_distance_mm(R, rn) if junction_fraction is None else junction_fraction * R
     return HeadFit(centre, R, r_in, axis, junction, side, fat, quality)
 
 
