@@ -172,10 +172,20 @@ def _with_side(path: str, side: str) -> Path:
     return Path(path).with_name(f"{stem}_{side}{suffix}")
 
 
+def _check_contrast(scan, options: AnalysisOptions) -> None:
+    """Refuse a scan that does not look T1-weighted unless ``--allow-non-t1`` (then say what it looks like)."""
+    from lesionvol.sequence import check_t1
+
+    kind, reason = check_t1(scan.image, options.allow_non_t1, scan.dicom_tags)
+    if kind not in ("T1", "unknown"):
+        print(f"lesionvol: the image looks {kind} ({reason}); segmented anyway (--allow-non-t1)", file=sys.stderr)
+
+
 def _segment(scan, options: AnalysisOptions, seed_mm=None):
-    """One hip of a scan, segmented as the options say."""
+    """One hip of a scan, segmented as the options say (a non-T1 scan refused unless allowed)."""
     from lesionvol.segment import segment_hip
 
+    _check_contrast(scan, options)
     return segment_hip(scan.image, side=options.side, seed_mm=seed_mm, head_definition=options.head_definition,
                        lesion_definition=options.lesion_definition, segmenter=options.make_segmenter())
 
@@ -192,6 +202,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         if options.segmenter != "classical" or args.seed_mm:
             raise LesionvolError("--side both uses the classical segmenter without a seed; segment one side "
                                  "at a time with --seed-mm or --segmenter")
+        _check_contrast(scan, options)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", MissingHipWarning)
             hips = segment_hips(scan.image, lesion_definition=options.lesion_definition,
@@ -263,7 +274,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 #: Exit code of ``segment --side both`` when a field showing both hips gave one head: that hip's
 #: masks are written and the other is named on stderr.
 SEGMENT_HIP_MISSING = 3
-_SEGMENT_OPTIONS = ("side", "head_definition", "lesion_definition", "segmenter", "volume_index")
+_SEGMENT_OPTIONS = ("side", "head_definition", "lesion_definition", "segmenter", "volume_index", "allow_non_t1")
 
 
 def build_parser() -> argparse.ArgumentParser:

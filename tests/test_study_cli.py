@@ -218,7 +218,7 @@ def test_segment_both_names_the_hip_it_could_not_find(tmp_path, capsys):
     array = sitk.GetArrayFromImage(scan.image)
     near_left = np.linalg.norm(grid.roi_points(np.zeros(3, int), np.asarray(scan.image.GetSize()))
                                - scan.truths["left"].head_centre_mm, axis=-1) < 45.0
-    array[near_left] = np.median(array[array > 0])           # the left hip replaced by soft tissue
+    array[near_left] = np.percentile(array[array > 0], 30)   # the left hip replaced by muscle-like soft tissue
     hidden = sitk.GetImageFromArray(array)
     hidden.CopyInformation(scan.image)
     sitk.WriteImage(hidden, str(tmp_path / "pelvis.nii.gz"))
@@ -335,6 +335,26 @@ def test_a_t2_image_is_refused_unless_allowed_and_the_override_is_recorded(tmp_p
         [row] = list(csv.DictReader(handle))
     assert (row["image_contrast"], row["non_t1_allowed"]) == ("T2", "True")
     assert json.loads((tmp_path / "o" / "summary.json").read_text(encoding="utf-8"))["options"]["allow_non_t1"] is True
+
+
+def test_segment_refuses_a_t2_image_unless_allowed(tmp_path, capsys):
+    """`segment` applies the same sequence check as `analyze`: on T2 a round bright structure with a dark
+    wall (the bladder, a head in T2) is not segmented as a T1 head; --allow-non-t1 segments and says so."""
+    from lesionvol.phantom_b import Hip, HipScanSpec, make_hip_scan
+
+    spec = HipScanSpec(right=Hip("right"), field="right", contrast="T2", spacing_mm=(2.0, 2.0, 4.0),
+                       fov_mm=(120.0, 120.0, 80.0))
+    image, _ = make_hip_scan(spec, seed=0)
+    path = str(tmp_path / "t2.nii.gz")
+    sitk.WriteImage(image, path)
+    out = ["--out-lesion", str(tmp_path / "l.nii.gz"), "--out-head", str(tmp_path / "h.nii.gz")]
+    assert main(["segment", path, *out]) == 2
+    err = capsys.readouterr().err
+    assert "does not look T1-weighted: T2" in err and err.count("\n") == 1
+    assert not (tmp_path / "l.nii.gz").exists() and not (tmp_path / "h.nii.gz").exists()
+    assert main(["segment", path, *out, "--allow-non-t1"]) == 0
+    assert "looks T2" in capsys.readouterr().err
+    assert read_mask(str(tmp_path / "h.nii.gz")) is not None
 
 
 def test_register_two_scans_without_a_femoral_head_registers_the_whole_field(tmp_path, capsys):

@@ -72,7 +72,7 @@ SLOPE_CLIP = (-0.5, 0.5)
 #: cut by a plane reads ~0.5-0.9 (empirical, set on the development scans and the first phantoms).
 LESION_MIN_DEPTH_MM = 3.0
 SEGMENT_DEPTH_RATIO = (0.45, 1.4)
-#: Two places where a normal head's marrow meets dark tissue inside the fitted ball without
+#: Places where a normal head's marrow meets dark tissue inside the fitted ball without
 #: necrosis: the head–neck junction (the bone surface curves in from the sphere towards the neck;
 #: the physeal scar) and the fovea capitis (a pit roughly opposite the neck).  A component smaller
 #: than ANATOMY_ARTEFACT_MAX_MM3 lying wholly within JUNCTION_ZONE_FRACTION × R of the head–neck
@@ -83,6 +83,12 @@ SEGMENT_DEPTH_RATIO = (0.45, 1.4)
 ANATOMY_ARTEFACT_MAX_MM3 = 1000.0
 JUNCTION_ZONE_FRACTION = 0.35
 FOVEA_CONE_DEG = 35.0
+#: A third: the inferior head above the calcar, where the bone surface leaves the sphere towards the
+#: neck's inferior cortex.  A small component whose mean direction points more than 30° below the
+#: horizontal (superior component below this) is not a lesion either: necrosis starts in the
+#: weight-bearing superior head (development scans: 0.13–0.6 mL components pointing 44–79° down,
+#: reaching 0.4–0.6 R from the cut).
+INFERIOR_MAX_SUPERIOR_COMPONENT = -0.5
 #: The region of interest reaches this far beyond the head radius.
 ROI_MARGIN_MM = 3.0
 #: In-plane axes finer than FINE_SPACING_MM are smoothed with this sigma (noise) before levels are read.
@@ -112,6 +118,15 @@ FINE_AXIS_RATIO = 1.5
 NECK_CONTACT_MM = 3.0
 #: ... grown back out to DARK_LEVEL over this distance within the fine axes (one step across thick ones).
 GROW_IN_PLANE_MM = 2.5
+#: Next to a lesion across a thick slice axis, a voxel below this level is lesion too: the slab at a
+#: lesion's through-slice edge holds band and fat-bright centre together and may read above
+#: DARK_LEVEL while more than half of it is lesion (family B, 4-5 mm slices: lesions read 3-12 %
+#: small at DARK_LEVEL; 0.65 brought most within ±2 %).  Only next to a lesion (applied everywhere,
+#: normal real heads read up to 1.5 mL at their caps), and only across slices at least THICK_SLAB_MM
+#: thick, which can hold a band (2-2.5 mm) and the centre together (on 1.4-2 mm slices the rule
+#: over-read lesions by 2-5 %).
+THROUGH_SLICE_LEVEL = 0.65
+THICK_SLAB_MM = 2.5
 
 
 @dataclass
@@ -190,8 +205,9 @@ def _encloses_marrow(lab: np.ndarray, nlab: int, keep: np.ndarray, d: np.ndarray
         segment = depth >= LESION_MIN_DEPTH_MM and SEGMENT_DEPTH_RATIO[0] <= ratio <= SEGMENT_DEPTH_RATIO[1]
         at_junction = float((d[sel] @ neck).min()) > fit.junction_mm - JUNCTION_ZONE_FRACTION * fit.radius_mm
         at_fovea = float(np.degrees(np.arccos(np.clip(-(mean @ neck), -1.0, 1.0)))) < FOVEA_CONE_DEG
+        inferior = float(mean[2]) < INFERIOR_MAX_SUPERIOR_COMPONENT      # LPS +z is superior
         small = sel.sum() * voxel_mm3 < ANATOMY_ARTEFACT_MAX_MM3
-        out[i - 1] = segment and not (small and (at_junction or at_fovea))
+        out[i - 1] = segment and not (small and (at_junction or at_fovea or inferior))
     return out
 
 
@@ -303,6 +319,22 @@ def marrow_model(image: sitk.Image, fit: HeadFit, head_full: np.ndarray | None =
     return MarrowModel(lo, hi, p, d, r, head, interior, shell, depth, n, marrow)
 
 
+def _through_slice_edge(lesion: np.ndarray, m: MarrowModel, grid: Grid) -> np.ndarray:
+    """Marrow-zone voxels next to ``lesion`` across a thick slice axis that read below THROUGH_SLICE_LEVEL."""
+    spacing_zyx = grid.spacing_mm[::-1]
+    thick = (spacing_zyx > FINE_AXIS_RATIO * spacing_zyx.min()) & (spacing_zyx >= THICK_SLAB_MM)
+    if not thick.any() or not lesion.any():
+        return np.zeros_like(lesion)
+    across = np.zeros((3, 3, 3), bool)
+    across[1, 1, 1] = True
+    for axis in np.flatnonzero(thick):
+        line = [1, 1, 1]
+        for k in (0, 2):
+            line[axis] = k
+            across[tuple(line)] = True
+    return ndimage.binary_dilation(lesion, across) & ~lesion & m.interior & (m.n < THROUGH_SLICE_LEVEL)
+
+
 def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MIN_LESION_MM3) -> HipMasks:
     """Head (anatomical and sphere) and lesion (enclosed and dark) masks for one fitted head.
 
@@ -336,6 +368,7 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
         keep = np.r_[False, (sizes >= min_lesion_mm3) & reach[1:]]
         keep[1:] &= _encloses_marrow(lab, nlab, keep, m.d, m.r, fit, voxel_mm3)
         enclosed = keep[lab]
+        enclosed |= _through_slice_edge(enclosed, m, grid)
     dark_core = enclosed & interior & (m.n < DARK_LEVEL)
     if dark_core.any():
         lab, nlab = ndimage.label(dark_core)
