@@ -2,10 +2,12 @@
 
 Pairs (every one with a known rigid pose, none used to tune ``lesionvol.register``: its
 constants were set on seeds 300-319 of this generator (the uncertainty's MODEL_TOLERANCE on
-300-319, mixed variant), on seeds 8100-8108 and real cases 1-2 (the time-saving SCHEDULE, the
-whole-field estimate: FIELD_REACH_MM, the translation term) and on make_series seeds 200-203;
-seeds 1000-1004 and 7000-7008 (real cases 3-4) were reported once and then looked at while tuning,
-so report on other seeds, from ``--seed`` on):
+300-319, mixed variant; the whole field's FIELD_SPREAD_FACTOR on 300-319 with the variants cycled),
+on seeds 8100-8108 and real cases 1-4 (the time-saving SCHEDULE, the numpy descent of the coarse
+levels, FIELD_REACH_MM, FIELD_SPREAD_FACTOR) and on make_series seeds 200-203; seeds 1000-1004,
+7000-7008, 9100-9108, 9200-9208 and 9300-9308 (real cases 3-10) were reported once and then looked
+at, so report on other seeds, from ``--seed`` on; the run of record of this version: 9400-9408 and
+real cases 11-12):
 
 * ``sphere``   phantom hip whose head masks are perfect balls (no neck cut: nothing in the mask
   fixes a rotation about the head centre), baseline lesion 10-35 % of the head with 5-50 %
@@ -384,7 +386,7 @@ def main(argv=None) -> int:
             for tool in {t for t in (args.peer_tools + "," + args.real_peer_tools).split(",") if t}:
                 peers.run(tool, folder, pairs[0]["name"])
         run_lesionvol(folder, pairs[0], "headonly")
-        loads = []
+        loads, start_load = [], os.getloadavg()
         for p in pairs:
             pair_modes = modes if p["kind"] == "phantom" else ["nohead"]
             for mode in pair_modes:     # alternate: lesionvol, elastix, ants on each pair
@@ -401,7 +403,8 @@ def main(argv=None) -> int:
     header = (f"registration stress run, {sum(p['kind'] == 'phantom' for p in pairs)} phantom pairs (seeds {args.seed}..), "
               f"{sum(p['kind'] == 'real' for p in pairs)} real pairs; {os.cpu_count()} cores, Python {platform.python_version()}; "
               f"times are the registration call only; 1-min load average during the run: mean {np.mean(loads):.1f}, "
-              f"min {np.min(loads):.1f}, max {np.max(loads):.1f} (end: %.1f / %.1f / %.1f)" % os.getloadavg())
+              f"min {np.min(loads):.1f}, max {np.max(loads):.1f} (start: %.1f / %.1f / %.1f, end: %.1f / %.1f / %.1f)"
+              % (*start_load, *os.getloadavg()))
     print(report(pairs, rows, header))
     return 0
 
