@@ -37,9 +37,11 @@ How it works
 3. **Multi-resolution** (own pyramid in mm, so 1 × 1 × 5 mm grids are not shrunk into
    20 mm slices): smoothed, resampled copies at ``LEVEL_SPACING_MM``, then the native grids.
    Mattes mutual information (contrast changes between visits and sequences). Gradient descent
-   on the coarse levels (step re-estimated so that no point moves more than a set number of mm),
-   regular-step gradient descent on the native grid; fixed random sample sets (``SCHEDULE``; the
-   whole field's native level: ``FIELD_NATIVE``).
+   on the coarse levels (each step moves no point more than a set number of mm; with a head, in
+   numpy on the metric's own derivative, :meth:`_Problem.descend`, a step that does not lower the
+   metric taken back and halved; the whole field keeps ITK's), regular-step gradient descent (ITK)
+   on the native grid; fixed random sample sets (``SCHEDULE``; the whole field's native level:
+   ``FIELD_NATIVE``).
    The metric derivative comes from the images themselves, not ITK's smoothed gradient images
    (those smooth by a voxel, 4-5 mm across thick slices, and moved the optimum 0.3-0.8 mm).
 4. **Rotation about the head centre** (gradient descent crawls along the spin about the neck
@@ -244,7 +246,8 @@ REGISTRATION_DEFINITIONS = {
         "head centre on the native grid; the largest displacement over the head ball by any rotation whose metric is "
         f"within {100 * MODEL_TOLERANCE:g} % of the optimum's, plus the displacement by the Newton step the model still "
         "asks for; or, if larger, the distance to another start (independent start, dips of the metric along the least "
-        f"curved rotation) that ended with a metric within {100 * METRIC_TIE_FRACTION:g} % of the result's. Whole field "
+        f"curved rotation) that ended with a metric within {100 * METRIC_TIE_FRACTION:g} % of the result's (one that "
+        f"ended the 2 mm level more than {AGREE_MM:g} mm away is carried to the native grid and compared there). Whole field "
         f"(no head): over the scanned anatomy within {FIELD_REACH_MM:g} mm of its intensity centre (anywhere in it "
         f"when the field is {BOTH_HIPS_FIELD_MM:g} mm wide or more: both hips), {FIELD_SPREAD_FACTOR:g} x the largest "
         f"displacement between the result and the optimum of the metric on each of {len(FIELD_SEEDS)} independent "
@@ -263,8 +266,8 @@ REGISTRATION_DEFINITIONS = {
         f"the neck axes differ by more than {MAX_NECK_AXIS_DEG} deg, head Dice < {MIN_HEAD_DICE}, |head volume change| > "
         f"{MAX_HEAD_VOLUME_CHANGE_PCT} % (collapse: no longer rigid), head centre residual > "
         f"{MAX_HEAD_CENTRE_RESIDUAL_MM} mm, correlation < {MIN_CORRELATION}, overlap < {MIN_OVERLAP_FRACTION}, "
-        f"or metric > {MAX_METRIC}, or the optimiser on the native grid stopped at its iteration limit before "
-        "converging; change maps then need review"),
+        f"or metric > {MAX_METRIC}, or the optimiser on the native grid did not converge (stopped at its iteration "
+        "limit or left the overlap); change maps then need review"),
     "registration_doubtful_reason": "which of those limits were crossed",
 }
 
@@ -790,8 +793,9 @@ class _Problem:
         """Gradient descent in numpy on one fixed sample set (:meth:`_SampledMetric.value_and_gradient`), as
         ITK's gradient descent with the learning rate re-estimated every iteration: each iteration moves the
         pose ``step`` mm down the gradient (rotation scaled by the region's reach, so that no sample point
-        moves much more than ``step``). A step that does not lower the metric is taken back and halved; the level ends when the step is
-        below DESCENT_MIN_STEP of its first length or after ``iterations``, at the best pose seen. On the coarse
+        moves much more than ``step``). A step that does not lower the metric is taken back and halved; the
+        level ends when the step is below DESCENT_MIN_STEP of its first length or after ``iterations``, at the
+        best pose seen. On the coarse
         levels ITK's metric cost 5-7 ms per iteration whatever the samples (it re-reads masks and images), this
         1-2 ms, and the halving ends a level in 14 iterations where ITK's window criterion took 35."""
         metric = self.sampler(level, samples)
@@ -1449,7 +1453,8 @@ def registration_qc(
                "the metric is flat in a rotation about the head centre, or another start ends elsewhere as good")
         reasons.append(f"estimated error at the head up to {uncertainty_mm:.1f} mm > {MAX_UNCERTAINTY_MM} mm ({why})")
     if not converged:
-        reasons.append("the optimiser on the native grid stopped at its iteration limit (not converged)")
+        reasons.append("the optimiser on the native grid did not converge (stopped at its iteration limit or left "
+                       "the overlap)")
     if neck_angle > MAX_NECK_AXIS_DEG:
         reasons.append(f"neck axes {neck_angle:.0f} deg apart after registration")
     if fixed_head is not None and moving_head is not None:
