@@ -238,3 +238,35 @@ def test_one_hip_of_a_pelvis_field_gives_that_hip_only(side):
     head_truth = sitk.RegionOfInterest(truth.head_mask[side], size, start)
     assert dice(hips[side].head, head_truth) >= 0.94          # measured 0.949 (left), 0.97 (right)
     assert mask_volume_ml(hips[side].lesion) == 0.0           # both heads are normal
+
+
+def _family_b(seed, side="right", R=24.0, pct=None, halo=0.0, **grid):
+    from lesionvol.phantom_b import Hip, HipScanSpec, Lesion, make_hip_scan
+
+    lesion = Lesion(pct_of_head=pct, oedema_halo_mm=halo, shape_seed=seed)
+    hip = Hip(side, head_radius_mm=R, lesion=lesion, neck_shaft_deg=125.0 + (seed * 3) % 11,
+              anteversion_deg=10.0 + seed % 6)
+    image, truth = make_hip_scan(HipScanSpec(**{side: hip}, field=side, anatomy_seed=seed, **grid), seed=seed)
+    return image, truth.hips[side], truth.head_mask[side]
+
+
+def test_family_b_five_mm_slices():
+    """Phantom family B (written separately), 5 mm coronal slices, a 30 % lesion with a fat-bright centre:
+    the head is found (it was refused while the cap's smeared rays counted against the surface found),
+    and the lesion volume is within 6 % (measured -4.6 %; -7 % while the slab at the lesion's
+    through-slice edge, band and bright centre together, read as healthy marrow)."""
+    image, truth, head = _family_b(3, R=27.0, pct=30.0, spacing_mm=(0.8, 0.8, 5.0))
+    seg = segment_hip(image)
+    assert dice(seg.head, head) >= 0.98                                      # measured 0.987
+    assert mask_volume_ml(seg.head) == pytest.approx(truth.head_volume_ml, rel=0.03)
+    assert mask_volume_ml(seg.lesion) == pytest.approx(truth.lesion_volume_ml, rel=0.06)
+
+
+def test_family_b_oedema_halo_is_mostly_not_lesion():
+    """A 6 mm marrow-oedema halo (half the marrow signal on T1) around the band: the lesion is what the
+    band encloses, so the halo reached from healthy marrow in the slice plane is not lesion.  Measured
+    +35 % (the halo's rim at the band and one slice across it stay in); +54 % before."""
+    image, truth, _ = _family_b(9, side="left", R=26.0, pct=18.0, halo=6.0)
+    seg = segment_hip(image)
+    assert mask_volume_ml(seg.lesion) < 1.4 * truth.lesion_volume_ml
+    assert mask_volume_ml(seg.lesion) > truth.lesion_volume_ml

@@ -126,6 +126,13 @@ GROW_IN_PLANE_MM = 2.5
 #: thick, which can hold a band (2-2.5 mm) and the centre together (on 1.4-2 mm slices the rule
 #: over-read lesions by 2-5 %).
 THROUGH_SLICE_LEVEL = 0.65
+#: Marrow oedema around a lesion reads about half of marrow on T1, an oedematous lesion centre a
+#: third, the band below a quarter: intermediate signal (within OEDEMA_LEVELS) reached from the
+#: healthy marrow within the slice plane without crossing the band is oedema, not lesion (family B:
+#: halo 0.54, oedematous centre 0.34 of marrow).  Up to 0.65 only: where a band runs obliquely
+#: through a thick slice it leaves no dark ring in the plane, and the flood then reached the
+#: partial-volume rim (0.66-0.8) of a fat-bright centre (lesions 2-3 % small).
+OEDEMA_LEVELS = (0.42, 0.65)
 THICK_SLAB_MM = 2.5
 
 
@@ -307,16 +314,44 @@ def marrow_model(image: sitk.Image, fit: HeadFit, head_full: np.ndarray | None =
         marrow = np.isin(lab, touching)
         # back out to the half-way level: freely within the fine axes, one step across thick ones
         grow = interior & (n >= DARK_LEVEL)
-        in_plane = ndimage.generate_binary_structure(3, 1)
-        for axis, f in enumerate(fine):
-            if not f:
-                in_plane = np.delete(in_plane, [0, 2], axis=axis)
-                in_plane = np.concatenate([np.zeros_like(in_plane), in_plane, np.zeros_like(in_plane)], axis=axis)
+        in_plane = _within_axes(fine)
         steps = int(np.ceil(GROW_IN_PLANE_MM / spacing_zyx[fine].min()))
         for _ in range(steps):
             marrow = ndimage.binary_dilation(marrow, in_plane) & grow
         marrow = ndimage.binary_dilation(marrow) & grow
     return MarrowModel(lo, hi, p, d, r, head, interior, shell, depth, n, marrow)
+
+
+def _within_axes(axes: np.ndarray) -> np.ndarray:
+    """3×3×3 face-neighbour structure restricted to the given (z, y, x) axes."""
+    structure = ndimage.generate_binary_structure(3, 1)
+    for axis, keep in enumerate(axes):
+        if not keep:
+            structure = np.delete(structure, [0, 2], axis=axis)
+            structure = np.concatenate([np.zeros_like(structure), structure, np.zeros_like(structure)], axis=axis)
+    return structure
+
+
+def _oedema(m: MarrowModel, grid: Grid) -> np.ndarray:
+    """Intermediate-signal marrow (within OEDEMA_LEVELS) reached from the healthy marrow within
+    the fine axes without crossing the band: marrow oedema outside a lesion, not lesion."""
+    spacing_zyx = grid.spacing_mm[::-1]
+    fine = spacing_zyx <= FINE_AXIS_RATIO * spacing_zyx.min()
+    in_plane = _within_axes(fine)
+    through = m.interior & ~m.marrow & (m.n >= OEDEMA_LEVELS[0]) & (m.n < OEDEMA_LEVELS[1])
+    reached = ndimage.binary_propagation(m.marrow, structure=in_plane, mask=through | m.marrow) & ~m.marrow
+    # a voxel next to the band (in the plane: its partial-volume rim; across slices: a slab holding
+    # some of it) is lesion up to DARK_LEVEL, not oedema
+    return reached & ~ndimage.binary_dilation(m.interior & (m.n < OEDEMA_LEVELS[0]))
+
+
+def _without_small(mask: np.ndarray, min_voxels: float) -> np.ndarray:
+    """``mask`` without its connected components of fewer than ``min_voxels`` voxels."""
+    if not mask.any():
+        return mask
+    lab, nlab = ndimage.label(mask)
+    sizes = ndimage.sum_labels(mask, lab, np.arange(1, nlab + 1))
+    return np.r_[False, sizes >= min_voxels][lab]
 
 
 def _through_slice_edge(lesion: np.ndarray, m: MarrowModel, grid: Grid) -> np.ndarray:
@@ -367,13 +402,13 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
         reach[np.unique(lab[at_plate])] = True
         keep = np.r_[False, (sizes >= min_lesion_mm3) & reach[1:]]
         keep[1:] &= _encloses_marrow(lab, nlab, keep, m.d, m.r, fit, voxel_mm3)
-        enclosed = keep[lab]
+        # the lesions found lose the oedema around them (trimmed after the checks, so that trimming
+        # never turns a rejected component into a lesion) and gain their through-slice edge
+        enclosed = keep[lab] & ~_oedema(m, grid)
+        enclosed = _without_small(enclosed, min_lesion_mm3 / voxel_mm3)
         enclosed |= _through_slice_edge(enclosed, m, grid)
-    dark_core = enclosed & interior & (m.n < DARK_LEVEL)
-    if dark_core.any():
-        lab, nlab = ndimage.label(dark_core)
-        sizes = ndimage.sum_labels(dark_core, lab, np.arange(1, nlab + 1)) * voxel_mm3
-        dark_core = np.r_[False, sizes >= min_lesion_mm3 * DARK_MIN_SIZE_FRACTION][lab]
+    dark_core = _without_small(enclosed & interior & (m.n < DARK_LEVEL),
+                               min_lesion_mm3 * DARK_MIN_SIZE_FRACTION / voxel_mm3)
     enc_full = enclosed | _extend_into_shell(enclosed, interior, shell, m.p, fit, m.depth, grid, lo)
     dark_full = dark_core | _extend_into_shell(dark_core, interior, shell, m.p, fit, m.depth, grid, lo)
     return HipMasks(
