@@ -836,6 +836,17 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
         centre, R = new_centre, R_new
         if moved < CONVERGED_MM:
             break
+    if use_inner and R - r_in > MAX_RESOLVED_PLATE_MM:
+        # the rise may have been looked for too far out: look again just outside a plate's thickness
+        e = _edges(rays, centre, r_in + DEFAULT_PLATE_MM, r_in)
+        again = _fit_sphere(e.outer) if len(e.outer) >= MIN_SURFACE_POINTS else None
+        if again is not None:
+            d_out = np.linalg.norm(e.outer - centre, axis=1)
+            good = np.abs(d_out - again[1]) < RADIUS_INLIER_MM
+            R_again = float(np.median(d_out[good])) if good.any() else again[1]
+            n_again = int((again[2] & e.outer_resolved).sum())
+            if n_again >= MIN_OUTER_FRACTION * e.n_resolved and R_again - r_in <= MAX_RESOLVED_PLATE_MM:
+                R, n_out, n_rays = R_again, n_again, e.n_resolved
     # A rim thicker than a plate holds cartilage, joint and acetabular plate too: the articular
     # bone surface lies ARTICULAR_PLATE_MM outside the marrow surface, not at the rise out of the rim.
     if use_inner and R - r_in > MAX_RESOLVED_PLATE_MM:
