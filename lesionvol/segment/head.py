@@ -242,7 +242,9 @@ NECK_BRIGHT_LEVEL = 0.6
 #: ... and a direction is neck-like when more than this fraction of its samples are (the neck is
 #: then required to be at least this bright along the axis found).
 NECK_MIN_BRIGHT_FRACTION = 0.5
-#: The neck runs inferiorly: only directions whose superior (+z) component is below this count.
+#: The neck runs inferiorly: only directions whose superior (+z) component is below this count; and
+#: more laterally than front to back (anteversion below 45°; development scans: lateral 0.6-0.9,
+#: posterior 0.15-0.57; the ischium, medial and posterior, drew a one-hip crop's axis otherwise).
 NECK_MAX_SUPERIOR_COMPONENT = -0.2
 #: ... and laterally (the neck-shaft angle is ~125-135°): when the side is known from the head's
 #: position, only directions whose lateral component exceeds this count; bright bone leaving the
@@ -618,6 +620,7 @@ def neck_axis(image: sitk.Image, fat: float, centre: np.ndarray, R: float,
         frac = np.nanmean(vals > NECK_BRIGHT_LEVEL, axis=1)
     frac = np.where(no_rim, np.nan_to_num(frac), 0.0)
     inferior = dirs[:, 2] < NECK_MAX_SUPERIOR_COMPONENT    # LPS +z is superior; the neck runs inferiorly
+    inferior &= np.abs(dirs[:, 0]) > np.abs(dirs[:, 1])   # ... and more laterally than front to back
     if side is not None:                                   # LPS +x is patient left: lateral is -x on the right
         inferior &= dirs[:, 0] * (1.0 if side == "left" else -1.0) > NECK_MIN_LATERAL_COMPONENT
     # the neck is the brightest cone of directions: bright bone may leave the head's surroundings
@@ -683,7 +686,8 @@ def _neck_section(rays: _Rays, centre: np.ndarray, R: float, axis: np.ndarray) -
             break
         aimed = np.mean(centres, axis=0) - centre
         aimed /= np.linalg.norm(aimed)
-        if math.degrees(math.acos(float(np.clip(aimed @ a, -1.0, 1.0)))) > NECK_MAX_REAIM_DEG:
+        if (math.degrees(math.acos(float(np.clip(aimed @ a, -1.0, 1.0)))) > NECK_MAX_REAIM_DEG
+                or abs(aimed[0]) <= abs(aimed[1])):
             break               # the circles lie off this neck: keep the axis found
         a = aimed
     return a, (float(np.median(radii)) if radii else None)
