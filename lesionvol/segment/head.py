@@ -15,14 +15,16 @@ How (classical, intensity-scale free: every level is relative to the marrow/fat 
    else the outer) and the head radius (outer surface); the rays are cast again from the new
    centre, up to four rounds in all, until the centre moves less than 0.05 mm.
 3. **Neck axis.** 3D rays beyond the acetabulum find the bright marrow tube leaving the head
-   inferiorly (and laterally, when the side is known): the brightest cone of such directions.  The
+   inferiorly, more laterally than front to back (and laterally, when the side is known): the
+   brightest cone of such directions.  Circles fitted to the neck's cross-sections re-aim the axis
+   through their centres and give the neck's radius.  The
    anatomical head is the ball cut by the plane perpendicular to the axis where the neck leaves
    the ball, sqrt(R² − r_neck²) from the centre, r_neck the neck's radius measured across the axis
    (0.72 R if unreadable).  ``junction_fraction`` asks for a fixed cut at that fraction of R instead
    (0.55 R was lesionvol's convention before; it cut the head ~7 % short).
 4. **Checks.** A fit is a femoral head only if the central slices show marrow inside a dark rim
    with a rise out of it on at least 30 % of the rays, the outer surface is found on at least 40 %
-   of the rays, the radius is 15–33 mm, the plate is 0.3–5 mm thick, a bright neck leaves it
+   of the rays in slices that resolve it (thick slices smear the cap), the radius is 15–33 mm, the plate is 0.3–5 mm thick, a bright neck leaves it
    inferiorly without a cortical rim between, and bone marrow (the acetabular roof) lies above it
    beyond its rim; otherwise :class:`NoFemoralHeadError`.  In a field showing both hips the side is
    where the head lies (left or right of the body's midline; nothing within 40 mm of the midline

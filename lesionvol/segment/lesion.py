@@ -16,6 +16,12 @@ model fitted to the head's marrow):
   necrosis, and a fat-bright centre the band encloses), in components of at least 20 mm³ that
   reach the plate; the **dark** lesion is its low-signal part.
 
+Then the lesions found lose the marrow oedema around them (intermediate signal, 0.42–0.65 of
+marrow, reached from the healthy marrow within the slice plane without crossing the band) and, on
+slices at least 2.5 mm thick, gain the slab next to them across the slices when it reads below
+0.65 (band and a bright centre together in one slab).  Small components at the head–neck junction,
+the fovea or the inferior head are anatomy, not lesion.
+
 The plate shell above a lesion cannot be told apart from lesion by signal, so the lesion is
 continued through it: its signed distance map is extrapolated linearly along each radius from
 just inside the shell.  A healed head has no such component and reads 0 mL.
