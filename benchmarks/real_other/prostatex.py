@@ -26,7 +26,7 @@ import glob
 import os
 from pathlib import Path
 
-import numpy as np
+from stacks import write_plane_stacks
 
 ROOT = Path(os.environ.get("LESIONVOL_REAL_OTHER", "/work/cache/real_other")) / "prostatex"
 
@@ -59,29 +59,11 @@ def localizer_stacks(out_dir: Path | None = None) -> dict[str, Path]:
     Returns ``{"px0218_loc_cor": path, ...}``.  The slices of one plane are parallel, equally
     spaced (10.5 mm apart, 7 mm thick) and read in position order by SimpleITK.
     """
-    import pydicom
-    import SimpleITK as sitk
-
     out_dir = Path(out_dir or ROOT / "derived")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     for prefix, rel in LOCALIZERS.items():
-        by_plane: dict[str, list[tuple[float, str]]] = {}
-        for f in sorted(glob.glob(str(ROOT / rel / "*.dcm"))):
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
-            iop = np.asarray(ds.ImageOrientationPatient, float)
-            normal = np.cross(iop[:3], iop[3:])
-            plane = ("sag", "cor", "ax")[int(np.argmax(np.abs(normal)))]
-            by_plane.setdefault(plane, []).append((float(np.dot(normal, np.asarray(ds.ImagePositionPatient, float))), f))
-        for plane in ("cor", "ax"):
-            files = [f for _, f in sorted(by_plane.get(plane, []))]
-            if len(files) < 3:
-                continue
-            reader = sitk.ImageSeriesReader()
-            reader.SetFileNames(files)
-            path = out_dir / f"{prefix}_{plane}.nrrd"
-            sitk.WriteImage(reader.Execute(), str(path))
-            written[f"{prefix}_{plane}"] = path
+        written.update(write_plane_stacks(sorted(glob.glob(str(ROOT / rel / "*.dcm"))), prefix, out_dir))
     return written
 
 

@@ -29,7 +29,7 @@ import glob
 import os
 from pathlib import Path
 
-import numpy as np
+from stacks import write_plane_stacks
 
 ROOT = Path(os.environ.get("LESIONVOL_REAL_OTHER", "/work/cache/real_other")) / "slicetracker"
 TESTING = ROOT / "RegistrationModule" / "Resources" / "Testing"
@@ -38,30 +38,12 @@ TESTING = ROOT / "RegistrationModule" / "Resources" / "Testing"
 def localizer_stacks(out_dir: Path | None = None) -> dict[str, Path]:
     """Write the coronal and axial slices of series 1 of ``testData_1`` as NRRD volumes."""
     import pydicom
-    import SimpleITK as sitk
 
     out_dir = Path(out_dir or ROOT / "derived")
     out_dir.mkdir(parents=True, exist_ok=True)
-    by_plane: dict[str, list[tuple[float, str]]] = {}
-    for f in sorted(glob.glob(str(TESTING / "testData_1" / "*.dcm"))):
-        ds = pydicom.dcmread(f, stop_before_pixels=True)
-        if str(ds.SeriesNumber) != "1":
-            continue
-        iop = np.asarray(ds.ImageOrientationPatient, float)
-        normal = np.cross(iop[:3], iop[3:])
-        plane = ("sag", "cor", "ax")[int(np.argmax(np.abs(normal)))]
-        by_plane.setdefault(plane, []).append((float(np.dot(normal, np.asarray(ds.ImagePositionPatient, float))), f))
-    written = {}
-    for plane in ("cor", "ax"):
-        files = [f for _, f in sorted(by_plane.get(plane, []))]
-        if len(files) < 3:
-            continue
-        reader = sitk.ImageSeriesReader()
-        reader.SetFileNames(files)
-        path = out_dir / f"st_loc_{plane}.nrrd"
-        sitk.WriteImage(reader.Execute(), str(path))
-        written[f"st_loc_{plane}"] = path
-    return written
+    files = [f for f in sorted(glob.glob(str(TESTING / "testData_1" / "*.dcm")))
+             if str(pydicom.dcmread(f, stop_before_pixels=True).SeriesNumber) == "1"]
+    return write_plane_stacks(files, "st_loc", out_dir)
 
 
 def scans() -> dict[str, Path]:
