@@ -132,6 +132,7 @@ GROW_IN_PLANE_MM = 2.5
 #: thick, which can hold a band (2-2.5 mm) and the centre together (on 1.4-2 mm slices the rule
 #: over-read lesions by 2-5 %).
 THROUGH_SLICE_LEVEL = 0.65
+THICK_SLAB_MM = 2.5
 #: Marrow oedema around a lesion reads about half of marrow on T1, an oedematous lesion centre a
 #: third, the band below a quarter: intermediate signal (within OEDEMA_LEVELS) reached from the
 #: healthy marrow within the slice plane without crossing the band is oedema, not lesion (family B:
@@ -139,7 +140,6 @@ THROUGH_SLICE_LEVEL = 0.65
 #: through a thick slice it leaves no dark ring in the plane, and the flood then reached the
 #: partial-volume rim (0.66-0.8) of a fat-bright centre (lesions 2-3 % small).
 OEDEMA_LEVELS = (0.42, 0.65)
-THICK_SLAB_MM = 2.5
 
 
 @dataclass
@@ -304,7 +304,7 @@ def marrow_model(image: sitk.Image, fit: HeadFit, head_full: np.ndarray | None =
     # Healthy marrow: connected to the neck through clearly bright voxels.  "Clearly" is judged on
     # a map smoothed within the fine axes only (noise down, thick-slice partial volume kept), so a
     # band face lying in a thick slice (two slabs at ~0.75) still separates a fat-bright centre.
-    fine = spacing_zyx <= FINE_AXIS_RATIO * spacing_zyx.min()
+    fine = _fine_axes(grid)
     strict_sigma = [STRICT_SIGMA_MM / s if f else 0.0 for s, f in zip(spacing_zyx, fine)]
     n_strict = ndimage.gaussian_filter(v, strict_sigma) / (level * np.maximum(expected, MIN_EXPECTED))
     surely = interior & (n_strict >= MARROW_LEVEL)
@@ -328,6 +328,12 @@ def marrow_model(image: sitk.Image, fit: HeadFit, head_full: np.ndarray | None =
     return MarrowModel(lo, hi, p, d, r, head, interior, shell, depth, n, marrow)
 
 
+def _fine_axes(grid: Grid) -> np.ndarray:
+    """(z, y, x) axes whose spacing is within FINE_AXIS_RATIO of the finest (the slice plane on 2D stacks)."""
+    spacing_zyx = grid.spacing_mm[::-1]
+    return spacing_zyx <= FINE_AXIS_RATIO * spacing_zyx.min()
+
+
 def _within_axes(axes: np.ndarray) -> np.ndarray:
     """3×3×3 face-neighbour structure restricted to the given (z, y, x) axes."""
     structure = ndimage.generate_binary_structure(3, 1)
@@ -341,9 +347,7 @@ def _within_axes(axes: np.ndarray) -> np.ndarray:
 def _oedema(m: MarrowModel, grid: Grid) -> np.ndarray:
     """Intermediate-signal marrow (within OEDEMA_LEVELS) reached from the healthy marrow within
     the fine axes without crossing the band: marrow oedema outside a lesion, not lesion."""
-    spacing_zyx = grid.spacing_mm[::-1]
-    fine = spacing_zyx <= FINE_AXIS_RATIO * spacing_zyx.min()
-    in_plane = _within_axes(fine)
+    in_plane = _within_axes(_fine_axes(grid))
     through = m.interior & ~m.marrow & (m.n >= OEDEMA_LEVELS[0]) & (m.n < OEDEMA_LEVELS[1])
     reached = ndimage.binary_propagation(m.marrow, structure=in_plane, mask=through | m.marrow) & ~m.marrow
     # a voxel next to the band (in the plane: its partial-volume rim; across slices: a slab holding
@@ -362,18 +366,10 @@ def _without_small(mask: np.ndarray, min_voxels: float) -> np.ndarray:
 
 def _through_slice_edge(lesion: np.ndarray, m: MarrowModel, grid: Grid) -> np.ndarray:
     """Marrow-zone voxels next to ``lesion`` across a thick slice axis that read below THROUGH_SLICE_LEVEL."""
-    spacing_zyx = grid.spacing_mm[::-1]
-    thick = (spacing_zyx > FINE_AXIS_RATIO * spacing_zyx.min()) & (spacing_zyx >= THICK_SLAB_MM)
+    thick = ~_fine_axes(grid) & (grid.spacing_mm[::-1] >= THICK_SLAB_MM)
     if not thick.any() or not lesion.any():
         return np.zeros_like(lesion)
-    across = np.zeros((3, 3, 3), bool)
-    across[1, 1, 1] = True
-    for axis in np.flatnonzero(thick):
-        line = [1, 1, 1]
-        for k in (0, 2):
-            line[axis] = k
-            across[tuple(line)] = True
-    return ndimage.binary_dilation(lesion, across) & ~lesion & m.interior & (m.n < THROUGH_SLICE_LEVEL)
+    return ndimage.binary_dilation(lesion, _within_axes(thick)) & ~lesion & m.interior & (m.n < THROUGH_SLICE_LEVEL)
 
 
 def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MIN_LESION_MM3) -> HipMasks:
