@@ -526,15 +526,13 @@ def _central(h: np.ndarray) -> np.ndarray:
 @dataclass
 class _Edges:
     """Surface points found on the rays (physical mm), whether each lies in a slice that resolves the
-    surface, the number of rays in such slices, and the profiles with their slice offsets."""
+    surface, and the number of rays in such slices."""
 
     outer: np.ndarray
     inner: np.ndarray
     outer_resolved: np.ndarray
     inner_resolved: np.ndarray
     n_resolved: int
-    prof: np.ndarray
-    h: np.ndarray
 
 
 def _edges(rays: _Rays, centre: np.ndarray, R: float, r_in: float | None) -> _Edges:
@@ -560,7 +558,14 @@ def _edges(rays: _Rays, centre: np.ndarray, R: float, r_in: float | None) -> _Ed
     # a slice shows the surface where it crosses it steeply enough: within the slice's thickness the
     # sphere's in-plane radius changes by about thickness × |h| / rho (mm)
     resolved = rays.grid.spacing_mm[2] * np.abs(hh) / exp_out <= MAX_SURFACE_SMEAR_MM
-    return _Edges(p_out, p_in, resolved[out_ok], resolved[in_ok], int(resolved.sum()), prof, h)
+    return _Edges(p_out, p_in, resolved[out_ok], resolved[in_ok], int(resolved.sum()))
+
+
+def _outer_radius(points: np.ndarray, centre: np.ndarray, fit) -> float:
+    """Head radius: median distance from ``centre`` of the outer points near the sphere ``fit``."""
+    d = np.linalg.norm(points - centre, axis=1)
+    good = np.abs(d - fit[1]) < RADIUS_INLIER_MM
+    return float(np.median(d[good])) if good.any() else float(fit[1])
 
 
 def _median_profile_radius(prof: np.ndarray, h: np.ndarray) -> tuple[float, float] | None:
@@ -832,10 +837,7 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
         use_inner = (fit_in is not None and n_in >= MIN_INNER_FRACTION * n_rays
                      and abs(fit_in[1] - fit_out[1]) < MAX_INNER_OUTER_GAP_MM)
         new_centre = fit_in[0] if use_inner else fit_out[0]
-        # head radius: outer surface points, distance from the chosen centre (robust median)
-        d_out = np.linalg.norm(p_out - new_centre, axis=1)
-        good = np.abs(d_out - fit_out[1]) < RADIUS_INLIER_MM
-        R_new = float(np.median(d_out[good])) if good.any() else fit_out[1]
+        R_new = _outer_radius(p_out, new_centre, fit_out)
         r_in = (float(np.median(np.linalg.norm(p_in[fit_in[2]] - new_centre, axis=1))) if use_inner
                 else R_new - DEFAULT_PLATE_MM)
         moved = float(np.linalg.norm(new_centre - centre))
@@ -847,9 +849,7 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
         e = _edges(rays, centre, r_in + DEFAULT_PLATE_MM, r_in)
         again = _fit_sphere(e.outer) if len(e.outer) >= MIN_SURFACE_POINTS else None
         if again is not None:
-            d_out = np.linalg.norm(e.outer - centre, axis=1)
-            good = np.abs(d_out - again[1]) < RADIUS_INLIER_MM
-            R_again = float(np.median(d_out[good])) if good.any() else again[1]
+            R_again = _outer_radius(e.outer, centre, again)
             n_again = int((again[2] & e.outer_resolved).sum())
             if n_again >= MIN_OUTER_FRACTION * e.n_resolved and R_again - r_in <= MAX_RESOLVED_PLATE_MM:
                 R, n_out, n_rays = R_again, n_again, e.n_resolved
