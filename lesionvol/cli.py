@@ -230,12 +230,14 @@ def cmd_register(args: argparse.Namespace) -> int:
     from lesionvol.register import register_followup
 
     from lesionvol.segment import NoFemoralHeadError
+    from lesionvol.sequence import NotT1Error
 
     options = options_from_args(args)
     itk_path(args.out)  # a name ITK cannot write is refused before any work
     fixed, moving = read_scan(args.fixed, options.volume_index), read_scan(args.moving, options.volume_index)
     # the femur moves relative to the pelvis: the registration is driven by the proximal femur, lesions
-    # kept out; without a head (none given, none found) the whole field is registered and the QC says so
+    # kept out; without a head (none given, none found, or a non-T1 image that cannot be segmented) the
+    # whole field is registered and the QC says so
     masks = {}
     for name, scan, head_path, lesion_path in (("fixed", fixed, args.fixed_head, args.fixed_lesion),
                                                ("moving", moving, args.moving_head, args.moving_lesion)):
@@ -245,9 +247,9 @@ def cmd_register(args: argparse.Namespace) -> int:
             try:
                 seg = _segment(scan, options)
                 head, lesion = seg.head, lesion if lesion is not None else seg.lesion
-            except NoFemoralHeadError as exc:
-                print(f"lesionvol: no femoral head found in the {name} image ({exc}); registering the whole field",
-                      file=sys.stderr)
+            except (NoFemoralHeadError, NotT1Error) as exc:
+                print(f"lesionvol: no femoral head segmented in the {name} image ({exc}); registering the whole "
+                      "field", file=sys.stderr)
         masks[f"{name}_head"], masks[f"{name}_lesion"] = head, lesion
     if (masks["fixed_head"] is None) != (masks["moving_head"] is None):
         masks["fixed_head"] = masks["moving_head"] = None  # one head only cannot drive a femur registration

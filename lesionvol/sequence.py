@@ -44,7 +44,7 @@ import SimpleITK as sitk
 
 from lesionvol.errors import InputError
 
-__all__ = ["classify_contrast", "check_t1", "KINDS"]
+__all__ = ["classify_contrast", "check_t1", "NotT1Error", "KINDS"]
 
 KINDS = ("T1", "T2", "STIR/fat-suppressed", "unknown")
 
@@ -186,6 +186,10 @@ def classify_contrast(image: sitk.Image, dicom_tags=None) -> tuple[str, str]:
     return _from_image(image)
 
 
+class NotT1Error(InputError):
+    """The image looks T2-weighted, STIR or fat-suppressed: lesionvol segments T1 images."""
+
+
 def check_t1(image: sitk.Image, allow_non_t1: bool = False, dicom_tags=None) -> tuple[str, str]:
     """Refuse an image that does not look T1-weighted (unless ``allow_non_t1``).
 
@@ -195,7 +199,7 @@ def check_t1(image: sitk.Image, allow_non_t1: bool = False, dicom_tags=None) -> 
 
     Raises
     ------
-    InputError
+    NotT1Error
         One line: what the image looks like, and how to override.
 
     Example
@@ -203,10 +207,10 @@ def check_t1(image: sitk.Image, allow_non_t1: bool = False, dicom_tags=None) -> 
     >>> check_t1(sitk.Image(8, 8, 8, sitk.sitkFloat32), dicom_tags={"ScanOptions": "FS"})
     Traceback (most recent call last):
     ...
-    lesionvol.errors.InputError: the image does not look T1-weighted: STIR/fat-suppressed (DICOM ScanOptions FS (fat suppression)); lesionvol segments T1 images (override with allow_non_t1 / --allow-non-t1)
+    lesionvol.sequence.NotT1Error: the image does not look T1-weighted: STIR/fat-suppressed (DICOM ScanOptions FS (fat suppression)); lesionvol segments T1 images (override with allow_non_t1 / --allow-non-t1)
     """
     kind, reason = classify_contrast(image, dicom_tags)
     if kind in ("T2", "STIR/fat-suppressed") and not allow_non_t1:
-        raise InputError(f"the image does not look T1-weighted: {kind} ({reason}); lesionvol segments T1 "
+        raise NotT1Error(f"the image does not look T1-weighted: {kind} ({reason}); lesionvol segments T1 "
                          "images (override with allow_non_t1 / --allow-non-t1)")
     return kind, reason

@@ -357,6 +357,29 @@ def test_segment_refuses_a_t2_image_unless_allowed(tmp_path, capsys):
     assert read_mask(str(tmp_path / "h.nii.gz")) is not None
 
 
+def test_register_two_t2_scans_registers_the_whole_field(tmp_path, capsys):
+    """Registration needs no T1 contrast, head segmentation does: two T2 scans (phantom family B, the
+    patient moved by 5, -4, 3 mm) are registered over the whole field, stderr says why, and the
+    transform recovers the shift (maps baseline points to follow-up points)."""
+    from lesionvol.phantom_b import Hip, HipScanSpec, make_hip_scan
+
+    shift = (5.0, -4.0, 3.0)
+    paths = []
+    for name, origin_shift in (("fixed", (0.0, 0.0, 0.0)), ("moving", shift)):
+        spec = HipScanSpec(right=Hip("right"), field="right", contrast="T2", spacing_mm=(1.5, 1.5, 4.0),
+                           fov_mm=(150.0, 150.0, 100.0), origin_shift_mm=origin_shift)
+        image, _ = make_hip_scan(spec, seed=len(paths))
+        paths.append(str(tmp_path / f"{name}.nii.gz"))
+        sitk.WriteImage(image, paths[-1])
+    code = main(["register", *paths, "--out", str(tmp_path / "t.tfm")])
+    captured = capsys.readouterr()
+    assert code in (0, 3), captured.err
+    assert "no femoral head segmented in the fixed image (the image does not look T1-weighted: T2" in captured.err
+    assert "whole" in captured.out.split("registration_method")[1].splitlines()[0]
+    moved = sitk.ReadTransform(str(tmp_path / "t.tfm")).TransformPoint((-90.0, 0.0, 0.0))
+    assert np.allclose(np.subtract(moved, (-90.0, 0.0, 0.0)), shift, atol=1.0)
+
+
 def test_register_two_scans_without_a_femoral_head_registers_the_whole_field(tmp_path, capsys):
     """nibabel's real brain T1 and the same anatomy moved by a known rigid transform: no femoral head
     to find, so the whole field is registered, and the QC says which method was used."""
@@ -366,6 +389,6 @@ def test_register_two_scans_without_a_femoral_head_registers_the_whole_field(tmp
     code = main(["register", fixed, moving, "--out", str(tmp_path / "t.tfm")])
     captured = capsys.readouterr()
     assert code in (0, 3), captured.err  # 3: registered but flagged doubtful
-    assert "no femoral head found in the fixed image" in captured.err
+    assert "no femoral head segmented in the fixed image" in captured.err
     assert "whole" in captured.out.split("registration_method")[1].splitlines()[0]
     assert (tmp_path / "t.tfm").is_file()
