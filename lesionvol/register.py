@@ -617,21 +617,29 @@ class _SampledMetric:
         A = np.asarray(transform.GetMatrix()).reshape(3, 3)
         return self.value(A, np.asarray(transform.GetCenter()), np.asarray(transform.GetTranslation()))
 
-    def value(self, A: np.ndarray, c: np.ndarray, t: np.ndarray) -> float:
-        """-MI of the pose x -> A (x - c) + c + t (no transform object: the rotation model's poses)."""
+    def _landed(self, A: np.ndarray, c: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The samples the pose x -> A (x - c) + c + t maps inside the moving image and outside its
+        keep-out: their indices and their moving xyz index coordinates."""
         M = self.to_index @ A                                                # fixed point -> moving xyz index
         idx = self.points @ M.T + (self.to_index @ (c + t - self.origin) - M @ c)
         x, y, z = idx.T
         lx, ly, lz = self.last
-        inside = (x >= 0) & (x <= lx) & (y >= 0) & (y <= ly) & (z >= 0) & (z <= lz)
-        q, fixed_bin = idx[inside], self.fixed_bin[inside]
-        sx, sy, sz = self.strides
+        sel = np.flatnonzero((x >= 0) & (x <= lx) & (y >= 0) & (y <= ly) & (z >= 0) & (z <= lz))
+        q = idx[sel]
         if self.moving_keep is not None:
+            _, sy, sz = self.strides
             r = (q + 0.5).astype(np.intp)                                    # nearest voxel outside the keep-out
             ok = self.moving_keep[r[:, 0] + r[:, 1] * sy + r[:, 2] * sz]
-            q, fixed_bin = q[ok], fixed_bin[ok]
+            sel, q = sel[ok], q[ok]
+        return sel, q
+
+    def value(self, A: np.ndarray, c: np.ndarray, t: np.ndarray) -> float:
+        """-MI of the pose x -> A (x - c) + c + t (no transform object: the rotation model's poses)."""
+        sel, q = self._landed(A, c, t)
         if len(q) < 200:
             return float("nan")
+        fixed_bin = self.fixed_bin[sel]
+        sx, sy, sz = self.strides
         # trilinear interpolation (what ITK's linear interpolator does), in numpy
         i0 = np.minimum(q.astype(np.intp), self.cell)
         fx, fy, fz = (q - i0).T
@@ -662,20 +670,10 @@ class _SampledMetric:
         vector w (radians) applied first about c (x -> A R(w) (x - c) + c + t) and a shift d (mm) added
         to t. The derivative of the trilinear interpolation and of the Parzen window, as computed (the
         samples that cross a mask's edge are held fixed); nan when fewer than 200 samples land."""
-        M = self.to_index @ A
-        idx = self.points @ M.T + (self.to_index @ (c + t - self.origin) - M @ c)
-        x, y, z = idx.T
-        lx, ly, lz = self.last
-        inside = (x >= 0) & (x <= lx) & (y >= 0) & (y <= ly) & (z >= 0) & (z <= lz)
-        sx, sy, sz = self.strides
-        sel = np.flatnonzero(inside)
-        q = idx[sel]
-        if self.moving_keep is not None:
-            r = (q + 0.5).astype(np.intp)
-            ok = self.moving_keep[r[:, 0] + r[:, 1] * sy + r[:, 2] * sz]
-            sel, q = sel[ok], q[ok]
+        sel, q = self._landed(A, c, t)
         if len(q) < 200:
             return float("nan"), np.full(6, np.nan)
+        sx, sy, sz = self.strides
         fixed_bin = self.fixed_bin[sel]
         i0 = np.minimum(q.astype(np.intp), self.cell)
         fx, fy, fz = (q - i0).T
