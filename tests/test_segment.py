@@ -270,3 +270,28 @@ def test_family_b_oedema_halo_is_mostly_not_lesion():
     seg = segment_hip(image)
     assert mask_volume_ml(seg.lesion) < 1.4 * truth.lesion_volume_ml
     assert mask_volume_ml(seg.lesion) > truth.lesion_volume_ml
+
+
+def test_fat_field_follows_coil_shading():
+    """Receive-coil shading (here a ramp from 1.4 on the patient's right to 0.45 on the left) is
+    read off the fat and marrow, so candidates are voted for on the flattened image: the fat field at
+    the two head centres has the ramp's ratio within 10 % (measured 1.61 for 1.65), and both heads are
+    still found.  (Real development scans times a 0.6-1.4 shading field lost 7 of 30 heads without it.)"""
+    from lesionvol.geometry import Grid
+    from lesionvol.phantom_b import Hip, HipScanSpec, make_hip_scan
+    from lesionvol.segment.head import _coarse_and_field, _field_at, fat_level
+
+    spec = HipScanSpec(right=Hip("right", head_radius_mm=24.0), left=Hip("left", head_radius_mm=23.5),
+                       field="both", anatomy_seed=14)
+    image, truth = make_hip_scan(spec, seed=14)
+    a = sitk.GetArrayFromImage(image).astype(np.float32)
+    ramp = np.linspace(1.4, 0.45, a.shape[2], dtype=np.float32)          # index i runs to patient left
+    shaded = sitk.GetImageFromArray(a * ramp)
+    shaded.CopyInformation(image)
+    _, field, grid = _coarse_and_field(shaded, fat_level(a * ramp))
+    centres = {s: truth.hips[s].centre_mm for s in ("right", "left")}
+    i = {s: Grid.of(image).to_index(np.asarray(c)[None])[0][0] for s, c in centres.items()}
+    expected = np.interp(i["right"], np.arange(a.shape[2]), ramp) / np.interp(i["left"], np.arange(a.shape[2]), ramp)
+    measured = _field_at(field, grid, centres["right"]) / _field_at(field, grid, centres["left"])
+    assert measured == pytest.approx(expected, rel=0.10)
+    assert sorted(segment_hips(shaded)) == ["left", "right"]

@@ -13,6 +13,13 @@ find each visible head there too and return nothing else.  Two copies per scan:
   motion (rotations 8°, −6°, 10° about the field centre, shift 6, −8, 4 mm) onto a coronal grid
   tilted by that motion, 1.0 × 1.0 mm in plane and 4.0 mm slices at other positions.  Expected:
   both heads.
+* ``shaded``: the scan times a smooth receive-coil shading field, brighter towards the patient's
+  right and darker towards the centre of the body (0.6–1.4 × over the field).  Expected: both heads.
+* ``noisy``: Rician noise added, sigma 6 % of the scan's fat level.  Expected: both heads.
+* ``coarse``: resampled (linear) to 1.5 × 1.5 mm in plane, slices kept.  Expected: both heads.
+
+These copies were written after the segmenter was tuned and are scored to show where it breaks,
+not to tune it.
 
 Scores are those of ``evaluate.py`` (found on the labelled femur of its side, centre distance,
 Dice and volume against the label near the head, lesion volume on these normal heads).
@@ -39,6 +46,11 @@ CROP_WIDTH_MM = 180.0
 MOVE_ANGLES_DEG = (8.0, -6.0, 10.0)
 MOVE_SHIFT_MM = (6.0, -8.0, 4.0)
 MOVED_SPACING_MM = (1.0, 1.0, 4.0)
+SHADE_LR = 0.25                # shading: exp(SHADE_LR * x + SHADE_CENTRE * r^2), x and r in half-fields
+SHADE_CENTRE = -0.25
+NOISE_OF_FAT = 0.06
+COARSE_IN_PLANE_MM = 1.5
+COPIES = ("crop", "moved", "shaded", "noisy", "coarse")
 
 
 def crop_around(image: sitk.Image, x_mm: float, width_mm: float = CROP_WIDTH_MM) -> sitk.Image:
@@ -75,6 +87,58 @@ def moved(image: sitk.Image, label: sitk.Image) -> tuple[sitk.Image, sitk.Image]
     return img, lab
 
 
+def _physical_xz(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """LPS x (left-right) and z (foot-head) in mm of every voxel, as numpy (z, y, x) arrays."""
+    size = np.asarray(image.GetSize())
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in size], indexing="ij"), axis=-1).reshape(-1, 3)
+    d = np.asarray(image.GetDirection()).reshape(3, 3) * np.asarray(image.GetSpacing())
+    pts = idx @ d.T + np.asarray(image.GetOrigin())
+    return tuple(pts[:, k].reshape(size).transpose(2, 1, 0) for k in (0, 2))
+
+
+def shaded(image: sitk.Image) -> sitk.Image:
+    """The scan times a smooth coil-shading field (brighter to the patient's right, darker centrally)."""
+    x, z = _physical_xz(image)
+    half_x = max(np.ptp(x) / 2, 1.0)
+    half_z = max(np.ptp(z) / 2, 1.0)
+    u, v = (x - x.mean()) / half_x, (z - z.mean()) / half_z
+    field = np.exp(-SHADE_LR * u + SHADE_CENTRE * (1 - (u ** 2 + v ** 2)))   # LPS x grows to the left
+    arr = sitk.GetArrayFromImage(image).astype(np.float32) * field.astype(np.float32)
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(image)
+    return out
+
+
+def noisy(image: sitk.Image, seed: int) -> sitk.Image:
+    """Rician noise added: sigma NOISE_OF_FAT of the scan's fat level (its 95th percentile)."""
+    arr = sitk.GetArrayFromImage(image).astype(np.float32)
+    sigma = NOISE_OF_FAT * float(np.percentile(arr, 95))
+    rng = np.random.default_rng(seed)
+    out = sitk.GetImageFromArray(np.hypot(arr + rng.normal(0, sigma, arr.shape),
+                                          rng.normal(0, sigma, arr.shape)).astype(np.float32))
+    out.CopyInformation(image)
+    return out
+
+
+def coarse(image: sitk.Image, label: sitk.Image) -> tuple[sitk.Image, sitk.Image]:
+    """Image and label resampled to COARSE_IN_PLANE_MM in plane (the two finest axes), slices kept."""
+    spacing = np.asarray(image.GetSpacing())
+    size = np.asarray(image.GetSize())
+    new_spacing = spacing.copy()
+    fine = np.argsort(spacing)[:2]
+    new_spacing[fine] = COARSE_IN_PLANE_MM
+    new_size = np.maximum(1, np.floor(size * spacing / new_spacing)).astype(int)
+    ref = sitk.Image([int(n) for n in new_size], sitk.sitkFloat32)
+    ref.SetSpacing(new_spacing.tolist())
+    ref.SetDirection(image.GetDirection())
+    d = np.asarray(image.GetDirection()).reshape(3, 3)
+    # keep the field's centre where it was
+    ref.SetOrigin((np.asarray(image.GetOrigin()) + d @ ((new_spacing - spacing) / 2)).tolist())
+    img = sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), ref, sitk.Transform(), sitk.sitkLinear, 0.0)
+    lab = sitk.Resample(label, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, label.GetPixelID())
+    return img, lab
+
+
 def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict, expect: list[str]) -> dict:
     """Run segment_hips on one copy, print a row per expected side and per false head."""
     with warnings.catch_warnings():
@@ -107,6 +171,7 @@ def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict,
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, nargs="*", default=list(DEV_CASES))
+    ap.add_argument("--copies", nargs="*", choices=COPIES, default=list(COPIES))
     args = ap.parse_args(argv)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
     print(f"{'case':>4} {'copy':10} {'side':5} {'found':>5} {'dC mm':>6} {'Dice':>5} {'vol%':>6} {'head mL':>7} "
@@ -115,12 +180,21 @@ def main(argv=None) -> int:
     for case in args.cases:
         image, label, _ = load_case(case)
         ref = label_heads(label)
-        for side in ("right", "left"):
+        both = ["right", "left"]
+        for side in both if "crop" in args.copies else []:
             name = f"crop-{side}"
             r = score(name, case, crop_around(image, ref[side][0]), crop_around(label, ref[side][0]), ref, [side])
             totals.setdefault("crop", []).append(r)
-        img, lab = moved(image, label)
-        totals.setdefault("moved", []).append(score("moved", case, img, lab, label_heads(lab), ["right", "left"]))
+        if "moved" in args.copies:
+            img, lab = moved(image, label)
+            totals.setdefault("moved", []).append(score("moved", case, img, lab, label_heads(lab), both))
+        if "shaded" in args.copies:
+            totals.setdefault("shaded", []).append(score("shaded", case, shaded(image), label, ref, both))
+        if "noisy" in args.copies:
+            totals.setdefault("noisy", []).append(score("noisy", case, noisy(image, case), label, ref, both))
+        if "coarse" in args.copies:
+            img, lab = coarse(image, label)
+            totals.setdefault("coarse", []).append(score("coarse", case, img, lab, label_heads(lab), both))
         sys.stdout.flush()
     print()
     for name, rows in totals.items():

@@ -2,8 +2,9 @@
 
 How (classical, intensity-scale free: every level is relative to the marrow/fat signal):
 
-1. **Candidates.** The image is binned to about 2 mm, normalised to its fat level (upper class
-   of a three-class Otsu split) and every strong edge votes along its gradient line, on both
+1. **Candidates.** The image is binned to about 2 mm, divided by its fat field (the fat/marrow
+   signal smoothed over about 40 mm, so receive-coil shading does not matter; scaled so the fat
+   level, the upper class of a three-class Otsu split, reads 1) and every strong edge votes along its gradient line, on both
    sides, at 14–34 mm.  The marrow/plate and plate/joint surfaces and the concentric acetabular
    cortices all vote for the head centre; the peaks of the smoothed vote map (at most 6, at
    least 20 mm apart) are the candidates.
@@ -28,7 +29,8 @@ How (classical, intensity-scale free: every level is relative to the marrow/fat 
    inferiorly without a cortical rim between, and bone marrow (the acetabular roof) lies above it
    beyond its rim; otherwise :class:`NoFemoralHeadError`.  In a field showing both hips the side is
    where the head lies (left or right of the body's midline; nothing within 40 mm of the midline
-   is a head) and the neck must leave it laterally.  The numbers are the module constants below
+   is a head) and the neck must leave it laterally; a second head must lie where the other hip of
+   the pelvis would (``PAIR_LR_MM``).  The numbers are the module constants below
    (``HEAD_RADIUS_RANGE_MM``, ``PLATE_THICKNESS_MM`` ...).
 
 Example
@@ -91,6 +93,12 @@ BODY_LEVEL = 0.15
 #: Two heads of one image are at least this far apart (the two hips of a pelvis are ~15–20 cm
 #: apart); closer candidates are the same head.
 MIN_HEAD_SEPARATION_MM = 40.0
+#: A second head lies PAIR_LR_MM from the first along the patient's left-right axis, on the side its
+#: neck says, and within PAIR_OFF_AXIS_MM of it front to back and foot to head (the heads of an
+#: adult pelvis are 15-20 cm apart and level; margins for tilted and rotated positioning).  A
+#: "second head" in the thigh of a one-hip field was refused by this.
+PAIR_LR_MM = (120.0, 260.0)
+PAIR_OFF_AXIS_MM = 50.0
 
 # --- signal levels (× fat; the phantom's plate reads ~0.05, joint space / muscle ~0.35–0.45)
 #: Outer surface: half-way between plate (~0.05) and joint space / muscle (~0.35–0.45).
@@ -126,6 +134,16 @@ VOTE_MAP_SIGMA_VOXELS = 1.0
 #: VOTE_WEIGHT_MAX so a few strong fat/air edges do not drown the head (empirical).
 VOTE_EDGE_MIN = 0.04
 VOTE_WEIGHT_MAX = 0.4
+#: Receive-coil shading: before voting, the image is divided by a smooth fat field, the mean of the
+#: fat/marrow voxels (above FAT_FIELD_CLASS × the field) within about FAT_FIELD_SIGMA_MM, on a
+#: FAT_FIELD_STEP_MM grid, kept within FAT_FIELD_LIMITS × fat (normalised convolution; two rounds).
+#: Without it a hip under a coil darker by a quarter lost its vote peak (real scans with a
+#: simulated shading field of 0.6–1.4).
+FAT_FIELD_CLASS = 0.6
+FAT_FIELD_SIGMA_MM = 40.0
+FAT_FIELD_STEP_MM = 8.0
+FAT_FIELD_LIMITS = (0.3, 3.0)
+FAT_FIELD_ROUNDS = 2
 #: Vote-map peaks tried as candidates (until a head is found on each side): at most this many, this far apart, at least this fraction
 #: of the best peak (empirical).
 N_CANDIDATES = 12
@@ -354,16 +372,68 @@ def _binned(image: sitk.Image) -> sitk.Image:
     return sitk.Resample(img, ref, sitk.Transform(), sitk.sitkLinear, 0.0)
 
 
-def _vote_map(image: sitk.Image, fat: float) -> tuple[np.ndarray, Grid]:
-    """Smoothed sphere-centre vote map on a 2 mm grid, and that grid."""
+def fat_field(a: np.ndarray, fat: float, spacing_mm: float) -> np.ndarray:
+    """A smooth map of the fat/marrow signal over an image array (receive-coil shading), image units.
+
+    The mean of the voxels reading above FAT_FIELD_CLASS × the current field within about
+    FAT_FIELD_SIGMA_MM (normalised convolution on a FAT_FIELD_STEP_MM grid; where there is no fat
+    near, ``fat``, the image's fat level), scaled so that the image divided by it has its fat level
+    (:func:`fat_level`) at 1.  ``spacing_mm`` is the array's (isotropic) voxel size.
+
+    Example
+    -------
+    >>> x = np.linspace(0.7, 1.3, 60)[None, None, :] * np.ones((20, 60, 60))
+    >>> img = 100 * x * (np.indices((20, 60, 60))[2] % 4 == 0) + 30 * x    # fat stripes on muscle
+    >>> f = fat_field(img, 130.0, 2.0)
+    >>> bool(f[10, 30, 50] / f[10, 30, 10] > 1.3)
+    True
+    """
+    f = max(1, int(round(FAT_FIELD_STEP_MM / spacing_mm)))
+    shape = a.shape
+    pad = [(0, (-n) % f) for n in shape]
+    small_shape = tuple((n + p[1]) // f for n, p in zip(shape, pad))
+
+    def block_sum(x):
+        return np.pad(x, pad).reshape(small_shape[0], f, small_shape[1], f, small_shape[2], f).sum(axis=(1, 3, 5))
+
+    def up(x):
+        z = ndimage.zoom(x, [(n + p[1]) / m for n, p, m in zip(shape, pad, small_shape)], order=1, mode="nearest")
+        return z[: shape[0], : shape[1], : shape[2]]
+
+    sigma = FAT_FIELD_SIGMA_MM / FAT_FIELD_STEP_MM
+    field = np.full(shape, fat, np.float32)
+    for _ in range(FAT_FIELD_ROUNDS):
+        m = (a > FAT_FIELD_CLASS * field).astype(np.float32)
+        if not m.any():
+            return np.full(shape, fat, np.float32)
+        w = ndimage.gaussian_filter(block_sum(m), sigma, mode="nearest")
+        v = ndimage.gaussian_filter(block_sum(a * m), sigma, mode="nearest")
+        prior = 1e-3 * float(w.max())
+        field = up((v + prior * fat) / (w + prior)).astype(np.float32)
+    field = np.clip(field, FAT_FIELD_LIMITS[0] * fat, FAT_FIELD_LIMITS[1] * fat)
+    return field * np.float32(fat_level(a / field))     # the image divided by it has its fat level at 1
+
+
+def _coarse_and_field(image: sitk.Image, fat: float) -> tuple[np.ndarray, np.ndarray, Grid]:
+    """The image on the 2 mm vote grid, its fat field (:func:`fat_field`) there, and the grid."""
     coarse = _binned(image)
-    a = sitk.GetArrayFromImage(coarse) / fat
+    a = sitk.GetArrayFromImage(coarse)
+    return a, fat_field(a, fat, VOTE_STEP_MM), Grid.of(coarse)
+
+
+def _vote_map(image: sitk.Image, fat: float) -> tuple[np.ndarray, Grid, np.ndarray]:
+    """Smoothed sphere-centre vote map on a 2 mm grid, that grid, and the image's fat field on it.
+
+    The edges are those of the image divided by its fat field.
+    """
+    a, field, grid = _coarse_and_field(image, fat)
+    a = a / field
     a = ndimage.gaussian_filter(a, VOTE_IMAGE_SIGMA_VOXELS)
     grads = np.gradient(a, VOTE_STEP_MM)
     g = np.sqrt(sum(x * x for x in grads))
     edge = g > VOTE_EDGE_MIN
     if not edge.any():
-        return np.zeros(a.shape, np.float32), Grid.of(coarse)
+        return np.zeros(a.shape, np.float32), grid, field
     z, y, x = np.nonzero(edge)
     w = np.minimum(g[edge], VOTE_WEIGHT_MAX)
     u = np.stack([gr[edge] for gr in grads], -1) / g[edge][:, None]   # (z, y, x) unit, to the bright side
@@ -378,14 +448,22 @@ def _vote_map(image: sitk.Image, fat: float) -> tuple[np.ndarray, Grid]:
             ok = np.all((q >= 0) & (q < shape), axis=1)
             flat = np.ravel_multi_index(q[ok].T, a.shape)
             acc += np.bincount(flat, weights=w[ok], minlength=a.size).astype(np.float32)
-    return ndimage.gaussian_filter(acc.reshape(a.shape), VOTE_MAP_SIGMA_VOXELS), Grid.of(coarse)
+    return ndimage.gaussian_filter(acc.reshape(a.shape), VOTE_MAP_SIGMA_VOXELS), grid, field
 
 
-def _candidates(image: sitk.Image, fat: float, seed_mm=None, n: int = N_CANDIDATES) -> list[np.ndarray]:
-    """Physical points where edges vote most for a sphere centre (best first)."""
+def _field_at(field: np.ndarray, grid: Grid, point_mm: np.ndarray) -> float:
+    """The fat field (a (z, y, x) array on ``grid``) at the voxel nearest a physical point (clamped)."""
+    i = np.clip(np.rint(grid.to_index(np.asarray(point_mm, float)[None])[0][::-1]).astype(int), 0,
+                np.asarray(field.shape) - 1)
+    return float(field[tuple(i)])
+
+
+def _candidates(image: sitk.Image, fat: float, seed_mm=None,
+                n: int = N_CANDIDATES) -> list[tuple[np.ndarray, float]]:
+    """Physical points where edges vote most for a sphere centre (best first), each with the fat level there."""
     from skimage.feature import peak_local_max
 
-    acc, grid = _vote_map(image, fat)
+    acc, grid, field = _vote_map(image, fat)
     shape = np.asarray(acc.shape)
     if seed_mm is not None:
         idx = grid.to_index(np.asarray(seed_mm, float)[None])[0][::-1]
@@ -394,7 +472,7 @@ def _candidates(image: sitk.Image, fat: float, seed_mm=None, n: int = N_CANDIDAT
         acc[far] = 0
     peaks = peak_local_max(acc, min_distance=int(CANDIDATE_MIN_SEPARATION_MM / VOTE_STEP_MM), num_peaks=n,
                            threshold_rel=CANDIDATE_MIN_REL_VOTE, exclude_border=False)
-    return [grid.to_physical(p[::-1][None].astype(float))[0] for p in peaks]
+    return [(grid.to_physical(p[::-1][None].astype(float))[0], float(field[tuple(p)])) for p in peaks]
 
 
 # ----------------------------------------------------------------------------- ray profiles
@@ -785,7 +863,8 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     The head is cut at ``junction_fraction`` × R from the centre, or where its neck leaves it
     (measured neck radius) when ``junction_fraction`` is None.  ``side`` ("left"/"right"), when
     known from where the head lies, makes the neck be looked for laterally only; otherwise the
-    side is read off the neck.
+    side is read off the neck.  ``fat`` is the fat/marrow signal near the candidate (image units);
+    by default the image's fat field there (:func:`fat_field`), so coil shading does not matter.
 
     Example
     -------
@@ -795,9 +874,10 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     >>> float(np.linalg.norm(fit.centre_mm - scan.truth.head_centre_mm)) < 0.5
     True
     """
-    if fat is None:
-        fat = fat_level(sitk.GetArrayViewFromImage(image))
     centre = np.asarray(candidate_mm, float)
+    if fat is None:
+        _, field, grid = _coarse_and_field(image, fat_level(sitk.GetArrayViewFromImage(image)))
+        fat = _field_at(field, grid, centre)
     half = HEAD_RADIUS_RANGE_MM[1] + ROI_MARGIN_MM
     rays = _Rays(image, centre, half, fat)
     # local fat level: bright part of the ball around the candidate
@@ -887,6 +967,13 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     return HeadFit(centre, R, r_in, axis, junction, side, fat, quality)
 
 
+def _pair_plausible(a: HeadFit, b: HeadFit) -> bool:
+    """Whether two fits of opposite sides lie as the two hips of one pelvis (PAIR_LR_MM, PAIR_OFF_AXIS_MM)."""
+    right, left = (a, b) if a.side == "right" else (b, a)
+    d = left.centre_mm - right.centre_mm                  # LPS: +x is patient left
+    return bool(PAIR_LR_MM[0] <= d[0] <= PAIR_LR_MM[1] and np.all(np.abs(d[1:]) <= PAIR_OFF_AXIS_MM))
+
+
 def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | None = None) -> list[HeadFit]:
     """Every femoral head in the image (at most one per side), best first.
 
@@ -905,7 +992,7 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
     midline = body_midline_mm(image, fat) if field_width_mm(image) >= BOTH_HIPS_FIELD_MM else None
     best: dict[str, HeadFit] = {}
     reasons = []
-    for cand in _candidates(image, fat, seed_mm):
+    for cand, fat_here in _candidates(image, fat, seed_mm):
         if len(best) == 2:
             break
         if any(np.linalg.norm(cand - f.centre_mm) < MIN_HEAD_SEPARATION_MM for f in best.values()):
@@ -920,12 +1007,15 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
             if side in best:
                 continue
         try:
-            fit = fit_head(image, cand, fat=fat, junction_fraction=junction_fraction, side=side)
+            fit = fit_head(image, cand, fat=fat_here, junction_fraction=junction_fraction, side=side)
         except NoFemoralHeadError as exc:
             reasons.append(str(exc))
             continue
-        if fit.side in best or any(np.linalg.norm(fit.centre_mm - f.centre_mm) < MIN_HEAD_SEPARATION_MM
-                                   for f in best.values()):
+        if fit.side in best:
+            continue
+        if best and not _pair_plausible(fit, next(iter(best.values()))):
+            reasons.append(f"a {fit.side} head at {np.round(fit.centre_mm).tolist()} mm does not lie where the "
+                           "other hip would")
             continue
         best[fit.side] = fit       # candidates come best first
     if not best:
