@@ -83,6 +83,7 @@ def _analyze_args(parser: argparse.ArgumentParser) -> None:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from lesionvol.inputs import visits_from_lists
+    from lesionvol.outdir import check_out_folder
     from lesionvol.report import write_study
     from lesionvol.study import analyze_scans
 
@@ -97,6 +98,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         from lesionvol.dicom_export import check_dicom_inputs
 
         check_dicom_inputs(images)
+    check_out_folder(args.out, args.overwrite, [f for visit in visits for f in visit.files()])
     started = time.perf_counter()
     result = analyze_scans(visits, options_from_args(args), progress=_say(args.quiet))
     write_study(result, args.out, overwrite=args.overwrite, dicom_export=args.dicom_export)

@@ -120,6 +120,21 @@ def check_replaceable(out_dir: Path, overwrite: bool) -> None:
         raise OutputExistsError(f"'{out_dir}' already holds results; use --overwrite to replace them")
 
 
+def check_out_folder(out_dir: str | os.PathLike, overwrite: bool, inputs: Iterable[str | os.PathLike]) -> None:
+    """The checks :func:`atomic_folder` makes, made before any work, so a bad ``--out`` costs nothing.
+
+    Example
+    -------
+    >>> check_out_folder("/data/P1/results", False, ["/data/P1/base.nii.gz"])
+    Traceback (most recent call last):
+    ...
+    lesionvol.errors.OutputExistsError: output folder '/data/P1/results' lies inside the folder of the input '/data/P1/base.nii.gz'; choose an output folder outside the inputs' folders
+    """
+    out = resolve_out(out_dir)
+    check_not_inputs(out, inputs)
+    check_replaceable(out, overwrite)
+
+
 @contextlib.contextmanager
 def locked(out_dir: Path) -> Iterator[None]:
     """Hold the lock of ``out_dir`` for the block, or refuse at once.

@@ -84,6 +84,15 @@ def test_out_in_the_inputs_folder_is_refused_even_with_overwrite(tmp_path, capsy
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
+def test_a_bad_out_is_refused_before_any_work(tmp_path, capsys):
+    """The output folder is checked before the scans are segmented: no progress line, no wasted minutes."""
+    folder = _patient_folder(tmp_path)
+    assert main(["analyze", str(folder / "t0.nii.gz"), str(folder / "t1.nii.gz"), "--out", str(folder / "out")]) == 2
+    said = capsys.readouterr()
+    assert "the input" in said.err
+    assert "[1/" not in said.out + said.err
+
+
 def test_overwrite_replaces_only_a_folder_lesionvol_wrote(tmp_path, capsys):
     folder = _patient_folder(tmp_path)
     mine = tmp_path / "mine"
