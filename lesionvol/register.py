@@ -66,9 +66,13 @@ How it works
    ``MODEL_TOLERANCE`` · |metric| of the optimum (a flat direction gives an unbounded error),
    plus the displacement by the Newton step the model still asks for, or the distance to another
    start that ended as good (metric within ``METRIC_TIE_FRACTION``), whichever is larger; a start
-   that ended the 2 mm level as good but apart is carried to the native grid and compared there.
-   The systematic error of thick slices shows up as a flat spin: it is what the tolerance was set
-   on (seeds 300-319 of the stress generator).
+   that ended the 2 mm level as good but apart is carried to the native grid and compared there (of
+   two that tie there, the lower metric is kept: a forced bad start, stress pair 9208, ended 1.6 %
+   worse and 1.22 mm off where the independent start ended 0.57 mm off).
+   The systematic error left on the femur region (a spin about the neck axis of 1.5-2.5° where the
+   metric's optimum is not the truth, on thick and thinner slices alike) shows up as a flat spin: it is
+   what the tolerance was set on (seeds 300-319 of the stress generator, then again on the 65
+   development pairs with resolution matching).
    Whole field (no head): the head may be anywhere in the anatomy near the field's centre, so the
    error is taken over the scanned anatomy within ``FIELD_REACH_MM`` of its intensity centre
    (anywhere in it when the field holds both hips), as ``FIELD_SPREAD_FACTOR`` × the largest
@@ -207,7 +211,13 @@ MIN_CURVATURE = 1e-4
 #: (the curvature term of the uncertainty). Set on stress seeds 300-319 (sphere and head-only
 #: masks): with 0.01 the estimate was 0.2-1.2 x the error found (larger errors came with flatter
 #: spins); 0.015 (x 1.22) covers the largest ratio, so that every tuning pair above 1 mm is flagged.
-MODEL_TOLERANCE = 0.015
+#: Set again for the resolution-matched native level (its |metric| is 25-30 % larger and its curvature
+#: other): with 0.015, one of the 65 development pairs (stress seeds 300-319, 8100-8108, 9100-9408) above
+#: 1 mm went unflagged (ph315, 3.5 -> 4.7 mm slices: 1.04 mm with head and lesion masks, estimate 0.94;
+#: 1.32 mm with head masks, 0.96), 0.0175 flagged it at 1.01-1.03, 0.02 at 1.07-1.09. False flags (pairs
+#: under 1 mm) with masks / head masks: 23 / 21 of 65 before resolution matching, 9 / 8 with 0.015, 18 / 17
+#: with 0.02.
+MODEL_TOLERANCE = 0.02
 #: Whole field (no head): the error is estimated over the scanned anatomy within FIELD_REACH_MM of
 #: its intensity centre (where a single-hip field holds the head: 38-44 mm from it on the stress
 #: phantoms; anywhere in it when the field holds both hips), as FIELD_SPREAD_FACTOR x the largest
@@ -269,7 +279,8 @@ REGISTRATION_DEFINITIONS = {
         f"within {100 * MODEL_TOLERANCE:g} % of the optimum's, plus the displacement by the Newton step the model still "
         "asks for; or, if larger, the distance to another start (independent start, dips of the metric along the least "
         f"curved rotation) that ended with a metric within {100 * METRIC_TIE_FRACTION:g} % of the result's (one that "
-        f"ended the 2 mm level more than {AGREE_MM:g} mm away is carried to the native grid and compared there). Whole field "
+        f"ended the 2 mm level more than {AGREE_MM:g} mm away is carried to the native grid and compared there; of two "
+        "that tie there the lower metric is kept). Whole field "
         f"(no head): over the scanned anatomy within {FIELD_REACH_MM:g} mm of its intensity centre (anywhere in it "
         f"when the field is {BOTH_HIPS_FIELD_MM:g} mm wide or more: both hips), {FIELD_SPREAD_FACTOR:g} x the largest "
         f"displacement between the result and the optimum of the metric on each of {len(FIELD_SEEDS)} independent "
@@ -1138,6 +1149,8 @@ def register_followup(
             if d <= AGREE_MM:
                 agreeing += 1
             ties.append(d)
+            if v < mine:   # a tie: the lower of the two is kept, their distance counts in the uncertainty
+                transform, model, converged = other, other_model, other_converged
     if f_hip is not None:
         curvature_mm, residual_mm = _model_error_mm(model, axes, np.asarray(transform.GetCenter()), qc_points)
         estimate = curvature_mm + residual_mm
