@@ -649,6 +649,30 @@ class _Level:
     n_samples_from: int
 
 
+def _parzen_window(f: np.ndarray, slopes: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Cubic B-spline Parzen weights (4, n) of bins k - 1 ... k + 2 for intensities at u = k + f, f in [0, 1)
+    (bin j centred at j + 0.5), and with ``slopes`` their derivatives in u. The distances to the four centres
+    are f + 1/2 (the spline's inner or outer part), |f - 1/2| (inner), 3/2 - f (inner or outer) and 5/2 - f
+    (outer), so each row takes the one or two parts it can need: twice as fast as both parts on all four."""
+    weights = np.empty((4, len(f)))
+    slope = np.empty((4, len(f))) if slopes else None
+    for row, d, sign in ((0, f + 0.5, 1.0), (2, 1.5 - f, -1.0)):
+        e = 2 - d
+        inner = d < 1
+        weights[row] = np.where(inner, 2 / 3 - d * d * (1 - 0.5 * d), e * e * e / 6)
+        if slopes:
+            slope[row] = sign * np.where(inner, d * (1.5 * d - 2), -0.5 * e * e)
+    signed = f - 0.5
+    d = np.abs(signed)
+    weights[1] = 2 / 3 - d * d * (1 - 0.5 * d)
+    e = np.maximum(signed, 0)                                          # 2 - (5/2 - f), 0 beyond the support
+    weights[3] = e * e * e / 6
+    if slopes:
+        slope[1] = d * (1.5 * d - 2) * np.sign(signed)
+        slope[3] = 0.5 * e * e
+    return weights, slope
+
+
 class _SampledMetric:
     """Mutual information of one level on a fixed sample set, evaluated in numpy (no per-call
     set-up: ITK's metric re-reads the masks and images on every call, 10-30 ms each, while the
@@ -667,6 +691,7 @@ class _SampledMetric:
             flat = flat[np.sort(rng.choice(len(flat), samples, replace=False))]
         zyx = np.column_stack(np.unravel_index(flat, fixed.shape))
         self.points = physical_points(lv.fixed, zyx)
+        self.points_t = np.ascontiguousarray(self.points.T)
         values = fixed[tuple(zyx.T)].astype(np.float64)
         lo, hi = float(fixed.min()), float(fixed.max())
         self.fixed_bin = np.clip(((values - lo) / max(hi - lo, 1e-12) * HISTOGRAM_BINS).astype(int), 0, HISTOGRAM_BINS - 1)
@@ -690,11 +715,11 @@ class _SampledMetric:
         """The samples the pose x -> A (x - c) + c + t maps inside the moving image and outside its
         keep-out: their indices and their moving xyz index coordinates."""
         M = self.to_index @ A                                                # fixed point -> moving xyz index
-        idx = self.points @ M.T + (self.to_index @ (c + t - self.origin) - M @ c)
-        x, y, z = idx.T
+        # coordinates as rows (3, n): contiguous, so the bounds tests and the gather run at memory speed
+        x, y, z = M @ self.points_t + (self.to_index @ (c + t - self.origin) - M @ c)[:, None]
         lx, ly, lz = self.last
         sel = np.flatnonzero((x >= 0) & (x <= lx) & (y >= 0) & (y <= ly) & (z >= 0) & (z <= lz))
-        q = idx[sel]
+        q = np.column_stack((x[sel], y[sel], z[sel]))
         if self.moving_keep is not None:
             _, sy, sz = self.strides
             r = (q + 0.5).astype(np.intp)                                    # nearest voxel outside the keep-out
@@ -723,9 +748,8 @@ class _SampledMetric:
         # u - k < 0.5); one bincount for the four bins. Cubes as products: d**3 (pow) took 3/4 of the call.
         u = 2 + np.clip((m - self.m_lo) / max(self.m_hi - self.m_lo, 1e-12), 0, 1 - 1e-9) * HISTOGRAM_BINS
         k = u.astype(np.intp)
-        d = np.abs(u - k - self._centres)                                   # distance to bins k - 1 ... k + 2
-        e = np.maximum(2 - d, 0)
-        weights = np.where(d < 1, 2 / 3 - d * d * (1 - 0.5 * d), e * e * e / 6).ravel()
+        weights, _ = _parzen_window(u - k)
+        weights = weights.ravel()
         base = (fixed_bin + 2) * n + k
         joint = np.bincount((base + self._offsets).ravel(), weights=weights, minlength=n * n)
         joint = joint.reshape(n, n)
@@ -764,11 +788,7 @@ class _SampledMetric:
         u = 2 + np.clip(raw, 0, 1 - 1e-9) * HISTOGRAM_BINS
         du = np.where((raw > 0) & (raw < 1 - 1e-9), HISTOGRAM_BINS / span, 0.0)
         k = u.astype(np.intp)
-        signed = u - k - self._centres                                     # (4, n)
-        d = np.abs(signed)
-        e = np.maximum(2 - d, 0)
-        weights = np.where(d < 1, 2 / 3 - d * d * (1 - 0.5 * d), e * e * e / 6)
-        slope = np.where(d < 1, d * (1.5 * d - 2), -0.5 * e * e) * np.sign(signed)   # d weight / d u
+        weights, slope = _parzen_window(u - k, slopes=True)                 # (4, n) each; slope = d weight / d u
         base = (fixed_bin + 2) * n + k
         cells = base + self._offsets
         joint = np.bincount(cells.ravel(), weights=weights.ravel(), minlength=n * n).reshape(n, n)
@@ -787,7 +807,6 @@ class _SampledMetric:
         g_w = np.cross(self.points[sel] - c, g_y @ A).sum(axis=0)          # d y = A (w x r)
         return -mi, np.concatenate([g_w, g_t])
 
-    _centres = np.array([-0.5, 0.5, 1.5, 2.5])[:, None]
     _offsets = np.arange(-1, 3)[:, None]
 
 
