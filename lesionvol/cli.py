@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 import warnings
@@ -98,7 +99,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         from lesionvol.dicom_export import check_dicom_inputs
 
         check_dicom_inputs(images)
-    check_out_folder(args.out, args.overwrite, [f for visit in visits for f in visit.files()])
+    check_out_folder(args.out, args.overwrite, [f for visit in visits for f in visit.files() if os.path.exists(f)])
     started = time.perf_counter()
     result = analyze_scans(visits, options_from_args(args), progress=_say(args.quiet))
     write_study(result, args.out, overwrite=args.overwrite, dicom_export=args.dicom_export)

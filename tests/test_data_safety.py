@@ -258,8 +258,9 @@ def test_a_lesion_outside_its_head_is_refused(tmp_path, capsys):
     head = read_mask(sample_mask_paths("head")[0])
     outside = sitk.Cast(head == 0, sitk.sitkUInt8)
     outside = sitk.And(outside, sitk.BinaryDilate(head, [6, 6, 2]))  # a shell around the head
-    sitk.WriteImage(outside, str(tmp_path / "shell.nii.gz"))
-    code = main(["analyze", str(sample_series_paths()[0]), "--lesion", str(tmp_path / "shell.nii.gz"),
+    (tmp_path / "in").mkdir()
+    sitk.WriteImage(outside, str(tmp_path / "in" / "shell.nii.gz"))
+    code = main(["analyze", str(sample_series_paths()[0]), "--lesion", str(tmp_path / "in" / "shell.nii.gz"),
                  "--head", str(sample_mask_paths("head")[0]), "--out", str(tmp_path / "o"), "--quiet"])
     assert code == 2
     assert "the lesion of t0 lies outside its head mask" in capsys.readouterr().err

@@ -14,7 +14,11 @@ How (classical, intensity-scale free: every level is relative to the marrow/fat 
    space/muscle, the *inner* (marrow) surface the fall from marrow to the plate.  Robust
    (trimmed) sphere fits give the centre (from the inner surface when enough of it is visible,
    else the outer) and the head radius (outer surface); the rays are cast again from the new
-   centre, up to four rounds in all, until the centre moves less than 0.05 mm.
+   centre, up to four rounds in all, until the centre moves less than 0.05 mm.  From a start a few
+   mm off, the outer surface may be looked for at the wrong radius while the marrow surface already
+   gives the centre: then the marrow surface leads and the outer surface is looked for again just
+   outside it.  Rim widths are read at the fitted centre, not the start, so the radius does not
+   depend on where the fit started.
 3. **Neck axis.** 3D rays beyond the acetabulum find the bright marrow tube leaving the head
    inferiorly, more laterally than front to back (and laterally, when the side is known): the
    brightest cone of such directions.  Circles fitted to the neck's cross-sections re-aim the axis
@@ -674,6 +678,14 @@ def _median_profile_radius(prof: np.ndarray, h: np.ndarray) -> tuple[float, floa
     return o, i
 
 
+def _rim_width_mm(rays: _Rays, centre: np.ndarray) -> float:
+    """Marrow surface to the rise out of the dark rim on the median profile of the central slices (mm);
+    0 when the profile shows none."""
+    prof, h, _ = rays.profiles(centre, CENTRAL_SLAB_MM)
+    radii = _median_profile_radius(prof, h) if len(h) else None
+    return 0.0 if radii is None else radii[0] - radii[1]
+
+
 def neck_axis(image: sitk.Image, fat: float, centre: np.ndarray, R: float,
               side: str | None = None) -> tuple[np.ndarray | None, float]:
     """Unit vector (LPS) from the head centre into the neck, and the bright fraction along it.
@@ -903,26 +915,34 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     if radii is None or not (lo_mm - PROFILE_RADIUS_SLACK_MM <= radii[0] <= hi_mm + PROFILE_RADIUS_SLACK_MM):
         raise NoFemoralHeadError("no spherical bone surface (femoral head) was found in the image")
     R, r_in = radii
-    rim_mm = R - r_in        # marrow surface to the rise out of the dark rim, central slices
     n_out = n_in = n_rays = 0
+    use_inner = False
     for _ in range(FIT_ROUNDS):
+        # once the marrow surface gives the centre, the outer surface is looked for no more than a
+        # default plate's thickness outside it (a rise farther out, up to the window, is still found)
         e = _edges(rays, centre, R, r_in)
         p_out, p_in, n_rays = e.outer, e.inner, e.n_resolved
         fit_in = _fit_sphere(p_in) if len(p_in) >= MIN_SURFACE_POINTS else None
         fit_out = _fit_sphere(p_out) if len(p_out) >= MIN_SURFACE_POINTS else None
-        if fit_out is None:
-            raise NoFemoralHeadError("no spherical bone surface (femoral head) was found in the image")
-        n_out = int((fit_out[2] & e.outer_resolved).sum())
+        n_out = int((fit_out[2] & e.outer_resolved).sum()) if fit_out is not None else 0
         n_in = int((fit_in[2] & e.inner_resolved).sum()) if fit_in is not None else 0
-        use_inner = (fit_in is not None and n_in >= MIN_INNER_FRACTION * n_rays
-                     and abs(fit_in[1] - fit_out[1]) < MAX_INNER_OUTER_GAP_MM)
+        inner_seen = fit_in is not None and n_in >= MIN_INNER_FRACTION * n_rays
+        agree = inner_seen and fit_out is not None and abs(fit_in[1] - fit_out[1]) < MAX_INNER_OUTER_GAP_MM
+        # from a start a few mm off, the outer surface is looked for at the wrong radius and may not be
+        # found, or found on other surfaces, while the marrow surface already gives the centre: then
+        # the marrow surface leads, and the outer surface is looked for again a plate's thickness outside it
+        lead_inner = inner_seen and not agree and n_in > n_out
+        use_inner = agree or lead_inner
+        if fit_out is None and not use_inner:
+            raise NoFemoralHeadError("no spherical bone surface (femoral head) was found in the image")
         new_centre = fit_in[0] if use_inner else fit_out[0]
-        R_new = _outer_radius(p_out, new_centre, fit_out)
         r_in = (float(np.median(np.linalg.norm(p_in[fit_in[2]] - new_centre, axis=1))) if use_inner
-                else R_new - DEFAULT_PLATE_MM)
+                else None)
+        R_new = r_in + DEFAULT_PLATE_MM if lead_inner else _outer_radius(p_out, new_centre, fit_out)
+        r_in = R_new - DEFAULT_PLATE_MM if r_in is None else r_in
         moved = float(np.linalg.norm(new_centre - centre))
         centre, R = new_centre, R_new
-        if moved < CONVERGED_MM:
+        if moved < CONVERGED_MM and not lead_inner:
             break
     if use_inner and R - r_in > MAX_RESOLVED_PLATE_MM:
         # the rise may have been looked for too far out: look again just outside a plate's thickness
@@ -937,8 +957,8 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     # bone surface lies ARTICULAR_PLATE_MM outside the marrow surface, not at the rise out of the rim.
     if use_inner and R - r_in > MAX_RESOLVED_PLATE_MM:
         R = r_in + ARTICULAR_PLATE_MM
-    elif not use_inner and rim_mm > MAX_RESOLVED_PLATE_MM:      # same, read off the median profiles
-        R -= rim_mm - ARTICULAR_PLATE_MM
+    elif not use_inner and (rim_mm := _rim_width_mm(rays, centre)) > MAX_RESOLVED_PLATE_MM:
+        R -= rim_mm - ARTICULAR_PLATE_MM       # same, read off the median profiles from the fitted centre
         r_in = R - ARTICULAR_PLATE_MM
     quality = {"outer_fraction": n_out / max(n_rays, 1), "inner_fraction": n_in / max(n_rays, 1),
                "radius_mm": R, "plate_mm": R - r_in}
