@@ -4,7 +4,7 @@ Run:  python benchmarks/real_t1/variants.py [--cases 1 2 ...] > out.txt
 
 The 15 development scans (``pelvic_project.py``, images_01–15; never 16–23) show both hips on one
 coronal field.  Users also send fields holding one hip, and scans on other grids; the detector must
-find each visible head there too and return nothing else.  Two copies per scan:
+find each visible head there too and return nothing else.  Copies per scan:
 
 * ``crop-right`` / ``crop-left``: a 180 mm wide field (left–right) centred on one labelled head,
   all slices kept: one hip in view, the other femur out of it.  Expected: exactly that head, on
@@ -50,7 +50,7 @@ CROP_WIDTH_MM = 180.0
 MOVE_ANGLES_DEG = (8.0, -6.0, 10.0)
 MOVE_SHIFT_MM = (6.0, -8.0, 4.0)
 MOVED_SPACING_MM = (1.0, 1.0, 4.0)
-SHADE_LR = 0.25                # shading: exp(SHADE_LR * x + SHADE_CENTRE * r^2), x and r in half-fields
+SHADE_LR = 0.25                # shading exp(-SHADE_LR u + SHADE_CENTRE (1 - u² - v²)): u left-right, v foot-head, in half-fields
 SHADE_CENTRE = -0.25
 NOISE_OF_FAT = 0.06
 COARSE_IN_PLANE_MM = 1.5
@@ -115,7 +115,7 @@ def shaded(image: sitk.Image) -> sitk.Image:
 
 
 def noisy(image: sitk.Image, seed: int) -> sitk.Image:
-    """Rician noise added: sigma NOISE_OF_FAT of the scan's fat level (its 95th percentile)."""
+    """Rician noise added: sigma NOISE_OF_FAT × the scan's 95th percentile (about its fat level)."""
     arr = sitk.GetArrayFromImage(image).astype(np.float32)
     sigma = NOISE_OF_FAT * float(np.percentile(arr, 95))
     rng = np.random.default_rng(seed)
@@ -151,6 +151,27 @@ def contrast(image: sitk.Image) -> sitk.Image:
     out = sitk.GetImageFromArray((fat * np.clip(arr / fat, 0, None) ** CONTRAST_POWER).astype(np.float32))
     out.CopyInformation(image)
     return out
+
+
+def copies(image: sitk.Image, label: sitk.Image, ref: dict, kinds, seed: int):
+    """Each copy of one scan of the given kinds: (kind, name, image, label, its label heads, sides expected)."""
+    both = ["right", "left"]
+    if "crop" in kinds:
+        for side in both:
+            x = ref[side][0]
+            yield "crop", f"crop-{side}", crop_around(image, x), crop_around(label, x), ref, [side]
+    if "moved" in kinds:
+        img, lab = moved(image, label)
+        yield "moved", "moved", img, lab, label_heads(lab), both
+    if "shaded" in kinds:
+        yield "shaded", "shaded", shaded(image), label, ref, both
+    if "noisy" in kinds:
+        yield "noisy", "noisy", noisy(image, seed), label, ref, both
+    if "contrast" in kinds:
+        yield "contrast", "contrast", contrast(image), label, ref, both
+    if "coarse" in kinds:
+        img, lab = coarse(image, label)
+        yield "coarse", "coarse", img, lab, label_heads(lab), both
 
 
 def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict, expect: list[str]) -> dict:
@@ -194,23 +215,8 @@ def main(argv=None) -> int:
     for case in args.cases:
         image, label, _ = load_case(case)
         ref = label_heads(label)
-        both = ["right", "left"]
-        for side in both if "crop" in args.copies else []:
-            name = f"crop-{side}"
-            r = score(name, case, crop_around(image, ref[side][0]), crop_around(label, ref[side][0]), ref, [side])
-            totals.setdefault("crop", []).append(r)
-        if "moved" in args.copies:
-            img, lab = moved(image, label)
-            totals.setdefault("moved", []).append(score("moved", case, img, lab, label_heads(lab), both))
-        if "shaded" in args.copies:
-            totals.setdefault("shaded", []).append(score("shaded", case, shaded(image), label, ref, both))
-        if "noisy" in args.copies:
-            totals.setdefault("noisy", []).append(score("noisy", case, noisy(image, case), label, ref, both))
-        if "contrast" in args.copies:
-            totals.setdefault("contrast", []).append(score("contrast", case, contrast(image), label, ref, both))
-        if "coarse" in args.copies:
-            img, lab = coarse(image, label)
-            totals.setdefault("coarse", []).append(score("coarse", case, img, lab, label_heads(lab), both))
+        for kind, name, img, lab, heads, expect in copies(image, label, ref, args.copies, case):
+            totals.setdefault(kind, []).append(score(name, case, img, lab, heads, expect))
         sys.stdout.flush()
     print()
     for name, rows in totals.items():

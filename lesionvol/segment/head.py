@@ -4,8 +4,8 @@ How (classical, intensity-scale free: every level is relative to the marrow/fat 
 
 1. **Candidates.** The image is binned to about 2 mm, divided by its fat field (the fat/marrow
    signal smoothed over about 40 mm, so receive-coil shading does not matter; scaled so the fat
-   level, the upper class of a three-class Otsu split, reads 1) and every strong edge votes along its gradient line, on both
-   sides, at 14–34 mm.  The marrow/plate and plate/joint surfaces and the concentric acetabular
+   level, the upper class of a three-class Otsu split, reads 1) and every strong edge votes along
+   its gradient line, on both sides, at 14–34 mm.  The marrow/plate and plate/joint surfaces and the concentric acetabular
    cortices all vote for the head centre; the peaks of the smoothed vote map (at most 6, at
    least 20 mm apart) are the candidates.
 2. **Sphere fit.** Around a candidate, in-plane rays are cast in every native slice from the
@@ -918,8 +918,6 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     n_out = n_in = n_rays = 0
     use_inner = False
     for _ in range(FIT_ROUNDS):
-        # once the marrow surface gives the centre, the outer surface is looked for no more than a
-        # default plate's thickness outside it (a rise farther out, up to the window, is still found)
         e = _edges(rays, centre, R, r_in)
         p_out, p_in, n_rays = e.outer, e.inner, e.n_resolved
         fit_in = _fit_sphere(p_in) if len(p_in) >= MIN_SURFACE_POINTS else None
@@ -936,10 +934,12 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
         if fit_out is None and not use_inner:
             raise NoFemoralHeadError("no spherical bone surface (femoral head) was found in the image")
         new_centre = fit_in[0] if use_inner else fit_out[0]
-        r_in = (float(np.median(np.linalg.norm(p_in[fit_in[2]] - new_centre, axis=1))) if use_inner
-                else None)
-        R_new = r_in + DEFAULT_PLATE_MM if lead_inner else _outer_radius(p_out, new_centre, fit_out)
-        r_in = R_new - DEFAULT_PLATE_MM if r_in is None else r_in
+        if use_inner:
+            r_in = float(np.median(np.linalg.norm(p_in[fit_in[2]] - new_centre, axis=1)))
+            R_new = r_in + DEFAULT_PLATE_MM if lead_inner else _outer_radius(p_out, new_centre, fit_out)
+        else:
+            R_new = _outer_radius(p_out, new_centre, fit_out)
+            r_in = R_new - DEFAULT_PLATE_MM
         moved = float(np.linalg.norm(new_centre - centre))
         centre, R = new_centre, R_new
         if moved < CONVERGED_MM and not lead_inner:
