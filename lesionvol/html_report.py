@@ -309,10 +309,17 @@ def _timepoint_table(rows: list[dict]) -> str:
 def _mask_warnings(rows: list[dict]) -> str:
     items = [f"<li>{esc(r['timepoint'])}: {esc(r.get('mask_at_fov_edge_reason') or 'a mask touches the image edge')}"
              "</li>" for r in rows if _is_true(r.get("mask_at_fov_edge"))]
-    if not items:
-        return ""
-    return ('<div class="warn"><strong>Masks at the edge of the field of view</strong> (the volume may be short):'
-            f"<ul>{''.join(items)}</ul></div>")
+    margins = [f"<li>{esc(r['timepoint'])}: {format_cell(r.get('margin_oedema_ml'), 2)} mL of marrow oedema next to "
+               f"a {format_cell(r.get('lesion_volume_ml'), 2)} mL lesion</li>"
+               for r in rows if _is_true(r.get("lesion_margin_doubtful"))]
+    out = ""
+    if items:
+        out += ('<div class="warn"><strong>Masks at the edge of the field of view</strong> (the volume may be short):'
+                f"<ul>{''.join(items)}</ul></div>")
+    if margins:
+        out += ('<div class="warn"><strong>Lesion margin next to marrow oedema</strong> (the lesion may hold some of '
+                f"it; check its outer margin):<ul>{''.join(margins)}</ul></div>")
+    return out
 
 
 def _registration_section(result: StudyResult) -> str:

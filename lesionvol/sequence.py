@@ -66,6 +66,12 @@ FATSAT_MIN_TAIL_RATIO = 2.5
 FATSAT_MAX_P85_OF_P99 = 0.4
 T2_FLUID_RATIO = 1.6
 T2_FLUID_FRACTION = 0.01
+#: ... but only where the class below the brightest reads under this fraction of it (fat under fluid
+#: on T2: 0.61-0.66 on phantom family B's T2 scans).  Where it reads above (0.77-0.83 on family B's T1
+#: scans: marrow and fat partial volume under fat), the brightest class is fat in a field with little
+#: of it (a one-hip field of muscle), whose 85th percentile is muscle: "far brighter" is then fat, not
+#: fluid (6 of family B's 15 T1 scans were read as T2 and refused before this).
+T2_MAX_MID_OF_TOP = 0.72
 MAX_SAMPLES = 400_000
 
 
@@ -145,6 +151,8 @@ def _from_image(image: sitk.Image) -> tuple[str, str]:
         return "unknown", "fewer than three grey levels"
     t_lo, t_hi = threshold_multiotsu(obj, 3)
     bright = obj > t_hi
+    mid = (obj > t_lo) & ~bright
+    mid_of_top = float(np.median(obj[mid]) / np.median(obj[bright])) if mid.any() else 0.0
     f_bright = float(bright.mean())
     med, p99 = float(np.median(obj)), float(np.percentile(obj, 99))
     p85 = float(np.percentile(obj, 85))
@@ -155,7 +163,7 @@ def _from_image(image: sitk.Image) -> tuple[str, str]:
     if (f_bright < FATSAT_MAX_BRIGHT_FRACTION or fluid > T2_FLUID_FRACTION) and fat_dark \
             and p99 > FATSAT_MIN_TAIL_RATIO * med:
         return "STIR/fat-suppressed", f"looks fat-suppressed: no abundant bright tissue, only small bright regions ({facts})"
-    if fluid > T2_FLUID_FRACTION:
+    if fluid > T2_FLUID_FRACTION and mid_of_top < T2_MAX_MID_OF_TOP:
         return "T2", f"looks T2-weighted: a set of voxels far brighter than fat ({facts})"
     if f_bright >= MIN_BRIGHT_FRACTION_T1:
         return "T1", f"looks T1-weighted: abundant bright (fat) tissue, nothing far brighter ({facts})"

@@ -108,3 +108,19 @@ def test_tags_without_timing_fall_back_to_the_image():
 def test_unknown_passes_with_its_reason():
     kind, reason = check_t1(sitk.Image(8, 8, 8, sitk.sitkFloat32))
     assert kind == "unknown" and reason
+
+
+def test_a_one_hip_t1_field_of_little_fat_is_not_read_as_t2():
+    """Phantom family B, one hip in a 4 mm coronal field: fat is only 8 % of the object, so its 85th
+    percentile is muscle and fat lies far above it, as fluid does on T2.  The class below the brightest
+    (marrow under fat, 0.8 of it; fat under fluid on T2 reads 0.6-0.66) tells them apart: not T2, so not
+    refused (6 of family B's 15 T1 scans were read as T2 before), while its T2 scan still is."""
+    from lesionvol.phantom_b import Hip, HipScanSpec, Lesion, make_hip_scan
+
+    def scan(contrast):
+        hip = Hip("right", head_radius_mm=24.0, lesion=Lesion(pct_of_head=15.0, shape_seed=1))
+        return make_hip_scan(HipScanSpec(right=hip, field="right", anatomy_seed=1, contrast=contrast), seed=1)[0]
+
+    assert classify_contrast(scan("T1"))[0] in ("T1", "unknown")
+    check_t1(scan("T1"))
+    assert classify_contrast(scan("T2"))[0] == "T2"
