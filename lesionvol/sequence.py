@@ -22,7 +22,9 @@ How the contrast is judged:
    images have no abundant bright tissue: only fluid is bright (bright class < 8 % or a fluid
    tail, with the 85th percentile under 0.4 × the 99th, which is far above the median).  On T2, fluid is brighter than fat: a set of voxels well above the rest (more than
    1 % of the object above 1.6 × its 85th percentile; on the T1 development scans the top 0.5 %
-   reaches at most 1.57 × it, so a T1 with unusually bright vessels or bias could be misread).
+   reaches at most 1.57 × it, so a T1 with unusually bright vessels or bias could be misread), with
+   the class below the brightest under 0.72 of it (fat under fluid); in a T1 field with little fat
+   the 85th percentile is muscle and fat lies far above it, but marrow under fat reads ~0.8 of it.
    These rules were set on the development scans (all T1) and synthetic contrasts; no real
    T2 or STIR image has been tried, so the image rule is a guard, not a classifier: trust tags.
 
