@@ -82,6 +82,27 @@ def _analyze_args(parser: argparse.ArgumentParser) -> None:
                              "(pip install 'lesionvol[dicom]')")
 
 
+def _checks(rows: list[dict]) -> list[str]:
+    """One line per flag a reader should look at: masks at the edge of the field, a lesion margin next to
+    marrow oedema, a doubtful registration.
+
+    Example
+    -------
+    >>> _checks([{"timepoint": "t0", "lesion_margin_doubtful": True, "margin_oedema_ml": 1.6, "lesion_volume_ml": 16.8}])
+    ['check t0: 1.60 mL of marrow oedema next to the 16.80 mL lesion: its outer margin may hold some of it']
+    """
+    lines = []
+    for r in rows:
+        if r.get("mask_at_fov_edge"):
+            lines.append(f"check {r['timepoint']}: {r.get('mask_at_fov_edge_reason')} (the volume may be short)")
+        if r.get("lesion_margin_doubtful"):
+            lines.append(f"check {r['timepoint']}: {r['margin_oedema_ml']:.2f} mL of marrow oedema next to the "
+                         f"{r['lesion_volume_ml']:.2f} mL lesion: its outer margin may hold some of it")
+        if r.get("registration_doubtful"):
+            lines.append(f"check {r['timepoint']}: registration doubtful ({r.get('registration_doubtful_reason')})")
+    return lines
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from lesionvol.inputs import visits_from_lists
     from lesionvol.outdir import check_out_folder
@@ -103,7 +124,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     result = analyze_scans(visits, options_from_args(args), progress=_say(args.quiet))
     write_study(result, args.out, overwrite=args.overwrite, dicom_export=args.dicom_export)
-    print(format_table(result.rows()))
+    rows = result.rows()
+    print(format_table(rows))
+    for line in _checks(rows):
+        print(line)
     also = " and dicom/ (SEG and SR per timepoint)" if args.dicom_export else ""
     print(f"\nwrote {args.out}/volumes.csv and summary.json{also} in {time.perf_counter() - started:.1f} s")
     return 0

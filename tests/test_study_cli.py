@@ -392,3 +392,17 @@ def test_register_two_scans_without_a_femoral_head_registers_the_whole_field(tmp
     assert "no femoral head segmented in the fixed image" in captured.err
     assert "whole" in captured.out.split("registration_method")[1].splitlines()[0]
     assert (tmp_path / "t.tfm").is_file()
+
+
+def test_analyze_names_what_to_check_under_its_table(tmp_path, capsys):
+    """A lesion next to marrow oedema (family B's 6 mm halo, one hip, no DICOM tags) is measured, not
+    refused as T2, and the line under the table says to check its margin."""
+    from lesionvol.phantom_b import Hip, HipScanSpec, Lesion, make_hip_scan
+
+    hip = Hip("left", head_radius_mm=26.0, lesion=Lesion(pct_of_head=18.0, oedema_halo_mm=6.0, shape_seed=9),
+              neck_shaft_deg=125.0 + 27 % 11, anteversion_deg=10.0 + 9 % 6)
+    image, _ = make_hip_scan(HipScanSpec(left=hip, field="left", anatomy_seed=9), seed=9)
+    (tmp_path / "in").mkdir()
+    sitk.WriteImage(image, str(tmp_path / "in" / "halo.nii.gz"))
+    assert main(["analyze", str(tmp_path / "in" / "halo.nii.gz"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert "mL of marrow oedema next to the" in capsys.readouterr().out
