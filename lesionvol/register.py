@@ -1349,6 +1349,26 @@ def _newton_translation(problem: "_Problem", transform: sitk.Euler3DTransform, l
     return transform, model
 
 
+def _flat(model) -> bool:
+    """Whether a quadratic model (value, gradient, Hessian) is unusable: not finite, or flat or concave in a
+    direction."""
+    f0, _, H = model
+    return not np.isfinite(f0) or not np.all(np.isfinite(H)) or np.linalg.eigvalsh(H)[0] <= MIN_CURVATURE * abs(f0)
+
+
+def _newton_move_mm(transform: sitk.Euler3DTransform, axes, points: np.ndarray, rotation, rotation_model,
+                    shift, shift_model) -> float:
+    """The largest displacement at ``points`` by one Newton step in the rotation (gradient of ``rotation``,
+    Hessian and scale of ``rotation_model``) and one in the translation (likewise), to first order:
+    x -> A R(w) (x - c) + c + t + d."""
+    B = np.column_stack([np.asarray(a, float) for a in axes]) * (math.pi / 180)   # degrees -> rotation vector
+    A = np.asarray(transform.GetMatrix()).reshape(3, 3)
+    w = B @ _newton_delta(rotation[1], rotation_model[2], abs(rotation_model[0]))
+    d = _newton_delta(shift[1], shift_model[2], abs(shift_model[0]))
+    moved = np.cross(w, points - np.asarray(transform.GetCenter())) @ A.T + d
+    return float(np.max(np.linalg.norm(moved, axis=1)))
+
+
 def _field_spread_mm(problem: "_Problem", transform: sitk.Euler3DTransform, axes, rotation_model, points: np.ndarray,
                      level: int) -> float:
     """Whole field: the largest displacement at ``points`` between the result and the optimum of the metric
@@ -1358,15 +1378,8 @@ def _field_spread_mm(problem: "_Problem", transform: sitk.Euler3DTransform, axes
     sets). How far the data let the optimum wander; inf when the metric is flat or concave in a direction."""
     samples = NATIVE_MODEL_SAMPLES
     shift_model = _translation_model(problem, transform, level, samples, MODEL_STEP_MM)
-    f0 = rotation_model[0]
-    for model in (rotation_model, shift_model):
-        if not np.isfinite(model[0]) or not np.all(np.isfinite(model[2])):
-            return float("inf")
-        if np.linalg.eigvalsh(model[2])[0] <= MIN_CURVATURE * abs(model[0]):
-            return float("inf")
-    B = np.column_stack([np.asarray(a, float) for a in axes]) * (math.pi / 180)   # degrees -> rotation vector
-    A = np.asarray(transform.GetMatrix()).reshape(3, 3)
-    r = points - np.asarray(transform.GetCenter())
+    if _flat(rotation_model) or _flat(shift_model):
+        return float("inf")
     worst = 0.0
     for seed in FIELD_SEEDS:
         if seed == FIELD_SEEDS[0]:
@@ -1376,10 +1389,7 @@ def _field_spread_mm(problem: "_Problem", transform: sitk.Euler3DTransform, axes
             shift = _translation_model(problem, transform, level, samples, MODEL_STEP_MM, seed, hessian=shift_model[2])
         if not (np.isfinite(rot[0]) and np.isfinite(shift[0])):
             return float("inf")
-        w = B @ _newton_delta(rot[1], rotation_model[2], abs(f0))
-        d = _newton_delta(shift[1], shift_model[2], abs(shift_model[0]))
-        moved = np.cross(w, r) @ A.T + d                      # x -> A R(w) (x - c) + c + t + d, to first order
-        worst = max(worst, float(np.max(np.linalg.norm(moved, axis=1))))
+        worst = max(worst, _newton_move_mm(transform, axes, points, rot, rotation_model, shift, shift_model))
     return worst
 
 
@@ -1394,15 +1404,9 @@ def _profile_shift_mm(problem: "_Problem", transform: sitk.Euler3DTransform, axe
     level = problem.native + 1
     rotation = _rotation_model(problem, transform, axes, level, NATIVE_MODEL_SAMPLES, MODEL_STEP_DEG)
     shift = _translation_model(problem, transform, level, NATIVE_MODEL_SAMPLES, MODEL_STEP_MM)
-    for f0, _, H in (rotation, shift):
-        if not np.isfinite(f0) or not np.all(np.isfinite(H)) or np.linalg.eigvalsh(H)[0] <= MIN_CURVATURE * abs(f0):
-            return float("inf")
-    B = np.column_stack([np.asarray(a, float) for a in axes]) * (math.pi / 180)   # degrees -> rotation vector
-    A = np.asarray(transform.GetMatrix()).reshape(3, 3)
-    w = B @ _newton_delta(rotation[1], rotation[2], abs(rotation[0]))
-    d = _newton_delta(shift[1], shift[2], abs(shift[0]))
-    moved = np.cross(w, points - np.asarray(transform.GetCenter())) @ A.T + d   # to first order
-    return float(np.max(np.linalg.norm(moved, axis=1)))
+    if _flat(rotation) or _flat(shift):
+        return float("inf")
+    return _newton_move_mm(transform, axes, points, rotation, rotation, shift, shift)
 
 
 def _restart_axes(neck_axis: np.ndarray | None) -> list[np.ndarray]:
