@@ -927,9 +927,11 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
         inner_seen = fit_in is not None and n_in >= MIN_INNER_FRACTION * n_rays
         agree = inner_seen and fit_out is not None and abs(fit_in[1] - fit_out[1]) < MAX_INNER_OUTER_GAP_MM
         # from a start a few mm off, the outer surface is looked for at the wrong radius and may not be
-        # found, or found on other surfaces, while the marrow surface already gives the centre: then
-        # the marrow surface leads, and the outer surface is looked for again a plate's thickness outside it
-        lead_inner = inner_seen and not agree and n_in > n_out
+        # found, or found on other surfaces (on too few rays to be the head's), while the marrow surface
+        # already gives the centre: then the marrow surface leads, and the outer surface is looked for
+        # again a plate's thickness outside it
+        outer_seen = agree and n_out >= MIN_OUTER_FRACTION * n_rays
+        lead_inner = inner_seen and not outer_seen and n_in > n_out
         use_inner = agree or lead_inner
         if fit_out is None and not use_inner:
             raise NoFemoralHeadError("no spherical bone surface (femoral head) was found in the image")
