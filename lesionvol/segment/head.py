@@ -111,7 +111,12 @@ OUTER_LEVEL = 0.22
 INNER_LEVEL = 0.5
 #: The outer level measured on a head is 40 % of the way from its plate to its joint space ...
 OUTER_LEVEL_FRACTION = 0.4
-#: ... read this far (mm) inside / outside the radius (empirical) ...
+#: ... from the plate's trough, the darkest point of the median profile within this distance (mm)
+#: inside the radius (a median over a fixed band there took in the blurred rise into the marrow: a
+#: 1.5 mm plate on 0.7-0.9 mm pixels read 0.05 at its trough, 0.11 over the band, and the head radius
+#: came out 0.18 mm large, median over the second phantom family; 0.09 mm with the trough) ...
+PLATE_TROUGH_SEARCH_MM = 2.0
+#: ... to the joint space, read this far (mm) outside the radius (empirical) ...
 OUTER_LEVEL_SAMPLE_MM = (0.6, 1.4)
 #: ... and kept within these limits (empirical).
 OUTER_LEVEL_LIMITS = (OUTER_LEVEL - 0.08, OUTER_LEVEL + 0.12)
@@ -574,14 +579,15 @@ def _fit_sphere(points: np.ndarray, trim_iter: int = SPHERE_TRIM_ROUNDS):
 
 
 def _outer_level(prof: np.ndarray, R: float) -> float:
-    """Outer-surface level: OUTER_LEVEL_FRACTION of the way from the plate (just inside R) to the
-    joint space/muscle (just outside R), kept within OUTER_LEVEL_LIMITS (OUTER_LEVEL if unreadable)."""
+    """Outer-surface level: OUTER_LEVEL_FRACTION of the way from the plate (the trough of the median
+    profile within PLATE_TROUGH_SEARCH_MM inside R) to the joint space/muscle (just outside R), kept
+    within OUTER_LEVEL_LIMITS (OUTER_LEVEL if unreadable)."""
     rho = np.arange(prof.shape[-1]) * RAY_STEP_MM
     flat = prof.reshape(-1, prof.shape[-1])
     with warnings.catch_warnings():     # rays leaving the image are all-NaN
         warnings.simplefilter("ignore", RuntimeWarning)
+        plate = np.nanmin(np.nanmedian(flat[:, (rho > R - PLATE_TROUGH_SEARCH_MM) & (rho <= R)], axis=0))
         near, far = OUTER_LEVEL_SAMPLE_MM
-        plate = np.nanmedian(flat[:, (rho > R - far) & (rho < R - near)])
         joint = np.nanmedian(flat[:, (rho > R + near) & (rho < R + far)])
     level = plate + OUTER_LEVEL_FRACTION * (joint - plate)
     return float(np.clip(level, *OUTER_LEVEL_LIMITS)) if np.isfinite(level) else OUTER_LEVEL
