@@ -7,7 +7,8 @@ Cases (all from :mod:`lesionvol.phantom_b`, seeded, so every run is identical): 
 halo), slices 1-5 mm, coronal / axial / sagittal / oblique grids, low SNR with a strong bias,
 normal heads, a pelvis field with both hips, and a crop of that field showing one hip; then two T2
 and two STIR scans, which a correct tool refuses (design.md: "a non-T1 image is refused unless
-the user overrides it") or at least flags.
+the user overrides it") or at least flags.  The segmenter itself is run on every scan; the summary
+also says which scans the contrast check (``lesionvol.sequence.check_t1``, image only) refuses.
 
 Truth (see the module docstring of lesionvol.phantom_b): the head is bone up to the articular
 surface, minus the fovea pit, cut by the plane perpendicular to the neck axis where the neck
@@ -36,6 +37,7 @@ import SimpleITK as sitk
 from lesionvol.measure import mask_volume_ml
 from lesionvol.phantom_b import Hip, HipScanSpec, Lesion, make_hip_scan
 from lesionvol.segment import segment_hip, segment_hips
+from lesionvol.sequence import classify_contrast
 
 
 @dataclass
@@ -132,6 +134,7 @@ def run_case(case: Case) -> list[dict]:
     masks = {s: {"head": truth.head_mask[s], "lesion": truth.lesion_mask[s]} for s in sides}
     if case.crop is not None:
         image, masks[case.crop] = _crop(image, truth, case.crop)
+    contrast_read = classify_contrast(image)[0]     # what analyze/segment/measure check first (no DICOM tags)
     t0 = time.perf_counter()
     try:
         if len(sides) > 1:
@@ -148,7 +151,8 @@ def run_case(case: Case) -> list[dict]:
         row = dict(case=case.name if len(sides) == 1 else f"{case.name}:{s[0].upper()}",
                    grid="x".join(f"{v:g}" for v in case.spec.spacing_mm), plane=case.spec.plane[:3],
                    contrast=case.spec.contrast, head_ml=t.head_volume_ml, lesion_ml=t.lesion_volume_ml,
-                   lf=t.lesion_pct_head, gen_s=gen_s, seg_s=seg_s, error=error, found=s in segs)
+                   lf=t.lesion_pct_head, gen_s=gen_s, seg_s=seg_s, error=error, found=s in segs,
+                   contrast_read=contrast_read)
         if s in segs:
             seg = segs[s]
             h, le = mask_volume_ml(seg.head), mask_volume_ml(seg.lesion)
@@ -230,8 +234,13 @@ def main(argv=None) -> None:
         print(f"  LF error |pp| median / worst                {np.median(lf):.2f} / {lf.max():.2f}")
     if normal:
         print(f"  normal heads: lesion read (max mL)          {max(r['seg_lesion_ml'] for r in normal):.2f}")
-    print(f"non-T1 scans: {len(other)}, refused {sum(not r['found'] for r in other)} "
-          f"(a correct tool refuses or flags every one; read the reason: 'no femoral head' is not a contrast check)")
+    print(f"non-T1 scans: {len(other)}, the segmenter alone refused {sum(not r['found'] for r in other)} "
+          f"(read the reason: 'no femoral head' is not a contrast check)")
+    refused = lambda r: r["contrast_read"] in ("T2", "STIR/fat-suppressed")  # noqa: E731 - as check_t1 does
+    print(f"contrast check (lesionvol.sequence.check_t1 on the image alone, no DICOM tags; analyze, segment and "
+          f"measure refuse before segmenting): non-T1 refused {sum(map(refused, other))}/{len(other)} "
+          f"({', '.join(r['case'] + ': ' + r['contrast_read'] for r in other)}); T1 hips refused "
+          f"{sum(map(refused, t1))}/{len(t1)}")
     print()
     print(_junction_note())
 
