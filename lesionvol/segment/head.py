@@ -11,11 +11,15 @@ How (classical, intensity-scale free: every level is relative to the marrow/fat 
 2. **Sphere fit.** Around a candidate, in-plane rays are cast in every native slice from the
    foot of the centre (no interpolation across slices, so 4 mm slices do not blur the edges).
    On each ray, the *outer* head surface is the rise from the dark subchondral plate to the joint
-   space/muscle, the *inner* (marrow) surface the fall from marrow to the plate.  Robust
-   (trimmed) sphere fits give the centre (from the inner surface when enough of it is visible,
-   else the outer) and the head radius (outer surface); the rays are cast again from the new
-   centre, up to four rounds in all, until the centre moves less than 0.05 mm.  From a start a few
-   mm off, the outer surface may be looked for at the wrong radius while the marrow surface already
+   space/muscle (40 % of the way from the plate's trough to the joint space), the *inner* (marrow)
+   surface the fall from marrow to the plate.  Robust (trimmed) sphere fits give the centre (from
+   the inner surface when enough of it is visible, else the outer) and the head radius (outer
+   surface); the rays are cast again from the new centre, up to four rounds in all, until the
+   centre moves less than 0.05 mm.  The first radii come from the central slices: the median over
+   the rays of the first rise out of a dark shell, or, when that fit finds no head and the rays'
+   upper quartile lies far beyond it (a large lesion's band was the first dark shell on many
+   rays), their upper quartile.  From a start a few mm off, the outer surface may be looked for at
+   the wrong radius, and be missed or found on too few rays, while the marrow surface already
    gives the centre: then the marrow surface leads and the outer surface is looked for again just
    outside it.  Rim widths are read at the fitted centre, not the start, so the radius does not
    depend on where the fit started.
