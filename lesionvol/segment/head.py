@@ -932,15 +932,13 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     lo_mm, hi_mm = HEAD_RADIUS_RANGE_MM
     if radii is None or not (lo_mm - PROFILE_RADIUS_SLACK_MM <= radii[0] <= hi_mm + PROFILE_RADIUS_SLACK_MM):
         raise NoFemoralHeadError("no spherical bone surface (femoral head) was found in the image")
-    starts = [radii[:2]]
-    if radii[2] - radii[0] > LESION_SHELL_GAP_MM and radii[2] <= hi_mm + PROFILE_RADIUS_SLACK_MM:
-        starts.append((radii[2], radii[2] - DEFAULT_PLATE_MM))
-    for k, (R, r_in) in enumerate(starts):
-        try:
-            return _fit_from(image, rays, centre, R, r_in, fat, side, junction_fraction)
-        except NoFemoralHeadError:
-            if k == len(starts) - 1:
-                raise
+    R, r_in, R_upper = radii
+    try:
+        return _fit_from(image, rays, centre, R, r_in, fat, side, junction_fraction)
+    except NoFemoralHeadError:
+        if not (R_upper - R > LESION_SHELL_GAP_MM and R_upper <= hi_mm + PROFILE_RADIUS_SLACK_MM):
+            raise
+    return _fit_from(image, rays, centre, R_upper, R_upper - DEFAULT_PLATE_MM, fat, side, junction_fraction)
 
 
 def _fit_from(image: sitk.Image, rays: _Rays, centre: np.ndarray, R: float, r_in: float, fat: float,
