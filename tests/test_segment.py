@@ -376,3 +376,15 @@ def test_a_large_lesion_band_is_not_taken_for_the_head_surface():
     seg = segment_hip(image)
     assert seg.head_fit.radius_mm == pytest.approx(24.0, abs=0.3)
     assert mask_volume_ml(seg.lesion) == pytest.approx(truth.hips["right"].lesion_volume_ml, rel=0.05)
+
+
+def test_outer_level_with_a_radius_beyond_the_rays_falls_back():
+    """A fit whose radius runs past the end of its rays has no plate to read: the outer level falls back
+    to OUTER_LEVEL.  (Three real non-hip scans of benchmarks/real_other crashed segment_hips with
+    "ValueError: zero-size array" here, with --allow-non-t1 an 'internal error'.)"""
+    from lesionvol.segment.head import OUTER_LEVEL, RAY_STEP_MM, _outer_level
+
+    rho = np.arange(int(20.0 / RAY_STEP_MM)) * RAY_STEP_MM                # rays 20 mm long
+    prof = np.broadcast_to(np.where(rho <= 10.0, 0.05, 0.45), (3, 8, rho.size)).astype(np.float32)
+    assert _outer_level(prof, 30.0) == OUTER_LEVEL
+    assert _outer_level(prof, 10.0) == pytest.approx(0.05 + 0.4 * 0.40)   # plate 0.05, joint 0.45

@@ -597,7 +597,8 @@ def _outer_level(prof: np.ndarray, R: float) -> float:
     flat = prof.reshape(-1, prof.shape[-1])
     with warnings.catch_warnings():     # rays leaving the image are all-NaN
         warnings.simplefilter("ignore", RuntimeWarning)
-        plate = np.nanmin(np.nanmedian(flat[:, (rho > R - PLATE_TROUGH_SEARCH_MM) & (rho <= R)], axis=0))
+        inside = flat[:, (rho > R - PLATE_TROUGH_SEARCH_MM) & (rho <= R)]
+        plate = np.nanmin(np.nanmedian(inside, axis=0)) if inside.size else np.nan   # R beyond the rays: unreadable
         near, far = OUTER_LEVEL_SAMPLE_MM
         joint = np.nanmedian(flat[:, (rho > R + near) & (rho < R + far)])
     level = plate + OUTER_LEVEL_FRACTION * (joint - plate)
