@@ -58,11 +58,13 @@ def seeded_job(image_state: dict, label: str, seed_mm, options: AnalysisOptions,
     """Worker body: the core's segmentation of one visit around ``seed_mm`` (a :class:`SeededMasks`)."""
     from lesionvol.errors import InputError
     from lesionvol.segment import segment_hip
+    from lesionvol.sequence import NotT1Error, check_t1
     from napari_lesionvol._run import JobError, _scan_from_state, plain_reason
 
     yield Progress(0, 2, f"{label}: reading")
     try:
         scan = _scan_from_state(image_state)
+        check_t1(scan.image, options.allow_non_t1, scan.dicom_tags)
         segmenter = options.make_segmenter()
         yield Progress(1, 2, f"{label}: segmenting the head around your click")
         seg = None
@@ -74,6 +76,9 @@ def seeded_job(image_state: dict, label: str, seed_mm, options: AnalysisOptions,
                 yield item
             else:
                 seg = item
+    except NotT1Error as exc:
+        raise JobError(f"{label}: {plain_reason(str(exc))}; tick 'allow non t1' in the options to segment it "
+                       "anyway") from exc
     except InputError as exc:  # NoFemoralHeadError included
         raise JobError(f"{label}: no femoral head near your click ({plain_reason(str(exc))}). Click nearer the "
                        "head's centre, or choose the side in the options.") from exc

@@ -162,3 +162,32 @@ def test_failed_visit_is_named_and_head_from_click_segments_it(make_viewer, phan
     assert "hip head" not in viewer.layers and "hip lesion" not in viewer.layers
     assert widget.rows[0].head.currentText() == "(segment)" and widget.table.rowCount() == 0
     assert not slot_errors, slot_errors
+
+
+def test_head_from_click_refuses_a_t2_image_unless_allowed(tmp_path):
+    """'Head from click' checks the contrast as the run does: on family B's T2 scan with a 15 % lesion
+    (which the segmenter alone reads as a normal head, 0 mL) it stops with what the image looks like
+    and how to override; with 'allow non t1' ticked it segments the head."""
+    from lesionvol.inputs import AnalysisOptions
+    from lesionvol.phantom_b import Hip, HipScanSpec, Lesion, make_hip_scan
+    from napari_lesionvol._run import JobError
+    from napari_lesionvol._seed import SeededMasks, seeded_job
+
+    hip = Hip("right", head_radius_mm=24.0, lesion=Lesion(pct_of_head=15.0, shape_seed=20))
+    image, truth = make_hip_scan(HipScanSpec(right=hip, field="right", contrast="T2", anatomy_seed=20), seed=20)
+    path = tmp_path / "t2.nii.gz"
+    sitk.WriteImage(image, str(path))
+    state = {"name": "t2", "meta": {"source": str(path)}}
+    seed = tuple(float(v) for v in truth.hips["right"].centre_mm)
+
+    def run(options):
+        job = seeded_job(state, "t2", seed, options)
+        while True:
+            try:
+                next(job)
+            except StopIteration as done:
+                return done.value
+
+    with pytest.raises(JobError, match="does not look T1-weighted: T2.*allow non t1"):
+        run(AnalysisOptions())
+    assert isinstance(run(AnalysisOptions(allow_non_t1=True)), SeededMasks)
