@@ -20,8 +20,9 @@ Then the lesions found lose the marrow oedema around them (intermediate signal, 
 marrow, reached from the healthy marrow within the slice plane without crossing the band) and, on
 slices at least 2.5 mm thick, gain the slab next to them across the slices when it reads below
 0.65 (band and a bright centre together in one slab); on slices at least 3.5 mm thick, also the
-ring next to them within the slice plane below 0.65 (a band smeared by the slab).  Small components at the head–neck junction
-or the fovea, and components in the inferior head, are anatomy, not lesion.
+ring next to them within the slice plane below 0.65 (a band smeared by the slab).  Small
+components at the head–neck junction or the fovea, and components in the inferior head, are
+anatomy, not lesion.
 
 The plate shell above a lesion cannot be told apart from lesion by signal, so the lesion is
 continued through it: its signed distance map is extrapolated linearly along each radius from
