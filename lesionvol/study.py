@@ -62,7 +62,7 @@ DEFINITIONS = {
                         "lesion drawn by the user",
     "lesion_margin_doubtful": f"True when margin_oedema_ml exceeds {100 * MAX_MARGIN_OEDEMA_FRACTION:g} % of the lesion: "
                               "its outer margin next to the oedema is uncertain (a 6 mm oedema halo in phantom family "
-                              "B read +35-45 %); check it",
+                              "B read +36 to +48 %); check it",
     "lesion_outside_head_ml": f"lesion voxels outside the head mask (QC); a lesion with more than "
                               f"{100 * MAX_LESION_OUTSIDE_FRACTION:g} % of its volume outside is refused",
     "days": "days since the baseline scan (given, or from DICOM study dates); empty if unknown",
