@@ -32,10 +32,12 @@ How (classical, intensity-scale free: every level is relative to the marrow/fat 
    (0.72 R if unreadable).  ``junction_fraction`` asks for a fixed cut at that fraction of R instead
    (0.55 R was lesionvol's convention before; it cut the head ~7 % short).
 4. **Checks.** A fit is a femoral head only if the central slices show marrow inside a dark rim
-   with a rise out of it on at least 30 % of the rays, the outer surface is found on at least 40 %
-   of the rays in slices that resolve it (thick slices smear the cap), the radius is 15–33 mm, the plate is 0.3–5 mm thick, a bright neck leaves it
-   inferiorly without a cortical rim between, and bone marrow (the acetabular roof) lies above it
-   beyond its rim; otherwise :class:`NoFemoralHeadError`.  In a field showing both hips the side is
+   with a rise out of it on at least 30 % of the rays (and, without a seed point, marrow signal
+   inside at all), the outer surface is found on at least 40 % of the rays in slices that resolve
+   it (thick slices smear the cap), the radius is 15–33 mm, the plate is 0.3–5 mm thick, a neck
+   bright along at least 75 % of its axis leaves it inferiorly without a cortical rim between, and
+   bone marrow (the acetabular roof) lies above it beyond its rim on at least 60 % of the upward
+   rays; otherwise :class:`NoFemoralHeadError`.  In a field showing both hips the side is
    where the head lies (left or right of the body's midline; nothing within 40 mm of the midline
    is a head) and the neck must leave it laterally; a second head must lie where the other hip of
    the pelvis would (``PAIR_LR_MM``).  The numbers are the module constants below
@@ -141,6 +143,11 @@ LOCAL_MARROW_PERCENTILE = 80
 LOCAL_MARROW_RADIUS_MM = 14.0
 #: ... used to rescale only when it reads above this (else the head may be necrotic; keep fat).
 LOCAL_MARROW_MIN = 0.5
+#: A femoral head holds marrow: below this (× the fat near it) a candidate found without a seed is
+#: refused.  Development scans read 0.79-1.02; the rectum on a T2 prostate scan read 0.19 (and came
+#: out a "head" that was 99 % lesion); a head necrotic throughout its centre reads as low (0.15), so
+#: it is measured only from a reader's seed point.
+MIN_MARROW_SIGNAL = 0.35
 
 # --- 1. candidates: edges vote for sphere centres on a coarse grid
 #: Grid spacing of the vote map (mm).
@@ -261,12 +268,13 @@ ARTICULAR_PLATE_MM = 1.0
 #: The acetabulum: above the head (rays whose superior component exceeds ACETABULUM_MIN_UP) the
 #: rim is followed, within ACETABULUM_REACH_MM of the head surface, by bone marrow again (above
 #: ACETABULUM_MARROW_LEVEL × marrow) on at least ACETABULUM_MIN_FRACTION of the rays (development
-#: scans: 0.90-1.00 on all 30 heads, 0.12-0.35 on round structures off the femur; first phantom
-#: family 0.63-0.97 (0.63: SNR 10 with a 25 % bias field), second 1.00).
+#: scans: 0.85-1.00 on all 30 heads, 0.12-0.35 on round structures off the femur, 0.47 on midline
+#: soft tissue of a prostate VIBE; first phantom family 0.63-0.97 (0.63: SNR 10 with a 25 % bias
+#: field), second 1.00).
 ACETABULUM_MIN_UP = 0.7
 ACETABULUM_REACH_MM = (1.5, 14.0)
 ACETABULUM_MARROW_LEVEL = 0.5
-ACETABULUM_MIN_FRACTION = 0.45
+ACETABULUM_MIN_FRACTION = 0.6
 
 # --- 3. neck axis
 #: Directions probed (a Fibonacci sphere) and samples along each, from NECK_START_BEYOND_MM beyond
@@ -279,9 +287,12 @@ NECK_END_FRACTION = 1.7
 NECK_END_BEYOND_MM = 12.0
 #: A sample is neck marrow above this level (× fat) ...
 NECK_BRIGHT_LEVEL = 0.6
-#: ... and a direction is neck-like when more than this fraction of its samples are (the neck is
-#: then required to be at least this bright along the axis found).
+#: ... and a direction is neck-like when more than this fraction of its samples are.
 NECK_MIN_BRIGHT_FRACTION = 0.5
+#: A femoral neck is marrow all along: the axis found must be bright on at least this fraction of
+#: its samples (development scans 0.97-1.00, both phantom families 1.00; a bladder's outlet on a
+#: T2 prostate scan 0.53).
+NECK_ACCEPT_FRACTION = 0.75
 #: The neck runs inferiorly: only directions whose superior (+z) component is below this count; and
 #: more laterally than front to back (anteversion below 45°; development scans: lateral 0.6-0.9,
 #: posterior 0.15-0.57; the ischium, medial and posterior, drew a one-hip crop's axis otherwise).
@@ -888,7 +899,8 @@ def junction_distance_mm(R: float, neck_radius_mm: float | None) -> float:
 
 
 def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None = None,
-             junction_fraction: float | None = None, side: str | None = None) -> HeadFit:
+             junction_fraction: float | None = None, side: str | None = None,
+             require_marrow: bool = True) -> HeadFit:
     """Fit the femoral head around a candidate centre (physical mm); raises NoFemoralHeadError.
 
     The head is cut at ``junction_fraction`` × R from the centre, or where its neck leaves it
@@ -896,6 +908,8 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     known from where the head lies, makes the neck be looked for laterally only; otherwise the
     side is read off the neck.  ``fat`` is the fat/marrow signal near the candidate (image units);
     by default the image's fat field there (:func:`fat_field`), so coil shading does not matter.
+    ``require_marrow`` refuses a candidate with no marrow signal inside (``MIN_MARROW_SIGNAL``); a
+    reader's seed point or head mask vouches for a head necrotic throughout its centre instead.
 
     Example
     -------
@@ -918,6 +932,9 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     if inner_vals.size == 0:
         raise NoFemoralHeadError("the candidate head lies outside the image")
     local = float(np.percentile(inner_vals, LOCAL_MARROW_PERCENTILE))
+    if require_marrow and local < MIN_MARROW_SIGNAL:
+        raise NoFemoralHeadError(f"no marrow inside the round structure (it reads {local:.2f} of the fat near "
+                                 "it): no femoral head, or one necrotic throughout (give a seed point in it)")
     if local > LOCAL_MARROW_MIN:      # rescale so that the local marrow reads 1 (bias field, fat vs marrow)
         rays.array /= np.float32(local)
         fat *= local
@@ -1006,7 +1023,7 @@ def _fit_from(image: sitk.Image, rays: _Rays, centre: np.ndarray, R: float, r_in
                                  f"(surface found on {100 * seen:.0f} % of rays)")
     axis, neck_frac = neck_axis(image, fat, centre, R, side)
     quality["neck_bright_fraction"] = neck_frac
-    if axis is None or neck_frac < NECK_MIN_BRIGHT_FRACTION:
+    if axis is None or neck_frac < NECK_ACCEPT_FRACTION:
         raise NoFemoralHeadError("no femoral head: a spherical surface was found but no femoral neck leaves it")
     quality["acetabulum_fraction"] = _acetabulum_fraction(rays, centre, R)
     if quality["acetabulum_fraction"] < ACETABULUM_MIN_FRACTION:
@@ -1060,7 +1077,8 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
             if side in best:
                 continue
         try:
-            fit = fit_head(image, cand, fat=fat_here, junction_fraction=junction_fraction, side=side)
+            fit = fit_head(image, cand, fat=fat_here, junction_fraction=junction_fraction, side=side,
+                           require_marrow=seed_mm is None)
         except NoFemoralHeadError as exc:
             reasons.append(str(exc))
             continue

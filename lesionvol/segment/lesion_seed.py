@@ -95,7 +95,7 @@ def head_fit_from_mask(image: sitk.Image, head_mask: sitk.Image) -> HeadFit:
         # surface voxel centres lie about half a voxel inside the surface they sample
         centre, radius = np.asarray(fitted[0], float), float(fitted[1]) + 0.5 * float(np.median(grid.spacing_mm))
     try:
-        fit = fit_head(image, centre)
+        fit = fit_head(image, centre, require_marrow=False)     # the reader's mask vouches for the head
         if (np.linalg.norm(fit.centre_mm - centre) <= FIT_AGREEMENT_MM
                 and abs(fit.radius_mm - radius) <= FIT_AGREEMENT_MM):
             fit.quality["model"] = "segmenter fit, checked against the mask"
