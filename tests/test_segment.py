@@ -444,7 +444,7 @@ def test_a_neck_dark_over_its_outer_part_is_no_femoral_neck(normal_b):
 
 def test_an_acetabular_roof_over_half_the_head_only_is_no_acetabulum(normal_b):
     """A femoral head sits in an acetabulum: bone above it on 85-100 % of the upward rays on the
-    development scans, 87-100 % on both phantom families.  Midline soft tissue of a prostate VIBE
+    development scans, 87-100 % on the phantom benchmarks of both families.  Midline soft tissue of a prostate VIBE
     (47 %) passed the old 45 % limit; 60 % is required now."""
     from lesionvol.segment.head import find_heads
 
