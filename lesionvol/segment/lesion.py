@@ -86,10 +86,13 @@ SEGMENT_DEPTH_RATIO = (0.45, 1.4)
 #: than ANATOMY_ARTEFACT_MAX_MM3 lying wholly within JUNCTION_ZONE_FRACTION × R of the head–neck
 #: cut, or whose mean direction lies within FOVEA_CONE_DEG of the direction opposite the neck, is
 #: not a lesion.  Development scans: 0.04–0.31 mL components 0.28–0.29 R from the cut, and
-#: 0.06–0.26 mL ones 19–27° from the opposite direction; necrosis is subchondral in the
-#: weight-bearing dome, and a lesion reaching the junction reaches beyond this zone too.
+#: 0.06–0.26 mL ones 19–27° from the opposite direction; later, on the normal development heads and
+#: their derived copies (noise, contrast, crop), 0.1–0.25 mL components reaching 0.32–0.38 R from the
+#: cut (superolateral, where the physeal scar meets the plate), hence 0.45.  Necrosis is
+#: subchondral in the weight-bearing dome, on the other side of the centre from the cut, and a
+#: lesion reaching the junction reaches beyond this zone too.
 ANATOMY_ARTEFACT_MAX_MM3 = 1000.0
-JUNCTION_ZONE_FRACTION = 0.35
+JUNCTION_ZONE_FRACTION = 0.45
 FOVEA_CONE_DEG = 35.0
 #: A third: the inferior head above the calcar, where the bone surface leaves the sphere towards the
 #: neck's inferior cortex.  A component whose mean direction points more than 30° below the
