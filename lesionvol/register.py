@@ -884,15 +884,6 @@ class _Problem:
         """-MI of a pose on a fixed sample set, in numpy (:class:`_SampledMetric`); for the rotation model."""
         return self.sampler(level, samples, seed)(transform)
 
-    def evaluate(self, transform: sitk.Transform, level: int, samples: int) -> float:
-        """Metric of a pose (nan when too few samples overlap)."""
-        reg, lv = self._reg(level, samples)
-        reg.SetInitialTransform(transform)
-        try:
-            return float(reg.MetricEvaluate(lv.fixed, lv.moving))
-        except RuntimeError:
-            return float("nan")
-
     def optimise(self, transform: sitk.Transform, schedule, first_level: int = 0) -> sitk.Transform:
         """Run ``schedule`` level by level from ``first_level``; the transform is copied."""
         transform = sitk.Euler3DTransform(transform) if isinstance(transform, sitk.Euler3DTransform) else transform
