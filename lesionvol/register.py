@@ -39,9 +39,11 @@ How it works
    Mattes mutual information (contrast changes between visits and sequences). Gradient descent
    on the coarse levels (each step moves no point more than a set number of mm; with a head, in
    numpy on the metric's own derivative, :meth:`_Problem.descend`, a step that does not lower the
-   metric taken back and halved; the whole field keeps ITK's), regular-step gradient descent (ITK)
-   on the native grid; fixed random sample sets (``SCHEDULE``; the whole field's native level:
-   ``FIELD_NATIVE``).
+   metric taken back and halved; the whole field keeps ITK's). On the native grid, with a head,
+   L-BFGS in numpy on the same derivative (:meth:`_Problem.quasi_newton`, a budget of metric
+   evaluations): gradient descent zig-zagged along the shallow spin about the neck axis until its
+   iteration limit. The whole field keeps ITK's regular-step descent there. Fixed random sample
+   sets (``SCHEDULE``; the whole field's native level: ``FIELD_NATIVE``).
    The metric derivative comes from the images themselves, not ITK's smoothed gradient images
    (those smooth by a voxel, 4-5 mm across thick slices, and moved the optimum 0.3-0.8 mm).
    **Resolution matching** (native level, :meth:`_Problem.match_resolution`): before the native level
@@ -61,10 +63,24 @@ How it works
    least curved rotation (at ``PROFILE_STEPS`` × ``RESTART_DEG``); a dip as low as the result is
    optimised from there, and it (or the independent start) replaces the result when it ends
    clearly better.
+   **Backward pass** (with a head, :func:`_backward`): the native level is run again the other way
+   round, the follow-up's proximal femur (the baseline's region carried over by the result)
+   registered to the baseline from the inverse of the result, with the same keep-outs, and the
+   result is the transform half-way between the two (:func:`_midway`: mean rotation, mean image of
+   the head centre). The two directions sample one image and interpolate the other, each through
+   thick slices seen at another angle, so each carries its own bias; half-way keeps what they
+   share. Forward only with gradient descent, three runs of record in a row ended one pair just
+   over 1 mm off at the head, unflagged (ph9602, ph9701, ph9802). On the 83 development stress
+   pairs (seeds 300-319, 8100-8108, 9100-9408, 9600-9608, 9700-9708), against that: mean TRE
+   0.24 -> 0.15 mm and worst 1.37 -> 0.67 mm (head + lesion masks), 0.25 -> 0.15 and 1.28 -> 0.70
+   mm (head masks); L-BFGS forward only reached 0.17 mm mean, worst 1.35 / 1.25 mm (flagged). It
+   costs a second native level: 1.7x the time of the forward pass with gradient descent.
 5. **Error estimate** (``registration_uncertainty_mm``), from the native-grid model: the largest
    displacement, over points of the head ball, by any rotation whose metric lies within
    ``MODEL_TOLERANCE`` · |metric| of the optimum (a flat direction gives an unbounded error),
-   plus the displacement by the Newton step the model still asks for, or the distance to another
+   plus the displacement by the Newton step the model still asks for, in each direction of the
+   backward pass, the larger of the two; or half the distance between the two directions' results;
+   or the distance to another
    start that ended as good (metric within ``METRIC_TIE_FRACTION``), whichever is larger; a start
    that ended the 2 mm level as good but apart is carried to the native grid and compared there (of
    two that tie there, the lower metric is kept: a forced bad start, stress pair 9208, ended 1.6 %
@@ -154,13 +170,20 @@ HISTOGRAM_BINS = 32
 #: metric samples — random, fixed seed — which sets the cost of one iteration). Set for time on
 #: stress seeds 8100-8108 (head masks): the 2 mm level stops at 40 iterations of 5,000 samples (it
 #: crawled up to 200 iterations along the spin about the neck, which the Newton steps that follow
-#: finish; 80 iterations of 10,000 samples took 1.5x the time for the same TRE); the native level starts at 0.5 mm and
-#: stops at 0.01 mm on 20,000 samples (10,000 moved the mean TRE from 0.29 to 0.43 mm).
-SCHEDULE = [("gd", 2.0, 0.0, 100, 5_000), ("gd", 0.5, 0.0, 80, 5_000), ("rsgd", 0.5, 0.01, 100, 20_000)]
+#: finish; 80 iterations of 10,000 samples took 1.5x the time for the same TRE); the native level is L-BFGS
+#: (:meth:`_Problem.quasi_newton`; its "iterations" are metric evaluations) on 20,000 samples (10,000 moved the
+#: mean TRE from 0.29 to 0.43 mm with gradient descent, 0.150 to 0.159 mm with L-BFGS), the native rotation
+#: model's sample set (NATIVE_MODEL_SAMPLES), so that it and the Newton steps after it seek the same optimum.
+#: 25 evaluations: on the 83 development stress pairs 40 gave the same TRE (mean 0.149 mm) in 1.1x the time, and
+#: L-BFGS's own stopping rule alone the same in 1.8x (a failing line search spent 100-200 evaluations).
+SCHEDULE = [("gd", 2.0, 0.0, 100, 5_000), ("gd", 0.5, 0.0, 80, 5_000), ("lbfgs", 0.5, 0.0, 25, 20_000)]
 #: The native level of the whole-field path (no head): a whole field drifts further on the native
 #: grid; with SCHEDULE's native level, tuning pairs (stress seeds 8100-8108) ended 0.5-1.3 mm off
 #: (0.1-0.6 mm with this one), at twice the cost.
 FIELD_NATIVE = ("rsgd", 1.0, 0.005, 300, 40_000)
+#: Metric evaluations (value and gradient) of the backward pass's L-BFGS (:func:`_backward`): it starts at the
+#: forward result, near its own optimum (12 left a development pair 0.83 mm off where 20-25 gave 0.67 mm).
+BACKWARD_EVALUATIONS = 20
 #: Metric samples used to score the starts on the coarsest level.
 START_SAMPLES = 20_000
 #: The coarsest level for each of the N_CANDIDATES best starts: as SCHEDULE[0] with fewer
@@ -260,8 +283,8 @@ MIN_OVERLAP_FRACTION = 0.5
 REFUSE_OVERLAP_FRACTION = 0.05
 MAX_METRIC = -0.05  # Mattes MI is negative; closer to 0 means the images share little information
 
-METHOD_FEMUR = "rigid 6-DOF, Mattes MI, levels 4 mm / 2 mm / native, proximal femur region (head, neck, trochanter, shaft)"
-METHOD_BALL = "rigid 6-DOF, Mattes MI, levels 4 mm / 2 mm / native, head + 45 mm region (no neck axis found)"
+METHOD_FEMUR = "rigid 6-DOF, Mattes MI, levels 4 mm / 2 mm / native (run both ways, result half-way), proximal femur region (head, neck, trochanter, shaft)"
+METHOD_BALL = "rigid 6-DOF, Mattes MI, levels 4 mm / 2 mm / native (run both ways, result half-way), head + 45 mm region (no neck axis found)"
 METHOD_FIELD = "rigid 6-DOF, Mattes MI, levels 4 mm / 2 mm / native, whole field (no head mask), multi-start from centres of mass and principal axes"
 #: kept for callers that print the default method
 METHOD = METHOD_FEMUR
@@ -277,7 +300,9 @@ REGISTRATION_DEFINITIONS = {
         "estimated error at the head (mm): the metric is modelled as a quadratic function of the rotation about the "
         "head centre on the native grid; the largest displacement over the head ball by any rotation whose metric is "
         f"within {100 * MODEL_TOLERANCE:g} % of the optimum's, plus the displacement by the Newton step the model still "
-        "asks for; or, if larger, the distance to another start (independent start, dips of the metric along the least "
+        "asks for, the larger of the two directions (the native level is run baseline -> follow-up and follow-up -> "
+        "baseline, and the result is the transform half-way between them); or, if larger, half the distance between "
+        "the two directions' results, or the distance to another start (independent start, dips of the metric along the least "
         f"curved rotation) that ended with a metric within {100 * METRIC_TIE_FRACTION:g} % of the result's (one that "
         f"ended the 2 mm level more than {AGREE_MM:g} mm away is carried to the native grid and compared there; of two "
         "that tie there the lower metric is kept). Whole field "
@@ -805,7 +830,9 @@ class _SampledMetric:
         g_index = per_sample[:, None] * dm                                 # d(-MI) / d moving index
         g_y = g_index @ self.to_index                                      # d(-MI) / d moving point (mm)
         g_t = g_y.sum(axis=0)
-        g_w = np.cross(self.points[sel] - c, g_y @ A).sum(axis=0)          # d y = A (w x r)
+        # d y = A (w x r), r = x - c: the sum over samples of r x (A^T g_y), from M = sum r (A^T g_y)^T
+        M = (self.points_t[:, sel] @ g_y - np.outer(c, g_t)) @ A
+        g_w = np.array([M[1, 2] - M[2, 1], M[2, 0] - M[0, 2], M[0, 1] - M[1, 0]])
         return -mi, np.concatenate([g_w, g_t])
 
     _offsets = np.arange(-1, 3)[:, None]
@@ -814,8 +841,8 @@ class _SampledMetric:
 class _Problem:
     """Pyramid of the (cropped) images and their metric masks; runs and scores poses."""
 
-    def __init__(self, fixed, moving, fixed_mask, moving_mask, numpy_descent: bool = True):
-        self.levels = []
+    def __init__(self, fixed, moving, fixed_mask, moving_mask, numpy_descent: bool = True, levels: bool = True):
+        self.levels: list = []
         self.numpy_descent = numpy_descent  # gradient descent levels in numpy (:meth:`descend`), else ITK's
         self.converged = True  # whether the last level run ended before its iteration limit
         self._sampled: dict = {}
@@ -824,10 +851,13 @@ class _Problem:
         # resolution for every level took 0.4 s more; the Gaussians add up to the same width)
         images = {0.0: (fixed, moving)}
         f, m = fixed, moving
-        for spacing in sorted(LEVEL_SPACING_MM):
+        for spacing in sorted(LEVEL_SPACING_MM) if levels else ():
             f, m = _level(f, spacing), _level(m, spacing)
             images[spacing] = (f, m)
         for spacing in (*LEVEL_SPACING_MM, 0.0):
+            if spacing not in images:  # ``levels=False``: the native grid only
+                self.levels.append(None)
+                continue
             f, m = images[spacing]
             fm = None if fixed_mask is None else _on_grid(fixed_mask, f)
             mm = None if moving_mask is None else _on_grid(moving_mask, m)
@@ -891,6 +921,9 @@ class _Problem:
             if optimizer == "gd" and self.numpy_descent and isinstance(transform, sitk.Euler3DTransform):
                 transform = self.descend(transform, level, samples, step, iterations)
                 continue
+            if optimizer == "lbfgs":
+                transform = self.quasi_newton(transform, level, samples, iterations)
+                continue
             reg, lv = self._reg(level, samples, optimizer, step, min_step, iterations)
             reg.SetInitialTransform(transform, inPlace=True)
             try:
@@ -942,6 +975,43 @@ class _Problem:
                 A = A @ _rotation_about(move[:3] / angle, math.degrees(angle))
             t = t + move[3:]
         return _euler_from_rotation(best[1], c, best[2]) if np.isfinite(best[0]) else transform
+
+    def quasi_newton(self, transform: sitk.Euler3DTransform, level: int, samples: int,
+                     evaluations: int) -> sitk.Euler3DTransform:
+        """L-BFGS in numpy on one fixed sample set (:meth:`_SampledMetric.value_and_gradient`), in the rotation
+        (scaled by the region's reach: mm moved at its edge) and the translation (mm) from ``transform``.
+        Gradient descent zig-zags along a shallow valley (the spin about the neck axis) and crawled there
+        to its iteration limit; a quasi-Newton step follows the valley."""
+        import scipy.optimize
+
+        metric = self.sampler(level, samples)
+        A0 = np.asarray(transform.GetMatrix()).reshape(3, 3)
+        c, t0 = np.asarray(transform.GetCenter()), np.asarray(transform.GetTranslation())
+        reach = max(float(np.max(np.linalg.norm(metric.points - c, axis=1))), 1.0)
+
+        def pose(x):
+            w = x[:3] / reach
+            angle = float(np.linalg.norm(w))
+            return (A0 if angle == 0 else A0 @ _rotation_about(w / angle, math.degrees(angle))), t0 + x[3:]
+
+        def f(x):  # the rotation gradient is taken at the pose (w after A): the derivative in x to first order
+            A, t = pose(x)
+            value, gradient = metric.value_and_gradient(A, c, t)
+            if not np.isfinite(value):
+                return 1e3, np.zeros(6)
+            return value, np.r_[gradient[:3] / reach, gradient[3:]]
+
+        start = metric.value(A0, c, t0)
+        result = scipy.optimize.minimize(f, np.zeros(6), jac=True, method="L-BFGS-B",
+                                         options={"maxiter": evaluations, "maxfun": evaluations, "ftol": 1e-6})
+        # a budget, not a convergence test: what it leaves of the rotation shows in the error estimate (the
+        # Newton step the model still asks for), and the two directions of the backward pass must agree;
+        # not converged when it left the overlap
+        self.converged = bool(np.isfinite(result.fun) and result.fun < 1e3)
+        if not self.converged or (np.isfinite(start) and result.fun > start):
+            return transform
+        A, t = pose(result.x)
+        return _euler_from_rotation(A, c, t)
 
     def final_metric(self, transform: sitk.Transform) -> float:
         """Native-grid metric on one fixed sample set (comparable between poses), in numpy: the sample set
@@ -1033,24 +1103,13 @@ def register_followup(
         fixed, moving, region = fixed_full, moving_full, None
         f_centre, m_centre = f_com, (m_hip.centre if m_hip is not None else m_com)
         method = METHOD_FIELD
-    fixed_keep_out = moving_keep_out = None
-    if f_lesion is not None or m_lesion is not None:
+    lesions = f_lesion is not None or m_lesion is not None
+    if lesions:
         method += f", lesions (+{LESION_BAND_MM:g} mm) kept out of the metric"
-        if f_lesion is not None:
-            fixed_keep_out = _within_mm(_on_grid(f_lesion, fixed), LESION_BAND_MM)
-        if m_lesion is not None:
-            moving_keep_out = _within_mm(_on_grid(m_lesion, moving), LESION_BAND_MM)
     elif f_head is not None or m_head is not None:
         method += f", head interior (deeper than {HEAD_CORE_MM:g} mm) kept out of the metric"
-        if f_head is not None:
-            fixed_keep_out = _deeper_than_mm(_on_grid(f_head, fixed), HEAD_CORE_MM)
-        if m_head is not None:
-            moving_keep_out = _deeper_than_mm(_on_grid(m_head, moving), HEAD_CORE_MM)
-    fixed_mask = region
-    if fixed_keep_out is not None:
-        keep = sitk.Cast(fixed_keep_out == 0, sitk.sitkUInt8)
-        fixed_mask = keep if region is None else sitk.Cast((region != 0) & (keep != 0), sitk.sitkUInt8)
-    moving_mask = None if moving_keep_out is None else sitk.Cast(moving_keep_out == 0, sitk.sitkUInt8)
+    fixed_mask = _metric_mask(fixed, region, f_lesion if lesions else None, None if lesions else f_head)
+    moving_mask = _metric_mask(moving, None, m_lesion if lesions else None, None if lesions else m_head)
     # the whole field keeps ITK's gradient descent: with the numpy descent (set on the femur region) two
     # tuning pairs (stress seeds 8107, 8108) ended 8-14 mm off
     problem = _Problem(fixed, moving, fixed_mask, moving_mask, numpy_descent=f_hip is not None)
@@ -1169,6 +1228,16 @@ def register_followup(
     if f_hip is not None:
         curvature_mm, residual_mm = _model_error_mm(model, axes, np.asarray(transform.GetCenter()), qc_points)
         estimate = curvature_mm + residual_mm
+        # the native level run backwards too (follow-up as the fixed image), and the result half-way between
+        back = _backward(fixed_full, moving_full, f_hip, transform, axes, qc_points,
+                         (f_lesion, m_lesion) if lesions else (None, None), (None, None) if lesions else (f_head, m_head))
+        if back is None:  # the follow-up holds too little of the femur region: the forward result alone
+            method += ", backward pass impossible (too little of the region in the follow-up)"
+        else:
+            backward, b_estimate, b_converged = back
+            apart = float(np.max(np.linalg.norm(_map(backward, qc_points) - _map(transform, qc_points), axis=1)))
+            transform, converged = _midway(transform, backward), converged and b_converged
+            estimate = max(estimate, b_estimate, apart / 2)
     else:  # whole field: how far the optimum moves between independent sample sets (see _field_spread_mm)
         estimate = FIELD_SPREAD_FACTOR * _field_spread_mm(problem, transform, axes, model, qc_points, native)
         # plus what the sample sets cannot show: the optimum's dependence on the slice profile (see PROFILE_FACTOR)
@@ -1199,6 +1268,59 @@ def register_followup(
                          correlation=_correlation(problem, transform), overlap=overlap,
                          neck_axes=(f_axis, m_axis), converged=converged)
     return Registration(transform=transform, qc=qc, doubtful=bool(qc["registration_doubtful"]))
+
+
+def _metric_mask(image: sitk.Image, region: sitk.Image | None, lesion: sitk.Image | None,
+                 head: sitk.Image | None) -> sitk.Image | None:
+    """The metric mask on ``image``'s grid: ``region`` (or everywhere) less the lesion dilated by
+    LESION_BAND_MM, or less the head interior deeper than HEAD_CORE_MM when no lesion is given."""
+    keep_out = None
+    if lesion is not None:
+        keep_out = _within_mm(_on_grid(lesion, image), LESION_BAND_MM)
+    elif head is not None:
+        keep_out = _deeper_than_mm(_on_grid(head, image), HEAD_CORE_MM)
+    if keep_out is None:
+        return region
+    keep = sitk.Cast(keep_out == 0, sitk.sitkUInt8)
+    return keep if region is None else sitk.Cast((region != 0) & (keep != 0), sitk.sitkUInt8)
+
+
+def _backward(fixed_full: sitk.Image, moving_full: sitk.Image, f_hip: _Hip, transform: sitk.Euler3DTransform, axes,
+              qc_points: np.ndarray, lesions, heads) -> tuple[sitk.Euler3DTransform, float, bool] | None:
+    """The native level run backwards from ``transform``: the follow-up's proximal femur (the baseline's
+    region carried over by ``transform``) registered to the baseline, with the same keep-outs
+    (``lesions``, ``heads``: baseline, follow-up). Returns it inverted (baseline -> follow-up points), its
+    error estimate at ``qc_points`` (:func:`_model_error_mm`) and whether its optimiser converged; None
+    when the follow-up holds too little of the region."""
+    A = np.asarray(transform.GetMatrix()).reshape(3, 3)
+    axis = None if f_hip.neck_axis is None else A @ f_hip.neck_axis
+    m_hip = _Hip(_map(transform, f_hip.centre[None])[0], f_hip.radius, axis)
+    try:
+        fixed, region, reach = _femur_region(moving_full, m_hip)
+        half = reach + MOVING_MARGIN_MM
+        moving = _crop_box(fixed_full, f_hip.centre - half, f_hip.centre + half)
+        problem = _Problem(fixed, moving, _metric_mask(fixed, region, lesions[1], heads[1]),
+                           _metric_mask(moving, None, lesions[0], heads[0]), levels=False)
+    except InputError:
+        return None
+    b_axes = [A @ np.asarray(a, float) for a in axes]
+    start = _as_euler(transform.GetInverse(), m_hip.centre)
+    problem.match_resolution(start)
+    t = problem.quasi_newton(start, problem.native, NATIVE_MODEL_SAMPLES, BACKWARD_EVALUATIONS)
+    converged = problem.converged
+    t, model = _newton_rotation(problem, t, b_axes, steps=NATIVE_NEWTON_STEPS, level=problem.native,
+                                samples=NATIVE_MODEL_SAMPLES)
+    curvature_mm, residual_mm = _model_error_mm(model, b_axes, m_hip.centre, _map(transform, qc_points))
+    return _as_euler(t.GetInverse(), f_hip.centre), curvature_mm + residual_mm, converged
+
+
+def _midway(a: sitk.Euler3DTransform, b: sitk.Euler3DTransform) -> sitk.Euler3DTransform:
+    """The rigid transform half-way between ``a`` and ``b`` (same centre): mean rotation, mean image
+    of the centre."""
+    c = np.asarray(a.GetCenter())
+    matrix = (np.asarray(a.GetMatrix()) + np.asarray(b.GetMatrix())).reshape(3, 3) / 2
+    mid = (np.asarray(a.TransformPoint([float(v) for v in c])) + np.asarray(b.TransformPoint([float(v) for v in c]))) / 2
+    return _euler_from_rotation(matrix, c, mid - c)
 
 
 def _rotation_model(problem: "_Problem", transform: sitk.Euler3DTransform, axes, level: int, samples: int,
