@@ -8,8 +8,10 @@ levels, FIELD_REACH_MM, FIELD_SPREAD_FACTOR) and on make_series seeds 200-203; s
 7000-7008, 9100-9108, 9200-9208 and 9300-9308 (real cases 3-10) were reported once and then looked
 at; 9400-9408 and real cases 11-12 were the run of record of 86f2c2e. Resolution matching, the profile
 term (PROFILE_FACTOR), MODEL_TOLERANCE 0.02 and the native tie rule were then developed on all 65 of
-300-319, 8100-8108 and 9100-9408 (real cases 1-4 for time), so report on other seeds, from ``--seed``
-on; the run of record of this version: 9600-9608 and real cases 13-15):
+300-319, 8100-8108 and 9100-9408 (real cases 1-4 for time); 9600-9608, 9700-9708 and 9800-9808 were
+runs of record and then looked at, and the native level's L-BFGS and backward pass were developed on
+all 83 of 300-319, 8100-8108, 9100-9408, 9600-9608 and 9700-9708, so report on other seeds, from
+``--seed`` on; the run of record of this version: 9900-9908 and real cases 7-9):
 
 * ``sphere``   phantom hip whose head masks are perfect balls (no neck cut: nothing in the mask
   fixes a rotation about the head centre), baseline lesion 10-35 % of the head with 5-50 %
