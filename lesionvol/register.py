@@ -739,31 +739,33 @@ class _SampledMetric:
 
     def _landed(self, A: np.ndarray, c: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The samples the pose x -> A (x - c) + c + t maps inside the moving image and outside its
-        keep-out: their indices and their moving xyz index coordinates."""
+        keep-out: their indices and their moving xyz index coordinates (rows x, y, z: contiguous, so that
+        the interpolation's element-wise arithmetic runs at memory speed: on columns, strided, the
+        gradient call took twice as long on one sample set, 6.8 against 3.3 ms)."""
         M = self.to_index @ A                                                # fixed point -> moving xyz index
         # coordinates as rows (3, n): contiguous, so the bounds tests and the gather run at memory speed
         x, y, z = M @ self.points_t + (self.to_index @ (c + t - self.origin) - M @ c)[:, None]
         lx, ly, lz = self.last
         sel = np.flatnonzero((x >= 0) & (x <= lx) & (y >= 0) & (y <= ly) & (z >= 0) & (z <= lz))
-        q = np.column_stack((x[sel], y[sel], z[sel]))
+        q = np.vstack((x[sel], y[sel], z[sel]))
         if self.moving_keep is not None:
             _, sy, sz = self.strides
             r = (q + 0.5).astype(np.intp)                                    # nearest voxel outside the keep-out
-            ok = self.moving_keep[r[:, 0] + r[:, 1] * sy + r[:, 2] * sz]
-            sel, q = sel[ok], q[ok]
+            ok = self.moving_keep[r[0] + r[1] * sy + r[2] * sz]
+            sel, q = sel[ok], q[:, ok]
         return sel, q
 
     def value(self, A: np.ndarray, c: np.ndarray, t: np.ndarray) -> float:
         """-MI of the pose x -> A (x - c) + c + t (no transform object: the rotation model's poses)."""
         sel, q = self._landed(A, c, t)
-        if len(q) < 200:
+        if len(sel) < 200:
             return float("nan")
         fixed_bin = self.fixed_bin[sel]
         sx, sy, sz = self.strides
         # trilinear interpolation (what ITK's linear interpolator does), in numpy
-        i0 = np.minimum(q.astype(np.intp), self.cell)
-        fx, fy, fz = (q - i0).T
-        v, k = self.moving, i0[:, 0] + i0[:, 1] * sy + i0[:, 2] * sz
+        i0 = np.minimum(q.astype(np.intp), self.cell[:, None])
+        fx, fy, fz = q - i0
+        v, k = self.moving, i0[0] + i0[1] * sy + i0[2] * sz
         gx = 1 - fx
         c0 = (v[k] * gx + v[k + sx] * fx) * (1 - fy) + (v[k + sy] * gx + v[k + sy + sx] * fx) * fy
         c1 = (v[k + sz] * gx + v[k + sz + sx] * fx) * (1 - fy) + (v[k + sz + sy] * gx + v[k + sz + sy + sx] * fx) * fy
@@ -790,13 +792,13 @@ class _SampledMetric:
         to t. The derivative of the trilinear interpolation and of the Parzen window, as computed (the
         samples that cross a mask's edge are held fixed); nan when fewer than 200 samples land."""
         sel, q = self._landed(A, c, t)
-        if len(q) < 200:
+        if len(sel) < 200:
             return float("nan"), np.full(6, np.nan)
         sx, sy, sz = self.strides
         fixed_bin = self.fixed_bin[sel]
-        i0 = np.minimum(q.astype(np.intp), self.cell)
-        fx, fy, fz = (q - i0).T
-        v, k = self.moving, i0[:, 0] + i0[:, 1] * sy + i0[:, 2] * sz
+        i0 = np.minimum(q.astype(np.intp), self.cell[:, None])
+        fx, fy, fz = q - i0
+        v, k = self.moving, i0[0] + i0[1] * sy + i0[2] * sz
         v000, v100, v010, v110 = v[k], v[k + sx], v[k + sy], v[k + sy + sx]
         v001, v101, v011, v111 = v[k + sz], v[k + sz + sx], v[k + sz + sy], v[k + sz + sy + sx]
         gx, gy, gz = 1 - fx, 1 - fy, 1 - fz
@@ -804,7 +806,7 @@ class _SampledMetric:
         b0, b1 = v001 * gx + v101 * fx, v011 * gx + v111 * fx          # ... at z1
         c0, c1 = a0 * gy + a1 * fy, b0 * gy + b1 * fy
         m = c0 * gz + c1 * fz
-        dm = np.empty((len(q), 3))                                     # d m / d (x, y, z index)
+        dm = np.empty((len(sel), 3))                                   # d m / d (x, y, z index)
         dm[:, 0] = ((v100 - v000) * gy + (v110 - v010) * fy) * gz + ((v101 - v001) * gy + (v111 - v011) * fy) * fz
         dm[:, 1] = (a1 - a0) * gz + (b1 - b0) * fz
         dm[:, 2] = c1 - c0
