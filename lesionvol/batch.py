@@ -244,8 +244,21 @@ def _workers_ignore_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _spawn_environ() -> dict:
+    """Dask's environment for new worker processes without MALLOC_TRIM_THRESHOLD_. Dask sets it (65536) to
+    hand freed memory back to the system; setting it at all also fixes glibc's mmap threshold, so every
+    numpy temporary over 128 kB is mapped and faulted in anew: a study took 10.7 s instead of 4.6 s (the
+    registration's and the segmenter's numpy code make many such temporaries)."""
+    import dask
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    return environ
+
+
 @contextlib.contextmanager
 def _dask_client(workers: int, scheduler: str | None, itk_threads: int, dashboard: str | None) -> Iterator:
+    import dask
     from distributed import Client, LocalCluster
 
     cluster = None
@@ -259,7 +272,9 @@ def _dask_client(workers: int, scheduler: str | None, itk_threads: int, dashboar
             raise InputError(f"--workers must be at least 1, not {workers}")
         env = {ITK_THREADS_ENV: str(itk_threads), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1"}
-        with _workers_ignore_ctrl_c():
+        with _workers_ignore_ctrl_c(), dask.config.set({"distributed.nanny.pre-spawn-environ": _spawn_environ()}):
+            # Dask's nannies write it into this process's environment, which new workers inherit
+            os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                    dashboard_address=dashboard, silence_logs=logging.ERROR, env=env)
         client = Client(cluster)

@@ -358,3 +358,14 @@ def test_a_readers_correction_is_used_by_the_next_batch_run(tmp_path, cluster):
 
     third = run_batch(manifest, out, NO_REGISTER, scheduler=cluster, show_progress=False)
     assert (third.n_done, third.n_skipped) == (0, 2)
+
+
+def test_local_workers_keep_glibcs_own_memory_thresholds():
+    """Dask's default MALLOC_TRIM_THRESHOLD_ for new workers fixes glibc's mmap threshold: every numpy
+    temporary over 128 kB is then mapped anew, and a study took 10.7 s in a worker against 4.6 s in one
+    process. The local workers lesionvol starts must not carry it; the thread pins stay."""
+    from lesionvol.batch import _dask_client
+
+    with _dask_client(workers=1, scheduler=None, itk_threads=1, dashboard=None) as client:
+        environ = client.run(lambda: {k: __import__("os").environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")})
+    assert list(environ.values()) == [{"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"}]
