@@ -74,7 +74,7 @@ How it works
    pairs (seeds 300-319, 8100-8108, 9100-9408, 9600-9608, 9700-9708), against that: mean TRE
    0.24 -> 0.15 mm and worst 1.37 -> 0.67 mm (head + lesion masks), 0.25 -> 0.15 and 1.28 -> 0.70
    mm (head masks); L-BFGS forward only reached 0.17 mm mean, worst 1.35 / 1.25 mm (flagged). It
-   costs a second native level: 1.7x the time of the forward pass with gradient descent.
+   costs a second native level: 1.5-1.7x the time of the forward pass with gradient descent.
 5. **Error estimate** (``registration_uncertainty_mm``), from the native-grid model: the largest
    displacement, over points of the head ball, by any rotation whose metric lies within
    ``MODEL_TOLERANCE`` · |metric| of the optimum (a flat direction gives an unbounded error),
@@ -841,7 +841,8 @@ class _SampledMetric:
 
 
 class _Problem:
-    """Pyramid of the (cropped) images and their metric masks; runs and scores poses."""
+    """Pyramid of the (cropped) images and their metric masks; runs and scores poses. ``levels=False``:
+    the native grid only (the coarse levels are None), for a pass that starts near the result."""
 
     def __init__(self, fixed, moving, fixed_mask, moving_mask, numpy_descent: bool = True, levels: bool = True):
         self.levels: list = []
