@@ -1111,8 +1111,10 @@ def register_followup(
         method += f", lesions (+{LESION_BAND_MM:g} mm) kept out of the metric"
     elif f_head is not None or m_head is not None:
         method += f", head interior (deeper than {HEAD_CORE_MM:g} mm) kept out of the metric"
-    fixed_mask = _metric_mask(fixed, region, f_lesion if lesions else None, None if lesions else f_head)
-    moving_mask = _metric_mask(moving, None, m_lesion if lesions else None, None if lesions else m_head)
+    # what is kept out, (baseline, follow-up): the lesions when any is given, else the head interiors
+    lesion_masks, head_masks = ((f_lesion, m_lesion), (None, None)) if lesions else ((None, None), (f_head, m_head))
+    fixed_mask = _metric_mask(fixed, region, lesion_masks[0], head_masks[0])
+    moving_mask = _metric_mask(moving, None, lesion_masks[1], head_masks[1])
     # the whole field keeps ITK's gradient descent: with the numpy descent (set on the femur region) two
     # tuning pairs (stress seeds 8107, 8108) ended 8-14 mm off
     problem = _Problem(fixed, moving, fixed_mask, moving_mask, numpy_descent=f_hip is not None)
@@ -1232,8 +1234,7 @@ def register_followup(
         curvature_mm, residual_mm = _model_error_mm(model, axes, np.asarray(transform.GetCenter()), qc_points)
         estimate = curvature_mm + residual_mm
         # the native level run backwards too (follow-up as the fixed image), and the result half-way between
-        back = _backward(fixed_full, moving_full, f_hip, transform, axes, qc_points,
-                         (f_lesion, m_lesion) if lesions else (None, None), (None, None) if lesions else (f_head, m_head))
+        back = _backward(fixed_full, moving_full, f_hip, transform, axes, qc_points, lesion_masks, head_masks)
         if back is None:  # the follow-up holds too little of the femur region: the forward result alone
             method += ", backward pass impossible (too little of the region in the follow-up)"
         else:
