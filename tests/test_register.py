@@ -444,3 +444,51 @@ def test_midway_transform_halves_the_rotation_and_averages_the_centre():
     expected = _perturbed(a, _rotation_about([1.0, 1.0, 0.0], 5.0))
     assert np.allclose(mid.GetMatrix(), expected.GetMatrix(), atol=1e-9)
     assert np.allclose(mid.GetTranslation(), [6.0, 2.0, -2.0])
+
+
+def test_parzen_window_is_a_smooth_partition_of_unity():
+    """Each sample's mass sums to 1 over its four bins and moves continuously (value and slope) when its
+    intensity crosses into the next window; the slopes are the weights' derivatives. The window it
+    replaced dropped a bin at each integer intensity: 2 % of a sample's mass jumped there, and the
+    metric's finite differences disagreed with its gradient."""
+    from lesionvol.register import _parzen_window
+
+    t = np.linspace(0, 1, 1001, endpoint=False)
+    weights, slope = _parzen_window(t, slopes=True)
+    assert np.allclose(weights.sum(axis=0), 1.0, atol=1e-12)
+    assert weights.min() >= 0.0
+    h = 1e-6
+    numeric = (_parzen_window(t + h)[0] - _parzen_window(t - h)[0]) / (2 * h)
+    assert np.allclose(slope, numeric, atol=1e-6)
+    # at t -> 1 the window over bins k-1..k+2 equals the next one's (bins k..k+3) at t = 0
+    end, _ = _parzen_window(np.array([1.0 - 1e-12]), slopes=False)
+    start, _ = _parzen_window(np.array([0.0]))
+    assert np.allclose(end[1:, 0], start[:3, 0], atol=1e-9) and abs(end[0, 0]) < 1e-9 and start[3, 0] == 0.0
+
+
+def test_metric_gradient_matches_finite_differences():
+    """The numpy metric's derivative in the rotation (about the centre, applied first) and the shift is
+    the one its value changes by (central differences, smooth images on a 1 mm grid): within 0.5 % of the
+    gradient's size in every component (measured 0.03 %; 3.9 % with the Parzen window it replaced, whose
+    dropped bin made the value jump). The samples lie in a ball well inside both images: a sample that
+    leaves the image drops out of the histogram, a step no derivative describes."""
+    from lesionvol.register import _Level, _rotation_about, _SampledMetric
+
+    z, y, x = np.mgrid[:40, :48, :44].astype(float)
+    blob = lambda cx, cy, cz, s: np.exp(-((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2) / (2 * s**2))
+    array = (100 * blob(22, 24, 20, 9) + 60 * blob(30, 18, 14, 5) + 40 * blob(12, 30, 26, 6)).astype(np.float32)
+    image = sitk.GetImageFromArray(array)
+    ball = sitk.GetImageFromArray(((x - 22) ** 2 + (y - 24) ** 2 + (z - 20) ** 2 <= 14**2).astype(np.uint8))
+    metric = _SampledMetric(_Level(image, image, ball, None, array.size), samples=20_000)
+    centre = np.array([22.0, 24.0, 20.0])
+    A, shift = _rotation_about([1.0, 2.0, 3.0], 4.0), np.array([0.7, -0.4, 0.3])
+    _, gradient = metric.value_and_gradient(A, centre, shift)
+    h = 1e-3
+    numeric = []
+    for e in np.eye(3):  # rotation (radians) about each axis, applied first
+        plus, minus = A @ _rotation_about(e, np.degrees(h)), A @ _rotation_about(e, -np.degrees(h))
+        numeric.append((metric.value(plus, centre, shift) - metric.value(minus, centre, shift)) / (2 * h))
+    for e in np.eye(3):  # shift (mm)
+        numeric.append((metric.value(A, centre, shift + h * e) - metric.value(A, centre, shift - h * e)) / (2 * h))
+    assert np.linalg.norm(gradient) > 1e-3  # a pose away from the optimum
+    assert np.max(np.abs(gradient - np.array(numeric))) < 0.005 * np.linalg.norm(gradient)
