@@ -624,8 +624,16 @@ def _level(image: sitk.Image, spacing_mm: float, label: bool = False) -> sitk.Im
     if np.allclose(spacing, native):
         return image
     if not label:
-        sigma = 0.5 * np.sqrt(np.clip(spacing**2 - native**2, 0, None))
-        image = sitk.SmoothingRecursiveGaussian(image, [float(max(s, 1e-3)) for s in sigma])
+        # Gaussian of sigma (mm) along each grid axis, none along an axis that keeps its spacing (scipy's
+        # sampled kernel: ITK's recursive Gaussian took 4-5x as long, 3 ms on a 22 x 68 x 45 crop, 67 ms on
+        # 60 x 200 x 200)
+        from scipy import ndimage
+
+        sigma_voxels = 0.5 * np.sqrt(np.clip(spacing**2 - native**2, 0, None)) / native
+        smoothed = sitk.GetImageFromArray(ndimage.gaussian_filter(
+            sitk.GetArrayViewFromImage(image).astype(np.float32), sigma_voxels[::-1].tolist()))
+        smoothed.CopyInformation(image)
+        image = smoothed
     size = np.maximum(np.round(np.asarray(image.GetSize()) * native / spacing), 2).astype(int)
     # keep the same physical box: first voxel centre moves by half the change of voxel size
     direction = np.asarray(image.GetDirection()).reshape(3, 3)
