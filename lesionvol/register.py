@@ -525,7 +525,12 @@ def _deeper_than_mm(mask: sitk.Image, depth_mm: float) -> sitk.Image:
 
 
 def _on_grid(mask: sitk.Image, reference: sitk.Image) -> sitk.Image:
-    """A mask of a cropped image's parent, cut to the crop (same physical voxels)."""
+    """``mask`` on ``reference``'s grid, nearest neighbour (a mask of a cropped image's parent cut to the
+    crop, or of a finer level); the mask itself when it is on that grid already."""
+    if (mask.GetSize() == reference.GetSize() and np.allclose(mask.GetOrigin(), reference.GetOrigin())
+            and np.allclose(mask.GetSpacing(), reference.GetSpacing())
+            and np.allclose(mask.GetDirection(), reference.GetDirection())):
+        return mask if mask.GetPixelID() == sitk.sitkUInt8 else sitk.Cast(mask, sitk.sitkUInt8)
     return sitk.Resample(mask, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
 
 
@@ -1311,8 +1316,12 @@ def _metric_mask(image: sitk.Image, region: sitk.Image | None, lesion: sitk.Imag
         keep_out = _deeper_than_mm(_on_grid(head, image), HEAD_CORE_MM)
     if keep_out is None:
         return region
-    keep = sitk.Cast(keep_out == 0, sitk.sitkUInt8)
-    return keep if region is None else sitk.Cast((region != 0) & (keep != 0), sitk.sitkUInt8)
+    keep = sitk.GetArrayViewFromImage(keep_out) == 0
+    if region is not None:
+        keep &= sitk.GetArrayViewFromImage(region) != 0
+    mask = sitk.GetImageFromArray(keep.astype(np.uint8))
+    mask.CopyInformation(image)
+    return mask
 
 
 def _backward(fixed_full: sitk.Image, moving_full: sitk.Image, f_hip: _Hip, transform: sitk.Euler3DTransform, axes,
