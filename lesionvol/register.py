@@ -43,8 +43,8 @@ How it works
    derivative (:meth:`_Problem.quasi_newton`, a budget of metric evaluations): gradient descent
    zig-zagged along the shallow spin about the neck axis until its iteration limit. The whole field
    (and a caller's start checked against the data-driven one) runs L-BFGS on the 2 mm and native
-   levels (``THOROUGH_SCHEDULE``, ``FIELD_NATIVE``) after ITK's gradient descent from the starts
-   (gradient descent in numpy left some whole fields 2-25 mm off, L-BFGS from the starts 16 mm).
+   levels (``THOROUGH_SCHEDULE``, ``FIELD_NATIVE``) after gradient descent from the starts with fixed
+   steps (halving them left some whole fields 2-25 mm off, L-BFGS from the starts 16 mm).
    Fixed random sample sets (``SCHEDULE``).
    The metric derivative comes from the images themselves, not ITK's smoothed gradient images
    (those smooth by a voxel, 4-5 mm across thick slices, and moved the optimum 0.3-0.8 mm).
@@ -192,9 +192,8 @@ START_SAMPLES = 20_000
 #: The coarsest level for each of the N_CANDIDATES best starts: as SCHEDULE[0] with fewer
 #: iterations (100 let a far start crawl for 0.3-0.6 s); the winner then runs the full SCHEDULE.
 START_SCHEDULE = ("gd", 2.0, 0.0, 60, 5_000)
-#: (The whole field runs it with ITK's gradient descent. L-BFGS there, 30 evaluations, saved 0.15 s per registration
-#: but its first steps jumped into other basins: 2 of 18 further development pairs, seeds 9500-9517, ended 16-17 mm
-#: off, flagged; gradient descent in numpy left 3-8 of the 83 development pairs 2-25 mm off.)
+#: (The whole field runs it with fixed steps, see :meth:`_Problem.descend`. L-BFGS there, 30 evaluations, jumped
+#: into other basins: 2 of 18 further development pairs, seeds 9500-9517, ended 16-17 mm off, flagged.)
 #: Powell for the optional affine stage on the 2 mm level: (iterations, step, tolerance, samples).
 AFFINE_SCHEDULE = (2, 1.0, 0.05, 30_000)
 
@@ -874,9 +873,9 @@ class _Problem:
     """Pyramid of the (cropped) images and their metric masks; runs and scores poses. ``levels=False``:
     the native grid only (the coarse levels are None), for a pass that starts near the result."""
 
-    def __init__(self, fixed, moving, fixed_mask, moving_mask, numpy_descent: bool = True, levels: bool = True):
+    def __init__(self, fixed, moving, fixed_mask, moving_mask, halve_steps: bool = True, levels: bool = True):
         self.levels: list = []
-        self.numpy_descent = numpy_descent  # gradient descent levels in numpy (:meth:`descend`), else ITK's
+        self.halve_steps = halve_steps  # gradient descent (:meth:`descend`) halves a step that overshoots, else fixed steps
         self.converged = True  # whether the last level run ended before its iteration limit
         self._sampled: dict = {}
         self.matched = False  # whether the native level is resolution-matched (:meth:`match_resolution`)
@@ -951,8 +950,8 @@ class _Problem:
         """Run ``schedule`` level by level from ``first_level``; the transform is copied."""
         transform = sitk.Euler3DTransform(transform) if isinstance(transform, sitk.Euler3DTransform) else transform
         for level, (optimizer, step, min_step, iterations, samples) in enumerate(schedule, start=first_level):
-            if optimizer == "gd" and self.numpy_descent and isinstance(transform, sitk.Euler3DTransform):
-                transform = self.descend(transform, level, samples, step, iterations)
+            if optimizer == "gd" and isinstance(transform, sitk.Euler3DTransform):
+                transform = self.descend(transform, level, samples, step, iterations, self.halve_steps)
                 continue
             if optimizer == "lbfgs":
                 transform = self.quasi_newton(transform, level, samples, iterations)
@@ -968,15 +967,18 @@ class _Problem:
         return transform
 
     def descend(self, transform: sitk.Euler3DTransform, level: int, samples: int, step: float,
-                iterations: int) -> sitk.Euler3DTransform:
+                iterations: int, halve: bool = True) -> sitk.Euler3DTransform:
         """Gradient descent in numpy on one fixed sample set (:meth:`_SampledMetric.value_and_gradient`), as
         ITK's gradient descent with the learning rate re-estimated every iteration: each iteration moves the
         pose ``step`` mm down the gradient (rotation scaled by the region's reach, so that no sample point
-        moves much more than ``step``). A step that does not lower the metric is taken back and halved; the
-        level ends when the step is below DESCENT_MIN_STEP of its first length or after ``iterations``, at the
-        best pose seen. On the coarse
-        levels ITK's metric cost 5-7 ms per iteration whatever the samples (it re-reads masks and images), this
-        1-2 ms, and the halving ends a level in 14 iterations where ITK's window criterion took 35."""
+        moves much more than ``step``). With ``halve`` (the femur region), a step that does not lower the metric
+        is taken back and halved, and the level ends when the step is below DESCENT_MIN_STEP of its first length
+        or after ``iterations``; without (the whole field), every step is ``step`` mm, as ITK's, for
+        ``iterations``. Either way it returns the best pose seen. ITK's metric cost 5-7 ms per iteration on the
+        coarse levels whatever the samples (it re-reads masks and images), this 1-2 ms; the halving ends a level
+        in 14 iterations where ITK's window criterion took 35. On a whole field the halving stopped in the
+        first dip: 3-8 of the 83 development stress pairs ended 2-25 mm off (fixed steps: mean 0.132, worst
+        0.64 mm, as ITK's; 18 more pairs, seeds 9500-9517: 0.129 / 0.48 mm)."""
         metric = self.sampler(level, samples)
         A = np.asarray(transform.GetMatrix()).reshape(3, 3)
         c, t = np.asarray(transform.GetCenter()), np.asarray(transform.GetTranslation())
@@ -991,7 +993,7 @@ class _Problem:
                 break
             if value < best[0]:
                 best = (value, A, t, gradient)
-            else:                                                      # overshot: back to the best pose, shorter step
+            elif halve:                                                # overshot: back to the best pose, shorter step
                 step *= 0.5
                 if step < step_min:
                     self.converged = True
@@ -1145,9 +1147,8 @@ def register_followup(
     lesion_masks, head_masks = ((f_lesion, m_lesion), (None, None)) if lesions else ((None, None), (f_head, m_head))
     fixed_mask = _metric_mask(fixed, region, lesion_masks[0], head_masks[0])
     moving_mask = _metric_mask(moving, None, lesion_masks[1], head_masks[1])
-    # gradient descent on the whole field (only its restarts, RESTART_SCHEDULE, use it) stays ITK's: in numpy
-    # two tuning pairs (stress seeds 8107, 8108) ended 8-14 mm off
-    problem = _Problem(fixed, moving, fixed_mask, moving_mask, numpy_descent=f_hip is not None)
+    # gradient descent on the whole field takes fixed steps (:meth:`_Problem.descend`)
+    problem = _Problem(fixed, moving, fixed_mask, moving_mask, halve_steps=f_hip is not None)
 
     # ---- starts
     translation = m_centre - f_centre
