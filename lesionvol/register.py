@@ -191,9 +191,9 @@ BACKWARD_EVALUATIONS = 20
 START_SAMPLES = 20_000
 #: The coarsest level for each of the N_CANDIDATES best starts: as SCHEDULE[0] with fewer
 #: iterations (100 let a far start crawl for 0.3-0.6 s); the winner then runs the full SCHEDULE.
+#: The whole field runs it with fixed steps (:meth:`_Problem.descend`); L-BFGS there, 30 evaluations, jumped into
+#: other basins: 2 of 18 further development pairs, seeds 9500-9517, ended 16-17 mm off, flagged.
 START_SCHEDULE = ("gd", 2.0, 0.0, 60, 5_000)
-#: (The whole field runs it with fixed steps, see :meth:`_Problem.descend`. L-BFGS there, 30 evaluations, jumped
-#: into other basins: 2 of 18 further development pairs, seeds 9500-9517, ended 16-17 mm off, flagged.)
 #: Powell for the optional affine stage on the 2 mm level: (iterations, step, tolerance, samples).
 AFFINE_SCHEDULE = (2, 1.0, 0.05, 30_000)
 
@@ -657,13 +657,11 @@ def _level(image: sitk.Image, spacing_mm: float, label: bool = False) -> sitk.Im
 
 def _method(n_voxels: int, max_samples: int, optimizer: str = "powell", step: float = 1.0,
             min_step: float = 0.01, iterations: int = 100, tolerance: float = 0.05, seed: int = 17):
-    """Mattes MI with a fixed random sample set and one of three optimisers.
+    """ITK's Mattes MI with a fixed random sample set and one of two optimisers (gradient descent and
+    L-BFGS run in numpy, :meth:`_Problem.descend` and :meth:`_Problem.quasi_newton`).
 
     ``n_voxels`` is the number of voxels the samples are drawn from (the fixed mask's, when
-    there is one). ``"gd"``: gradient descent whose learning rate is re-estimated every
-    iteration so that the largest physical shift of a point is ``step`` mm; it stops when the
-    metric stops changing (window of 10 iterations) or after ``iterations``. ``"rsgd"``:
-    regular-step gradient descent, ``step`` mm at first, shrinking (x0.7) whenever the
+    there is one). ``"rsgd"``: regular-step gradient descent, ``step`` mm at first, shrinking (x0.7) whenever the
     direction turns back, down to ``min_step``. ``"powell"``: derivative-free line searches
     (the affine stage). The samples are drawn once per level (fixed seed), so the metric is
     deterministic and comparable between poses.
@@ -679,12 +677,7 @@ def _method(n_voxels: int, max_samples: int, optimizer: str = "powell", step: fl
     reg.SetMetricUseFixedImageGradientFilter(False)
     reg.SetMetricUseMovingImageGradientFilter(False)
     reg.SetInterpolator(sitk.sitkLinear)
-    if optimizer == "gd":
-        reg.SetOptimizerAsGradientDescent(learningRate=step, numberOfIterations=iterations,
-                                          convergenceMinimumValue=1e-6, convergenceWindowSize=10,
-                                          estimateLearningRate=reg.EachIteration,
-                                          maximumStepSizeInPhysicalUnits=step)
-    elif optimizer == "rsgd":
+    if optimizer == "rsgd":
         reg.SetOptimizerAsRegularStepGradientDescent(learningRate=step, minStep=min_step,
                                                      numberOfIterations=iterations, relaxationFactor=0.7,
                                                      gradientMagnitudeTolerance=1e-8)
@@ -827,13 +820,13 @@ class _SampledMetric:
         return joint, cells, slope
 
     @staticmethod
-    def _mutual_information(joint: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        """MI of a joint histogram of counts, its probabilities and log(p / (p_fixed p_moving)) (0 where p = 0)."""
+    def _mutual_information(joint: np.ndarray) -> tuple[float, np.ndarray]:
+        """MI of a joint histogram of counts and log(p / (p_fixed p_moving)) per cell (0 where p = 0)."""
         p = joint / joint.sum()
         nz = p > 0
         ratio = np.zeros_like(p)
         ratio[nz] = np.log(p[nz] / np.outer(p.sum(axis=1), p.sum(axis=0))[nz])
-        return float((p[nz] * ratio[nz]).sum()), p, ratio
+        return float((p[nz] * ratio[nz]).sum()), ratio
 
     def value(self, A: np.ndarray, c: np.ndarray, t: np.ndarray) -> float:
         """-MI of the pose x -> A (x - c) + c + t (no transform object: the rotation model's poses)."""
@@ -854,7 +847,7 @@ class _SampledMetric:
             return float("nan"), np.full(6, np.nan)
         m, dm = self._interpolated(q, slopes=True)
         joint, cells, slope = self._joint(sel, m, slopes=True)
-        mi, p, ratio = self._mutual_information(joint)
+        mi, ratio = self._mutual_information(joint)
         dvalue_djoint = -(ratio - mi) / joint.sum()                          # d(-MI) / d joint cell
         per_sample = (dvalue_djoint.astype(np.float32).ravel()[cells] * slope).sum(axis=0)   # d(-MI) / d m
         g_q = (dm * per_sample).astype(np.float64)                          # (3, n): d(-MI) / d moving index
@@ -950,7 +943,7 @@ class _Problem:
         """Run ``schedule`` level by level from ``first_level``; the transform is copied."""
         transform = sitk.Euler3DTransform(transform) if isinstance(transform, sitk.Euler3DTransform) else transform
         for level, (optimizer, step, min_step, iterations, samples) in enumerate(schedule, start=first_level):
-            if optimizer == "gd" and isinstance(transform, sitk.Euler3DTransform):
+            if optimizer == "gd":
                 transform = self.descend(transform, level, samples, step, iterations, self.halve_steps)
                 continue
             if optimizer == "lbfgs":
