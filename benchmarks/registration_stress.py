@@ -29,7 +29,10 @@ all 83 of 300-319, 8100-8108, 9100-9408, 9600-9608 and 9700-9708, so report on o
   only, through ``benchmarks/real_t1/pelvic_project.py``; never 16-23) moved by a known rigid
   transform (rotation 4-12° about the pelvis centre, shift up to 15 mm) and resampled onto
   another grid (other slice positions and thickness, a cropped field, noise, intensity ×3);
-  registered without masks (whole field), TRE over the hand-labelled proximal femora.
+  registered without masks (whole field, ``nohead``), TRE over the hand-labelled proximal femora; and
+  (``hip``) the right hip as ``lesionvol register`` takes it: both scans segmented by lesionvol first
+  (untimed; a scan where no right head is found is registered as a whole field), the head and lesion masks
+  passed, TRE over the labelled right proximal femur (the label voxels right of the labels' median x).
 
 ITKElastix (default ``rigid`` map) and ANTsPy (``Rigid``) register the whole images of every
 pair except ``badstart`` (they have no comparable forced start here) in one long-lived
@@ -227,6 +230,11 @@ def run_lesionvol(folder: Path, pair: dict, mode: str) -> dict:
     r = lambda tag: sitk.ReadImage(str(folder / f"{name}_{tag}.nii.gz"))  # noqa: E731
     f, m = r("fixed"), r("moving")
     kw = {}
+    p0, p1 = np.load(folder / f"{name}_p0.npy"), np.load(folder / f"{name}_p1.npy")
+    if mode == "hip":  # real pair: the right hip as `lesionvol register` takes it (segmented first, untimed)
+        kw.update(_segmented_right_hip(f, "fixed") | _segmented_right_hip(m, "moving"))
+        right = p0[:, 0] < np.median(p0[:, 0])   # LPS: the right femur lies at smaller x
+        p0, p1 = p0[right], p1[right]
     if mode in ("sphere", "headonly", "badstart"):
         kw.update(fixed_head=r("fixed_head"), moving_head=r("moving_head"))
     if mode == "sphere":
@@ -236,11 +244,25 @@ def run_lesionvol(folder: Path, pair: dict, mode: str) -> dict:
     t0 = time.perf_counter()
     reg = register_followup(f, m, **kw)
     seconds = time.perf_counter() - t0
-    p0 = np.load(folder / f"{name}_p0.npy")
     mapped = [reg.transform.TransformPoint([float(v) for v in p]) for p in p0]
     return {"tool": "lesionvol", "mode": mode, "pair": name, "seconds": seconds,
-            "tre": tre_mm(mapped, np.load(folder / f"{name}_p1.npy")), "flagged": bool(reg.doubtful),
-            "uncertainty": float(reg.qc["registration_uncertainty_mm"]), "reason": reg.qc["registration_doubtful_reason"]}
+            "tre": tre_mm(mapped, p1), "flagged": bool(reg.doubtful),
+            "uncertainty": float(reg.qc["registration_uncertainty_mm"]), "reason": reg.qc["registration_doubtful_reason"],
+            "method": reg.qc["registration_method"], "neck_axis_angle_deg": reg.qc["neck_axis_angle_deg"],
+            "head_volume_change_pct": reg.qc["head_volume_change_pct"]}
+
+
+def _segmented_right_hip(image, role: str) -> dict:
+    """Head and lesion masks of the right hip by lesionvol's segmenter, as keyword arguments of
+    register_followup (``fixed_head`` ...); none when it finds no right head (the whole field is then
+    registered, as `lesionvol register` does)."""
+    from lesionvol.segment import NoFemoralHeadError, segment_hip
+
+    try:
+        seg = segment_hip(image, side="right")
+    except NoFemoralHeadError:
+        return {}
+    return {f"{role}_head": seg.head, f"{role}_lesion": seg.lesion}
 
 
 # ----------------------------------------------------------------------------- peers (own venv, long-lived)
@@ -312,7 +334,7 @@ class Peers:
 def report(pairs: list[dict], rows: list[dict], header: str) -> str:
     lines = [header, ""]
     cols = [("lesionvol", "sphere"), ("lesionvol", "headonly"), ("lesionvol", "badstart"), ("lesionvol", "nohead"),
-            ("elastix", "whole"), ("ants", "whole")]
+            ("lesionvol", "hip"), ("elastix", "whole"), ("ants", "whole")]
     by = {(r["tool"], r.get("mode"), r["pair"]): r for r in rows}
     lines.append("per pair: TRE mean/max mm, F = flagged registration_doubtful, s = seconds; '!' = error > 1 mm and not flagged")
     lines.append(f"{'pair':<7} {'grids':<36} {'rot':>4} {'shift':>5}  " + "  ".join(f"{t[:4] + ':' + m:<22}" for t, m in cols))
@@ -349,6 +371,11 @@ def report(pairs: list[dict], rows: list[dict], header: str) -> str:
     errors = [r for r in rows if "error" in r]
     for r in errors:
         lines.append(f"error: {r['tool']} {r['pair']}: {r['error']}")
+    hips = [r for r in rows if r.get("mode") == "hip" and "method" in r]
+    if hips:
+        lines.append("")
+        lines.append("hip mode, method used:")
+        lines.extend(f"  {r['pair']}: {r['method']}" for r in hips)
     flagged = [r for r in rows if r.get("flagged")]
     if flagged:
         lines.append("")
@@ -365,6 +392,7 @@ def main(argv=None) -> int:
     parser.add_argument("--real", type=int, default=4, help="real development cases used (1..15 taken in order)")
     parser.add_argument("--real-first", type=int, default=1)
     parser.add_argument("--modes", default="sphere,headonly,badstart,nohead")
+    parser.add_argument("--real-modes", default="nohead,hip", help="lesionvol modes on the real pairs")
     parser.add_argument("--peers-python", default="/work/peers-venv/bin/python")
     parser.add_argument("--peer-tools", default="elastix,ants", help="peers run on the phantom pairs")
     parser.add_argument("--real-peer-tools", default="elastix,ants",
@@ -392,7 +420,7 @@ def main(argv=None) -> int:
         run_lesionvol(folder, pairs[0], "headonly")
         loads, start_load = [], os.getloadavg()
         for p in pairs:
-            pair_modes = modes if p["kind"] == "phantom" else ["nohead"]
+            pair_modes = modes if p["kind"] == "phantom" else [m for m in args.real_modes.split(",") if m]
             for mode in pair_modes:     # alternate: lesionvol, elastix, ants on each pair
                 rows.append(run_lesionvol(folder, p, mode))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)

@@ -283,7 +283,10 @@ MAX_UNCERTAINTY_MM = 1.0
 MIN_HEAD_DICE = 0.85
 MAX_HEAD_VOLUME_CHANGE_PCT = 10.0
 MAX_HEAD_CENTRE_RESIDUAL_MM = 2.0
-MAX_NECK_AXIS_DEG = 10.0
+#: The two scans' neck axes (each from its own segmentation) may disagree this much after registration: on 15
+#: real development pelvis pairs (cases 1-15, each moved by a known rigid transform onto another grid, right hip,
+#: every registration within 0.21 mm) they differed by 0.4-15.6 deg (5 mm slices); 10 deg flagged 3 of them.
+MAX_NECK_AXIS_DEG = 20.0
 MIN_CORRELATION = 0.3
 MIN_OVERLAP_FRACTION = 0.5
 #: Refused (InputError) when less than this fraction of the smaller field overlaps the other.
