@@ -11,7 +11,8 @@ term (PROFILE_FACTOR), MODEL_TOLERANCE 0.02 and the native tie rule were then de
 300-319, 8100-8108 and 9100-9408 (real cases 1-4 for time); 9600-9608, 9700-9708 and 9800-9808 were
 runs of record and then looked at, and the native level's L-BFGS and backward pass were developed on
 all 83 of 300-319, 8100-8108, 9100-9408, 9600-9608 and 9700-9708, so report on other seeds, from
-``--seed`` on; the run of record of this version: 9900-9908 and real cases 7-9):
+``--seed`` on; 9900-9908, 9950-9958, 10000-10008 and 10100-10108 were runs of record, 9500-9517 (whole field) were
+developed on; the run of record of this version: 10200-10208 and real cases 7-9):
 
 * ``sphere``   phantom hip whose head masks are perfect balls (no neck cut: nothing in the mask
   fixes a rotation about the head centre), baseline lesion 10-35 % of the head with 5-50 %
