@@ -287,8 +287,10 @@ SLOW_WRITES = textwrap.dedent("""
 
 @pytest.mark.parametrize("how", ["ctrl-c", "kill -9"])
 def test_interrupted_run_leaves_no_half_written_files(tmp_path, cluster, how):
-    """Interrupt `lesionvol batch` while study folders are being written, then resume."""
-    n = 4
+    """Interrupt `lesionvol batch` while study folders are being written, then resume. Six studies: with four,
+    the two studies in flight at the interrupt were sometimes the last two (a study takes about 3 s in a
+    worker), and all four ended written."""
+    n = 6
     manifest = make_cohort(tmp_path / "in", subjects=[f"S{i:02d}" for i in range(n)])
     out = tmp_path / "out"
     (tmp_path / "patch").mkdir()
