@@ -158,19 +158,16 @@ def make_phantom_pair(folder: Path, seed: int, variant: str = "mixed") -> dict:
                      f"{follow['spacing_mm'][2]:.1f} obl {follow['oblique_deg']:.0f}" + (" x3" if triple else "")}
 
 
-def make_real_pair(folder: Path, case: int, seed: int) -> dict | None:
-    """A real development scan and a rigidly moved, re-gridded copy (None when unavailable)."""
+def moved_real_copy(image, seed: int, triple: bool):
+    """A real scan moved by a random rigid motion (4-12 deg, shifts up to 15 mm) onto a follow-up grid:
+    same orientation, 1.1 x the pixel size, 0.8-1.25 x the slice thickness at other positions, field
+    cropped to 85 %; Rician noise (2 % of the 99th percentile), intensity x3 if ``triple``.
+
+    Returns (moved image, truth: an Euler3DTransform taking the scan's points to the copy's, grid text).
+    """
     import SimpleITK as sitk
     from scipy.spatial.transform import Rotation
 
-    sys.path.insert(0, str(HERE / "real_t1"))
-    try:
-        from pelvic_project import DEV_CASES, load_case
-    except ImportError:
-        return None
-    if case not in DEV_CASES:
-        raise ValueError("only development cases 1-15 may be used")
-    image, label, _ = load_case(case)
     image = sitk.Cast(image, sitk.sitkFloat32)
     rng = np.random.default_rng(seed)
     size, spacing = np.asarray(image.GetSize()), np.asarray(image.GetSpacing())
@@ -184,7 +181,6 @@ def make_real_pair(folder: Path, case: int, seed: int) -> dict | None:
     truth.SetCenter([float(v) for v in centre])
     truth.SetMatrix([float(v) for v in Q.ravel()], 1e-6)
     truth.SetTranslation([float(v) for v in shift])
-    # follow-up grid: same orientation, other slice thickness and positions, field cropped to 85 %
     new_spacing = spacing * np.array([1.1, 1.1, float(rng.uniform(0.8, 1.25))])
     new_size = np.maximum((size * spacing * 0.85 / new_spacing).astype(int), 8)
     direction = np.asarray(image.GetDirection()).reshape(3, 3)
@@ -195,11 +191,28 @@ def make_real_pair(folder: Path, case: int, seed: int) -> dict | None:
     arr = sitk.GetArrayFromImage(moved)
     sigma = 0.02 * float(np.percentile(arr, 99))
     arr = np.sqrt((arr + sigma * rng.standard_normal(arr.shape)) ** 2 + (sigma * rng.standard_normal(arr.shape)) ** 2)
-    triple = case % 2 == 1
     if triple:
         arr *= 3.0
     out = sitk.GetImageFromArray(arr.astype(np.float32))
     out.CopyInformation(moved)
+    grids = f"real cor {spacing[2]:.1f} -> {new_spacing[2]:.1f} crop 85 %" + (" x3" if triple else "")
+    return out, truth, angle, grids
+
+
+def make_real_pair(folder: Path, case: int, seed: int) -> dict | None:
+    """A real development scan and a rigidly moved, re-gridded copy (None when unavailable)."""
+    import SimpleITK as sitk
+
+    sys.path.insert(0, str(HERE / "real_t1"))
+    try:
+        from pelvic_project import DEV_CASES, load_case
+    except ImportError:
+        return None
+    if case not in DEV_CASES:
+        raise ValueError("only development cases 1-15 may be used")
+    image, label, _ = load_case(case)
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    out, truth, angle, grids = moved_real_copy(image, seed, triple=case % 2 == 1)
     name = f"real{case:02d}"
     sitk.WriteImage(image, str(folder / f"{name}_fixed.nii.gz"))
     sitk.WriteImage(out, str(folder / f"{name}_moving.nii.gz"))
@@ -213,7 +226,7 @@ def make_real_pair(folder: Path, case: int, seed: int) -> dict | None:
     np.save(folder / f"{name}_p0.npy", p0)
     np.save(folder / f"{name}_p1.npy", p1)
     return {"name": name, "kind": "real", "true_rotation_deg": angle, "true_shift_mm": float(np.linalg.norm(p1.mean(0) - p0.mean(0))),
-            "grids": f"real cor {spacing[2]:.1f} -> {new_spacing[2]:.1f} crop 85 %" + (" x3" if triple else "")}
+            "grids": grids}
 
 
 def tre_mm(mapped, truth) -> tuple[float, float]:

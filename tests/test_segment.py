@@ -382,6 +382,27 @@ def test_a_large_lesion_band_is_not_taken_for_the_head_surface():
     assert mask_volume_ml(seg.lesion) == pytest.approx(truth.hips["right"].lesion_volume_ml, rel=0.05)
 
 
+def test_the_marrow_surface_does_not_move_with_the_depth_of_an_unresolved_rim():
+    """On real T1 the rim under the marrow (plate, cartilage, joint) is not resolved; how dark it reads,
+    and how dark the segmenter estimates it, change with the grid and the slice blur.  The marrow surface
+    is each ray's steepest fall, which needs no level: a rim reading 0, 0.15 or 0.3 of the marrow (after
+    fit_head's rescaling, which brings the estimated rim to 0.05), blurred over 0.6-1.6 mm, puts it at
+    the edge (within 0.03 mm).  (With a crossing at a level set
+    from the estimated rim depth, which read 0.27 on a real head and 0.35 on the same head moved onto
+    4.7 mm slices, that head lost 0.8 mm of marrow radius and 12 % of its volume.)"""
+    from lesionvol.segment.head import (INNER_AFTER_MM, INNER_BEFORE_MM, INNER_MARROW_MIN, INNER_MIN_FALL_PER_MM,
+                                        INNER_RIM_MAX, INNER_WINDOW_MM, RAY_STEP_MM, _steepest_falls)
+
+    rho = np.arange(0.0, 30.0, RAY_STEP_MM)
+    edge_mm = 20.3
+    for rim in (0.0, 0.15, 0.3):
+        for blur_mm in (0.6, 1.0, 1.6):
+            prof = rim + (1.0 - rim) / (1.0 + np.exp((rho - edge_mm) / (0.55 * blur_mm)))   # marrow 1 into the rim
+            found = _steepest_falls(prof[None], np.array([21.5]), INNER_WINDOW_MM, INNER_BEFORE_MM, INNER_AFTER_MM,
+                                    lambda m: m > INNER_MARROW_MIN, lambda m: m < INNER_RIM_MAX, INNER_MIN_FALL_PER_MM)
+            assert found[0] == pytest.approx(edge_mm, abs=0.03), (rim, blur_mm)
+
+
 def test_outer_level_with_a_radius_beyond_the_rays_falls_back():
     """A fit whose radius runs past the end of its rays has no plate to read: the outer level falls back
     to OUTER_LEVEL.  (Three real non-hip scans of benchmarks/real_other crashed segment_hips with

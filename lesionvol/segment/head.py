@@ -203,14 +203,21 @@ OUTER_WINDOW_MM = (-4.0, 3.0)
 OUTER_BEFORE_MM = 1.0
 OUTER_AFTER_MM = 1.25
 OUTER_RISE_MARGIN = 0.05
-#: Inner surface: a fall through INNER_LEVEL within this window of the expected inner radius, from
-#: marrow (mean over INNER_BEFORE_MM above INNER_MARROW_MIN) into plate (mean over INNER_AFTER_MM
-#: below INNER_PLATE_MAX) (empirical).
+#: Inner (marrow) surface: the steepest fall of the profile within this window of the expected inner
+#: radius, from marrow (mean over INNER_BEFORE_MM above INNER_MARROW_MIN) into the dark rim (mean over
+#: INNER_AFTER_MM below INNER_RIM_MAX), falling by at least INNER_MIN_FALL_PER_MM (× marrow per mm).
+#: The steepest fall, not a level crossing: on real scans the rim under the marrow (plate, cartilage,
+#: joint) is not resolved, and its depth, hence any level between it and the marrow, changes with the
+#: grid and the slice blur.  Crossing the level half-way to the rim's depth, the same real head moved
+#: onto another grid (4.4-6.4 mm slices) lost up to 1.2 mm of marrow radius, up to 25 % of its volume
+#: (development cases 1-15); with the steepest fall within 5.2 %.  (INNER_RIM_MAX and the slope are
+#: empirical: 0.35 let the fit fall back to the level crossing's radius on one of those heads.)
 INNER_WINDOW_MM = (-3.0, 2.5)
 INNER_BEFORE_MM = 1.5
 INNER_AFTER_MM = 1.0
 INNER_MARROW_MIN = 0.7
-INNER_PLATE_MAX = 0.35
+INNER_RIM_MAX = 0.6
+INNER_MIN_FALL_PER_MM = 0.1
 #: First radius estimate from the central slices' profiles (smoothed over this many samples): the
 #: plate is the first stretch darker than PLATE_DARK_MAX beyond PLATE_SEARCH_START_MM, and the
 #: estimate needs a rise out of it on at least MIN_PROFILE_FRACTION of the rays.
@@ -554,6 +561,25 @@ class _Rays:
         return g.to_physical(idx)
 
 
+def _means_around(prof: np.ndarray, before_mm: float, after_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of each profile over ``before_mm`` up to and including sample i, and over ``after_mm``
+    beyond it, for i = 0 … m - 2 (arrays (n, m - 1))."""
+    n, m = prof.shape
+    nb, na = max(1, int(round(before_mm / RAY_STEP_MM))), max(1, int(round(after_mm / RAY_STEP_MM)))
+    csum = np.concatenate([np.zeros((n, 1)), np.nancumsum(np.nan_to_num(prof, nan=0.0), axis=1)], axis=1)
+    idx = np.arange(m - 1)
+    lo_b = np.clip(idx - nb + 1, 0, m)
+    hi_a = np.clip(idx + 1 + na, 0, m)
+    return ((csum[:, idx + 1] - csum[:, lo_b]) / (idx + 1 - lo_b),
+            (csum[:, hi_a] - csum[:, idx + 1]) / np.maximum(hi_a - idx - 1, 1))
+
+
+def _in_window(m: int, expect: np.ndarray, window_mm: tuple[float, float]) -> np.ndarray:
+    """Samples 0 … m - 2 of each profile within ``window_mm`` of its ``expect`` (mm)."""
+    rho = np.arange(m - 1) * RAY_STEP_MM
+    return (rho[None] >= expect[:, None] + window_mm[0]) & (rho[None] <= expect[:, None] + window_mm[1])
+
+
 def _crossings(prof: np.ndarray, level: float, rising: bool, expect: np.ndarray, window_mm: tuple[float, float],
                before_mm: float, after_mm: float, before_test, after_test):
     """Sub-sample crossing of ``level`` on each profile nearest to ``expect`` (mm) within a window.
@@ -565,16 +591,9 @@ def _crossings(prof: np.ndarray, level: float, rising: bool, expect: np.ndarray,
     step = RAY_STEP_MM
     above = prof >= level
     cross = (above[:, 1:] & ~above[:, :-1]) if rising else (~above[:, 1:] & above[:, :-1])
-    idx = np.arange(m - 1)
-    rho = idx * step
-    ok = cross & (rho[None] >= (expect[:, None] + window_mm[0])) & (rho[None] <= (expect[:, None] + window_mm[1]))
-    nb, na = max(1, int(round(before_mm / step))), max(1, int(round(after_mm / step)))
-    csum = np.concatenate([np.zeros((n, 1)), np.nancumsum(np.nan_to_num(prof, nan=0.0), axis=1)], axis=1)
-    lo_b = np.clip(idx - nb + 1, 0, m)
-    mean_before = (csum[:, idx + 1] - csum[:, lo_b]) / (idx + 1 - lo_b)
-    hi_a = np.clip(idx + 1 + na, 0, m)
-    mean_after = (csum[:, hi_a] - csum[:, idx + 1]) / np.maximum(hi_a - idx - 1, 1)
-    ok &= before_test(mean_before) & after_test(mean_after)
+    rho = np.arange(m - 1) * step
+    mean_before, mean_after = _means_around(prof, before_mm, after_mm)
+    ok = cross & _in_window(m, expect, window_mm) & before_test(mean_before) & after_test(mean_after)
     dist = np.where(ok, np.abs(rho[None] - expect[:, None]), np.inf)
     best = np.argmin(dist, axis=1)
     found = np.isfinite(dist[np.arange(n), best])
@@ -582,6 +601,46 @@ def _crossings(prof: np.ndarray, level: float, rising: bool, expect: np.ndarray,
     frac = np.clip((level - a) / np.where(b != a, b - a, 1.0), 0, 1)
     out = (best + frac) * step
     return np.where(found, out, np.nan)
+
+
+def _steepest_falls(prof: np.ndarray, expect: np.ndarray, window_mm: tuple[float, float], before_mm: float,
+                    after_mm: float, before_test, after_test, min_fall_per_mm: float) -> np.ndarray:
+    """Sub-sample position (rho, mm) of each profile's steepest fall within ``window_mm`` of ``expect``
+    (mm); nan where none.
+
+    A fall counts where the profile is locally steepest, falls by at least ``min_fall_per_mm``, and
+    ``before_test``/``after_test`` hold for its means over ``before_mm`` inside / ``after_mm`` outside
+    of that sample or of one next to it (a blurred edge may fail them at its very centre).
+
+    Example
+    -------
+    >>> rho = np.arange(0, 30, RAY_STEP_MM)
+    >>> prof = 1.0 / (1.0 + np.exp((rho - 20.3) / 0.4))          # marrow (1) falling into a dark rim at 20.3 mm
+    >>> edge = _steepest_falls(prof[None], np.array([21.0]), (-3.0, 2.5), 1.5, 1.0,
+    ...                        lambda m: m > 0.7, lambda m: m < 0.6, 0.1)
+    >>> round(float(edge[0]), 2)
+    20.3
+    """
+    n, m = prof.shape
+    slope = np.full((n, m - 1), np.inf, np.float64)
+    slope[:, 1:-1] = (prof[:, 2:-1] - prof[:, :-3]) / (2 * RAY_STEP_MM)       # central differences
+    mean_before, mean_after = _means_around(prof, before_mm, after_mm)
+    passes = before_test(mean_before) & after_test(mean_after)
+    passes[:, 1:] |= passes[:, :-1].copy()
+    passes[:, :-1] |= passes[:, 1:].copy()
+    local = np.zeros_like(passes)
+    local[:, 1:-1] = (slope[:, 1:-1] <= slope[:, :-2]) & (slope[:, 1:-1] <= slope[:, 2:])
+    ok = _in_window(m, expect, window_mm) & local & passes & np.isfinite(slope) & (slope < -min_fall_per_mm)
+    rows = np.arange(n)
+    best = np.argmin(np.where(ok, slope, np.inf), axis=1)
+    found = ok[rows, best]
+    best = np.clip(best, 1, m - 3)
+    # parabola through the slopes at best-1, best, best+1: the sub-sample steepest point
+    y0, y1, y2 = slope[rows, best - 1], slope[rows, best], slope[rows, best + 1]
+    curv = y0 - 2 * y1 + y2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shift = np.where(np.isfinite(curv) & (curv > 0), 0.5 * (y0 - y2) / curv, 0.0)
+    return np.where(found, (best + np.clip(shift, -0.5, 0.5)) * RAY_STEP_MM, np.nan)
 
 
 def _fit_sphere(points: np.ndarray, trim_iter: int = SPHERE_TRIM_ROUNDS):
@@ -661,8 +720,8 @@ def _edges(rays: _Rays, centre: np.ndarray, R: float, r_in: float | None) -> _Ed
                          lambda m: m < level, lambda m: m > level + OUTER_RISE_MARGIN)
     ri = r_in if r_in is not None else R - DEFAULT_PLATE_MM
     exp_in = np.sqrt(np.maximum(ri * ri - hh * hh, MIN_EXPECTED_RHO_MM**2))
-    rho_in = _crossings(flat, INNER_LEVEL, False, exp_in, INNER_WINDOW_MM, INNER_BEFORE_MM, INNER_AFTER_MM,
-                        lambda m: m > INNER_MARROW_MIN, lambda m: m < INNER_PLATE_MAX)
+    rho_in = _steepest_falls(flat, exp_in, INNER_WINDOW_MM, INNER_BEFORE_MM, INNER_AFTER_MM,
+                             lambda m: m > INNER_MARROW_MIN, lambda m: m < INNER_RIM_MAX, INNER_MIN_FALL_PER_MM)
     out_ok, in_ok = np.isfinite(rho_out), np.isfinite(rho_in)
     p_out = rays.points(centre, kk[out_ok], aa[out_ok], rho_out[out_ok])
     p_in = rays.points(centre, kk[in_ok], aa[in_ok], rho_in[in_ok])
@@ -1005,7 +1064,11 @@ def _fit_from(image: sitk.Image, rays: _Rays, centre: np.ndarray, R: float, r_in
                 R, n_out, n_rays = R_again, n_again, e.n_resolved
     # A rim thicker than a plate holds cartilage, joint and acetabular plate too: the articular
     # bone surface lies ARTICULAR_PLATE_MM outside the marrow surface, not at the rise out of the rim.
-    if use_inner and R - r_in > MAX_RESOLVED_PLATE_MM:
+    # Where the marrow surface led because the outer one was not seen, R is a default plate's thickness
+    # outside it unless the median profile shows such a rim (a real head moved onto 5.5 mm slices read
+    # 2 mm there, 1 mm on its own grid: +12 % of volume).
+    if use_inner and (R - r_in > MAX_RESOLVED_PLATE_MM
+                      or lead_inner and _rim_width_mm(rays, centre) > MAX_RESOLVED_PLATE_MM):
         R = r_in + ARTICULAR_PLATE_MM
     elif not use_inner and (rim_mm := _rim_width_mm(rays, centre)) > MAX_RESOLVED_PLATE_MM:
         R -= rim_mm - ARTICULAR_PLATE_MM       # same, read off the median profiles from the fitted centre
@@ -1074,8 +1137,14 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
                 reasons.append(f"a candidate {abs(offset):.0f} mm from the body's midline is no femoral head")
                 continue
             side = "left" if offset > 0 else "right"      # LPS +x is patient left
-            if side in best:
-                continue
+        elif best:
+            # a field a little narrower than both hips: a second head's side is where it lies against
+            # the first (its neck, looked for in every direction, once ran into the pubis)
+            first_x = next(iter(best.values())).centre_mm[0]
+            if abs(cand[0] - first_x) >= PAIR_LR_MM[0]:
+                side = "left" if cand[0] > first_x else "right"     # LPS +x is patient left
+        if side in best:
+            continue
         try:
             fit = fit_head(image, cand, fat=fat_here, junction_fraction=junction_fraction, side=side,
                            require_marrow=seed_mm is None)
