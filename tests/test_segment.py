@@ -149,6 +149,19 @@ def test_seed_point_picks_the_hip(both_scan):
     assert seg.side == "left"
 
 
+def test_a_head_is_returned_only_within_the_seed_search_radius_of_the_seed():
+    """A seed point 28 mm from the head centre (inside or just outside a 23 mm head) finds it; at 33 mm the
+    head found lies beyond SEED_SEARCH_RADIUS_MM (30 mm) of the point the reader gave, so it is refused (on
+    a real 7 mm-slice localizer a seed in the left head once drifted to a 16 mm round structure 32 mm
+    lateral to it and came back as that head, with a 1.6 mL "lesion")."""
+    scan = make_visit(VisitSpec(), seed=0)
+    centre = scan.truth.head_centre_mm
+    up = np.array([0.0, 0.0, 1.0])
+    assert segment_hip(scan.image, seed_mm=tuple(centre + 28.0 * up)).head_fit.centre_mm == pytest.approx(centre, abs=1.0)
+    with pytest.raises(NoFemoralHeadError, match="lies 33 mm from it"):
+        segment_hip(scan.image, seed_mm=tuple(centre + 33.0 * up))
+
+
 def test_single_hip_wrong_side_is_refused(dark_scan):
     with pytest.raises(NoFemoralHeadError, match="no left femoral head"):
         segment_hip(dark_scan.image, side="left")

@@ -176,7 +176,8 @@ FAT_FIELD_ROUNDS = 2
 N_CANDIDATES = 12
 CANDIDATE_MIN_SEPARATION_MM = 20.0
 CANDIDATE_MIN_REL_VOTE = 0.2
-#: With a user's seed point, only peaks within this distance of it count.
+#: With a user's seed point, only peaks within this distance of it count, and the head fitted there must
+#: lie within it too.
 SEED_SEARCH_RADIUS_MM = 30.0
 
 # --- 2. sphere fit from in-plane ray profiles
@@ -1084,7 +1085,10 @@ def _fit_from(image: sitk.Image, rays: _Rays, centre: np.ndarray, R: float, r_in
     if seen < MIN_OUTER_FRACTION or not (PLATE_THICKNESS_MM[0] <= R - r_in <= PLATE_THICKNESS_MM[1]):
         raise NoFemoralHeadError("no femoral head: no spherical bone surface with a subchondral plate "
                                  f"(surface found on {100 * seen:.0f} % of rays)")
-    axis, neck_frac = neck_axis(image, fat, centre, R, side)
+    if side is None:   # the neck of either side: looked for in every direction, it once ran into the pubis
+        axis, neck_frac = max((neck_axis(image, fat, centre, R, s) for s in ("right", "left")), key=lambda a: a[1])
+    else:
+        axis, neck_frac = neck_axis(image, fat, centre, R, side)
     quality["neck_bright_fraction"] = neck_frac
     if axis is None or neck_frac < NECK_ACCEPT_FRACTION:
         raise NoFemoralHeadError("no femoral head: a spherical surface was found but no femoral neck leaves it")
@@ -1150,6 +1154,11 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
                            require_marrow=seed_mm is None)
         except NoFemoralHeadError as exc:
             reasons.append(str(exc))
+            continue
+        if seed_mm is not None and (away := float(np.linalg.norm(fit.centre_mm - seed_mm))) > SEED_SEARCH_RADIUS_MM:
+            # the fit drifted off what the reader pointed at (a 7 mm-slice localizer: from a seed in the
+            # head to a 16 mm round structure lateral to it, 32 mm away)
+            reasons.append(f"the head fitted near the seed point lies {away:.0f} mm from it")
             continue
         if fit.side in best:
             continue
