@@ -22,6 +22,7 @@ from lesionvol.inputs import AnalysisOptions, LoadedVisit, Visit, load_visit, vi
 from lesionvol.io import Scan, as_binary_mask
 from lesionvol.location import LOCATION_DEFINITIONS, describe_location, infer_side
 from lesionvol.register import REGISTRATION_DEFINITIONS
+from lesionvol.segment.head import ARTICULAR_PLATE_MM, MAX_RESOLVED_PLATE_MM
 from lesionvol.sequence import check_t1
 from lesionvol.measure import (
     MAX_LESION_OUTSIDE_FRACTION,
@@ -68,7 +69,10 @@ DEFINITIONS = {
     "days": "days since the baseline scan (given, or from DICOM study dates); empty if unknown",
     "head_definition": "anatomical: the femoral head's bone up to the articular surface (subchondral plate in, "
                        "cartilage and joint out), cut by the plane perpendicular to the neck axis where the neck "
-                       "leaves the head's sphere; sphere: the sphere fitted to that surface; or as drawn by the user",
+                       "leaves the head's sphere; where the image does not resolve the plate (a dark rim wider than "
+                       f"{MAX_RESOLVED_PLATE_MM:g} mm), the articular surface is taken {ARTICULAR_PLATE_MM:g} mm outside the "
+                       "marrow surface, the steepest fall from marrow into the rim; sphere: the sphere fitted to that "
+                       "surface; or as drawn by the user",
     "lesion_definition": "enclosed: everything inside the outer margin of the low-signal demarcating band, "
                          "fat-bright centre included, up to the same articular surface; dark: the low-signal region "
                          "only (Pascart, Bone 2019); or as drawn by the user. Cortex and subchondral plate are never "
