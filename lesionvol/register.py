@@ -585,9 +585,9 @@ def _hip_from_mask(image: sitk.Image, head: sitk.Image) -> _Hip:
     radius = float((3 * volume / (4 * math.pi)) ** (1 / 3))
     axis = None
     try:  # the segmenter's neck finder: bright marrow leaving the head inferiorly
-        from lesionvol.segment.head import fat_level, neck_axis
+        from lesionvol.segment.head import fat_level, lateral_neck_axis
 
-        axis, _ = neck_axis(image, fat_level(sitk.GetArrayViewFromImage(image)), centre, radius)
+        axis, _ = lateral_neck_axis(image, fat_level(sitk.GetArrayViewFromImage(image)), centre, radius)
     except Exception:  # noqa: BLE001 - a missing neck only narrows the region
         axis = None
     return _Hip(centre, radius, axis)
