@@ -1153,14 +1153,8 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
                 reasons.append(f"a candidate {abs(offset):.0f} mm from the body's midline is no femoral head")
                 continue
             side = "left" if offset > 0 else "right"      # LPS +x is patient left
-        elif best:
-            # a field a little narrower than both hips: a second head's side is where it lies against
-            # the first (its neck, looked for in every direction, once ran into the pubis)
-            first_x = next(iter(best.values())).centre_mm[0]
-            if abs(cand[0] - first_x) >= PAIR_LR_MM[0]:
-                side = "left" if cand[0] > first_x else "right"     # LPS +x is patient left
-        if side in best:
-            continue
+            if side in best:
+                continue
         try:
             fit = fit_head(image, cand, fat=fat_here, junction_fraction=junction_fraction, side=side,
                            require_marrow=seed_mm is None)
