@@ -12,9 +12,10 @@ How (classical, intensity-scale free: every level is relative to the marrow/fat 
    foot of the centre (no interpolation across slices, so 4 mm slices do not blur the edges).
    On each ray, the *outer* head surface is the rise from the dark subchondral plate to the joint
    space/muscle (40 % of the way from the plate's trough to the joint space), the *inner* (marrow)
-   surface the fall from marrow to the plate.  Robust (trimmed) sphere fits give the centre (from
-   the inner surface when enough of it is visible, else the outer) and the head radius (outer
-   surface); the rays are cast again from the new centre, up to four rounds in all, until the
+   surface the steepest fall from marrow into the plate (no level: how dark an unresolved rim reads
+   changes with the grid).  Robust (trimmed) sphere fits give the centre (from the inner surface
+   when enough of it is visible and, once, within 6 mm of the outer, else the outer) and the head
+   radius (outer surface; 1 mm outside the marrow surface where the rim is wider than a plate); the rays are cast again from the new centre, up to four rounds in all, until the
    centre moves less than 0.05 mm.  The first radii come from the central slices: the median over
    the rays of the first rise out of a dark shell, or, when that fit finds no head and the rays'
    upper quartile lies far beyond it (a large lesion's band was the first dark shell on many
@@ -24,7 +25,7 @@ How (classical, intensity-scale free: every level is relative to the marrow/fat 
    outside it.  Rim widths are read at the fitted centre, not the start, so the radius does not
    depend on where the fit started.
 3. **Neck axis.** 3D rays beyond the acetabulum find the bright marrow tube leaving the head
-   inferiorly, more laterally than front to back (and laterally, when the side is known): the
+   inferiorly and laterally (on the known side, or on either side, the brighter taken): the
    brightest cone of such directions.  Circles fitted to the neck's cross-sections re-aim the axis
    through their centres and give the neck's radius.  The
    anatomical head is the ball cut by the plane perpendicular to the axis where the neck leaves
