@@ -163,7 +163,8 @@ def moved_real_copy(image, seed: int, triple: bool):
     same orientation, 1.1 x the pixel size, 0.8-1.25 x the slice thickness at other positions, field
     cropped to 85 %; Rician noise (2 % of the 99th percentile), intensity x3 if ``triple``.
 
-    Returns (moved image, truth: an Euler3DTransform taking the scan's points to the copy's, grid text).
+    Returns (moved image, truth: an Euler3DTransform taking the scan's points to the copy's, rotation
+    angle in degrees, grid text).
     """
     import SimpleITK as sitk
     from scipy.spatial.transform import Rotation

@@ -121,7 +121,8 @@ PAIR_OFF_AXIS_MM = 50.0
 # --- signal levels (× fat; the phantom's plate reads ~0.05, joint space / muscle ~0.35–0.45)
 #: Outer surface: half-way between plate (~0.05) and joint space / muscle (~0.35–0.45).
 OUTER_LEVEL = 0.22
-#: Inner (marrow) surface: half-way between marrow (1) and plate.
+#: Half-way between marrow (1) and plate: the marrow's edge for the first radius estimate, the neck's
+#: sections and the lesion's expected signal (the fit's marrow surface is the steepest fall, below).
 INNER_LEVEL = 0.5
 #: The outer level measured on a head is 40 % of the way from its plate to its joint space ...
 OUTER_LEVEL_FRACTION = 0.4
