@@ -84,7 +84,7 @@ def _analyze_args(parser: argparse.ArgumentParser) -> None:
 
 def _checks(rows: list[dict]) -> list[str]:
     """One line per flag a reader should look at: masks at the edge of the field, a lesion margin next to
-    marrow oedema, a doubtful registration.
+    marrow oedema, a lesion on thick slices, a doubtful registration.
 
     Example
     -------
@@ -98,6 +98,10 @@ def _checks(rows: list[dict]) -> list[str]:
         if r.get("lesion_margin_doubtful"):
             lines.append(f"check {r['timepoint']}: {r['margin_oedema_ml']:.2f} mL of marrow oedema next to the "
                          f"{r['lesion_volume_ml']:.2f} mL lesion: its outer margin may hold some of it")
+        if r.get("lesion_on_thick_slices"):
+            lines.append(f"check {r['timepoint']}: the lesion was measured on "
+                         f"{max(r['spacing_x_mm'], r['spacing_y_mm'], r['spacing_z_mm']):.1f} mm slices: where its band "
+                         "lies within a slice it can read as marrow, so it may read small")
         if r.get("registration_doubtful"):
             lines.append(f"check {r['timepoint']}: registration doubtful ({r.get('registration_doubtful_reason')})")
     return lines

@@ -312,6 +312,8 @@ def _mask_warnings(rows: list[dict]) -> str:
     margins = [f"<li>{esc(r['timepoint'])}: {format_cell(r.get('margin_oedema_ml'), 2)} mL of marrow oedema next to "
                f"a {format_cell(r.get('lesion_volume_ml'), 2)} mL lesion</li>"
                for r in rows if _is_true(r.get("lesion_margin_doubtful"))]
+    thick = [f"<li>{esc(r['timepoint'])}: {max(r['spacing_x_mm'], r['spacing_y_mm'], r['spacing_z_mm']):.1f} mm "
+             "slices</li>" for r in rows if _is_true(r.get("lesion_on_thick_slices"))]
     out = ""
     if items:
         out += ('<div class="warn"><strong>Masks at the edge of the field of view</strong> (the volume may be short):'
@@ -319,6 +321,9 @@ def _mask_warnings(rows: list[dict]) -> str:
     if margins:
         out += ('<div class="warn"><strong>Lesion margin next to marrow oedema</strong> (the lesion may hold some of '
                 f"it; check its outer margin):<ul>{''.join(margins)}</ul></div>")
+    if thick:
+        out += ('<div class="warn"><strong>Lesion measured on thick slices</strong> (where its band lies within a '
+                f"slice it can read as marrow; check that the lesion is not short):<ul>{''.join(thick)}</ul></div>")
     return out
 
 

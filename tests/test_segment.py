@@ -305,6 +305,45 @@ def test_oedema_at_the_lesion_margin_flags_it():
     assert mask_volume_ml(seg.masks["oedema"]) < 0.02 * mask_volume_ml(seg.lesion)
 
 
+def test_a_fat_centred_lesion_on_5_mm_slices_is_not_read_as_marrow():
+    """Family B, a 20 % fat-centred lesion on 5 mm coronal slices: where the band lies within a slice, that
+    slice read surely-marrow on 1-3 voxels next to the centre and joined it to the healthy marrow of the next
+    slice, and the lesion read 2.5 of 12.25 mL.  Pieces across slices now join only where they overlap on
+    a tenth of the smaller: measured -7.0 %."""
+    image, truth, _ = _family_b(7, R=25.0, pct=20.0, spacing_mm=(0.8, 0.8, 5.0))
+    assert mask_volume_ml(segment_hip(image).lesion) == pytest.approx(truth.lesion_volume_ml, rel=0.10)
+
+
+def test_a_head_centred_between_7_mm_slices_is_found():
+    """On 7 mm slices a head whose centre lies half-way between two slices has no slice within the 3 mm
+    central slab: it was refused as lying outside the image (a real head's moved copy on 6.4 mm slices was
+    missed so).  The nearest slices are its central ones now."""
+    from lesionvol.segment.head import fit_head
+
+    image, truth, head = _family_b(3, R=27.0, spacing_mm=(0.8, 0.8, 7.0))
+    k = np.asarray(image.TransformPhysicalPointToContinuousIndex([float(v) for v in truth.centre_mm]))
+    assert k[2] % 1 == pytest.approx(0.5)                  # the centre lies half-way between two slices
+    fit = fit_head(image, np.asarray(truth.centre_mm), side="right")
+    assert abs(fit.radius_mm - 27.0) < 0.5                  # measured 27.06
+    assert mask_volume_ml(segment_hip(image).head) == pytest.approx(truth.head_volume_ml, rel=0.03)
+
+
+def test_a_lesion_on_slices_thicker_than_5_5_mm_is_flagged():
+    """Thick slices can hide the band within a slice and read the lesion small (family B, 6.3 mm slices,
+    -9 to -85 %): the row says so (``lesion_on_thick_slices``) and ``analyze`` prints a check line for it;
+    on 5 mm slices it does not."""
+    from lesionvol.cli import _checks
+    from lesionvol.inputs import Visit
+    from lesionvol.study import analyze_scans
+
+    thick, _, _ = _family_b(7, R=25.0, pct=20.0, spacing_mm=(0.8, 0.8, 6.3))
+    row = analyze_scans([Visit(thick)]).rows()[0]
+    assert row["lesion_on_thick_slices"] is True
+    assert any("6.3 mm slices" in line for line in _checks([row]))
+    thin, _, _ = _family_b(7, R=25.0, pct=20.0, spacing_mm=(0.8, 0.8, 5.0))
+    assert analyze_scans([Visit(thin)]).rows()[0]["lesion_on_thick_slices"] is False
+
+
 def test_fat_field_follows_coil_shading():
     """Receive-coil shading (here a ramp from 1.4 on the patient's right to 0.45 on the left) is
     read off the fat and marrow, so candidates are voted for on the flattened image: the fat field at
