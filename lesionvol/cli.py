@@ -99,9 +99,8 @@ def _checks(rows: list[dict]) -> list[str]:
             lines.append(f"check {r['timepoint']}: {r['margin_oedema_ml']:.2f} mL of marrow oedema next to the "
                          f"{r['lesion_volume_ml']:.2f} mL lesion: its outer margin may hold some of it")
         if r.get("lesion_on_thick_slices"):
-            lines.append(f"check {r['timepoint']}: the lesion was measured on "
-                         f"{max(r['spacing_x_mm'], r['spacing_y_mm'], r['spacing_z_mm']):.1f} mm slices: where its band "
-                         "lies within a slice it can read as marrow, so it may read small")
+            lines.append(f"check {r['timepoint']}: the lesion was measured on {r['lesion_on_thick_slices_reason']}: "
+                         "where its band lies within a slice it can read as marrow, so it may read small")
         if r.get("registration_doubtful"):
             lines.append(f"check {r['timepoint']}: registration doubtful ({r.get('registration_doubtful_reason')})")
     return lines

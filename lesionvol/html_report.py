@@ -312,8 +312,8 @@ def _mask_warnings(rows: list[dict]) -> str:
     margins = [f"<li>{esc(r['timepoint'])}: {format_cell(r.get('margin_oedema_ml'), 2)} mL of marrow oedema next to "
                f"a {format_cell(r.get('lesion_volume_ml'), 2)} mL lesion</li>"
                for r in rows if _is_true(r.get("lesion_margin_doubtful"))]
-    thick = [f"<li>{esc(r['timepoint'])}: {max(r['spacing_x_mm'], r['spacing_y_mm'], r['spacing_z_mm']):.1f} mm "
-             "slices</li>" for r in rows if _is_true(r.get("lesion_on_thick_slices"))]
+    thick = [f"<li>{esc(r['timepoint'])}: {esc(r.get('lesion_on_thick_slices_reason'))}</li>"
+             for r in rows if _is_true(r.get("lesion_on_thick_slices"))]
     out = ""
     if items:
         out += ('<div class="warn"><strong>Masks at the edge of the field of view</strong> (the volume may be short):'

@@ -328,10 +328,11 @@ def test_a_head_centred_between_7_mm_slices_is_found():
     assert mask_volume_ml(segment_hip(image).head) == pytest.approx(truth.head_volume_ml, rel=0.03)
 
 
-def test_a_lesion_on_slices_thicker_than_5_5_mm_is_flagged():
-    """Thick slices can hide the band within a slice and read the lesion small (family B, 6.3 mm slices,
-    -9 to -85 %): the row says so (``lesion_on_thick_slices``) and ``analyze`` prints a check line for it;
-    on 5 mm slices it does not."""
+def test_a_lesion_on_thick_slices_is_flagged():
+    """Thick slices can hide the band within a slice and read the lesion small (family B, 5.9-6.3 mm slices
+    of any plane -9 to -89 %, axial 3.9-5 mm -10 to -22 %): the row says so (``lesion_on_thick_slices``)
+    and ``analyze`` prints a check line for it; on 5 mm coronal slices it does not, on 4.5 mm axial ones
+    it does."""
     from lesionvol.cli import _checks
     from lesionvol.inputs import Visit
     from lesionvol.study import analyze_scans
@@ -342,6 +343,9 @@ def test_a_lesion_on_slices_thicker_than_5_5_mm_is_flagged():
     assert any("6.3 mm slices" in line for line in _checks([row]))
     thin, _, _ = _family_b(7, R=25.0, pct=20.0, spacing_mm=(0.8, 0.8, 5.0))
     assert analyze_scans([Visit(thin)]).rows()[0]["lesion_on_thick_slices"] is False
+    axial, _, _ = _family_b(7, R=25.0, pct=20.0, plane="axial", spacing_mm=(0.8, 0.8, 4.5), fov_mm=(160.0, 160.0, 110.0))
+    row = analyze_scans([Visit(axial)]).rows()[0]
+    assert row["lesion_on_thick_slices_reason"] == "4.5 mm axial slices"
 
 
 def test_fat_field_follows_coil_shading():
