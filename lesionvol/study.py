@@ -98,7 +98,6 @@ DEFINITIONS = {
 NOT_COMPARED = "not compared: not registered and not on the baseline's grid"
 
 
-
 def thick_slice_reason(image: sitk.Image) -> str:
     """Why a lesion segmented on ``image`` may read small because of its slices ("" when it need not):
     slices thicker than MAX_LESION_SLICE_MM, or axial-like ones thicker than MAX_LESION_AXIAL_SLICE_MM.
@@ -120,6 +119,7 @@ def thick_slice_reason(image: sitk.Image) -> str:
     if abs(normal[2]) > math.cos(math.radians(45.0)) and spacing[axis] > MAX_LESION_AXIAL_SLICE_MM:
         return f"{spacing[axis]:.1f} mm axial slices"
     return ""
+
 
 @dataclass
 class Timepoint:
@@ -208,8 +208,8 @@ class StudyResult:
             v = tp.volumes
             lf = v.lesion_pct_head
             spacing = tp.scan.image.GetSpacing()
-            thick_reason = thick_slice_reason(tp.scan.image) if tp.margin_oedema_ml is not None and \
-                v.lesion_volume_ml > 0 else ""
+            segmented_lesion = tp.margin_oedema_ml is not None and v.lesion_volume_ml > 0
+            thick_reason = thick_slice_reason(tp.scan.image) if segmented_lesion else ""
             row = {
                 "timepoint": tp.label,
                 "days": tp.days,

@@ -11,7 +11,8 @@ model fitted to the head's marrow):
 * the **healthy marrow** is the bright region connected to the head–neck junction (grown from
   voxels above 0.85 (``MARROW_LEVEL``, on a map smoothed within the fine axes) into voxels above
   0.55, so a band blurred by thick slices does not let the marrow leak into a fat-bright lesion
-  centre);
+  centre; across thick slices two pieces of it join only where they overlap on a tenth of the
+  smaller, so a few voxels of a slab holding part of the band do not join the centre either);
 * the **enclosed** lesion is every marrow-zone voxel that is not healthy marrow (dark band and
   necrosis, and a fat-bright centre the band encloses), in components of at least 20 mm³ that
   reach the plate; the **dark** lesion is its low-signal part.
