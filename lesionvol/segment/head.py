@@ -1192,8 +1192,16 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
                 reasons.append(f"a candidate {abs(offset):.0f} mm from the body's midline is no femoral head")
                 continue
             side = "left" if offset > 0 else "right"      # LPS +x is patient left
-            if side in best:
-                continue
+        elif best:
+            # a field a little narrower than both hips (no midline): a second head's side is where it lies
+            # against the first.  Looked for on either side, its neck can run medially through the acetabular
+            # fossa's fat onto pelvic bone as bright as a neck (real copies on 278-279 mm fields: a left head
+            # taken for a second right one and dropped)
+            first_x = next(iter(best.values())).centre_mm[0]
+            if abs(cand[0] - first_x) >= PAIR_LR_MM[0]:
+                side = "left" if cand[0] > first_x else "right"     # LPS +x is patient left
+        if side in best:
+            continue
         try:
             fit = fit_head(image, cand, fat=fat_here, junction_fraction=junction_fraction, side=side,
                            require_marrow=seed_mm is None)
