@@ -41,8 +41,9 @@ How (classical, intensity-scale free: every level is relative to the marrow/fat 
    bone marrow (the acetabular roof) lies above it beyond its rim on at least 60 % of the upward
    rays; otherwise :class:`NoFemoralHeadError`.  In a field showing both hips the side is
    where the head lies (left or right of the body's midline; nothing within 40 mm of the midline
-   is a head) and the neck must leave it laterally; a second head must lie where the other hip of
-   the pelvis would (``PAIR_LR_MM``).  The numbers are the module constants below
+   is a head) and the neck must leave it laterally; in a narrower field a second head's side is
+   where it lies against the first; a second head must lie where the other hip of the pelvis
+   would (``PAIR_LR_MM``).  The numbers are the module constants below
    (``HEAD_RADIUS_RANGE_MM``, ``PLATE_THICKNESS_MM`` ...).
 
 Example
