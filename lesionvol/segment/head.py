@@ -14,9 +14,10 @@ How (classical, intensity-scale free: every level is relative to the marrow/fat 
    space/muscle (40 % of the way from the plate's trough to the joint space), the *inner* (marrow)
    surface the steepest fall from marrow into the plate (no level: how dark an unresolved rim reads
    changes with the grid).  Robust (trimmed) sphere fits give the centre (from the inner surface
-   when enough of it is visible and, once, within 6 mm of the outer, else the outer) and the head
-   radius (outer surface; 1 mm outside the marrow surface where the rim is wider than a plate); the rays are cast again from the new centre, up to four rounds in all, until the
-   centre moves less than 0.05 mm.  The first radii come from the central slices: the median over
+   when enough of it is visible and, once, within 7 mm of the outer, else the outer) and the head
+   radius (outer surface; 1 mm outside the marrow surface, read on the slices that resolve it, where
+   the rim is wider than a plate); the rays are cast again from the new centre, up to eight rounds
+   in all, until the centre moves less than 0.05 mm.  The first radii come from the central slices: the median over
    the rays of the first rise out of a dark shell, or, when that fit finds no head and the rays'
    upper quartile lies far beyond it (a large lesion's band was the first dark shell on many
    rays), their upper quartile.  From a start a few mm off, the outer surface may be looked for at
