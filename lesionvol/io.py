@@ -4,7 +4,8 @@ Formats: NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``), MetaImage
 (``.mha``, ``.mhd``) and DICOM series (a folder, or one file of the series), all
 through SimpleITK so that spacing, origin and direction cosines are kept. Nothing
 identifying the patient is read out of DICOM headers: only the study date, which
-turns into "days since baseline".
+turns into "days since baseline", and what tells the contrast (timing, sequence, series
+description; from a NIfTI's BIDS sidecar too, :func:`sidecar_tags`).
 
 A volume is only as right as the voxel grid it is counted on, and ITK reads several
 broken grids without a word. So the geometry is checked against the other sources the
@@ -77,6 +78,15 @@ DICOM_KEYWORDS = {"0008|0020": "StudyDate", "0008|0021": "SeriesDate", "0008|002
                   "0018|0080": "RepetitionTime", "0018|0081": "EchoTime", "0018|0082": "InversionTime",
                   "0018|1314": "FlipAngle", "0008|103e": "SeriesDescription", "0018|1030": "ProtocolName"}
 
+#: Keys read from a BIDS sidecar (``scan.json`` beside ``scan.nii.gz``, as dcm2niix writes it) into a scan's
+#: :attr:`Scan.dicom_tags`: the same attributes by the same keywords, times converted from the sidecar's
+#: seconds to DICOM's milliseconds (the factor). Nothing else is read from it.
+SIDECAR_KEYWORDS = {"ScanningSequence": None, "SequenceVariant": None, "ScanOptions": None,
+                    "RepetitionTime": 1000.0, "EchoTime": 1000.0, "InversionTime": 1000.0, "FlipAngle": None,
+                    "SeriesDescription": None, "ProtocolName": None}
+#: Most bytes read of a sidecar (dcm2niix's are a few kB).
+MAX_SIDECAR_BYTES = 1 << 20
+
 
 @dataclass(frozen=True)
 class Scan:
@@ -94,7 +104,8 @@ class Scan:
         From the DICOM header when there is one.
     dicom_tags : dict
         The DICOM attributes that date the scan and tell its contrast (:data:`DICOM_KEYWORDS`,
-        by keyword); empty for other formats. No patient identifiers.
+        by keyword); for another format, those a BIDS sidecar beside it holds
+        (:data:`SIDECAR_KEYWORDS`, see :func:`sidecar_tags`), else empty. No patient identifiers.
     """
 
     image: sitk.Image
@@ -576,6 +587,58 @@ def _dicom_tags(keys, value) -> dict[str, str]:
     return {word: value(key).strip() for key, word in DICOM_KEYWORDS.items() if key in keys}
 
 
+def sidecar_tags(path: str | os.PathLike) -> dict[str, str]:
+    """The contrast attributes of the BIDS sidecar beside an image file, as DICOM keywords and units.
+
+    dcm2niix writes ``scan.json`` beside ``scan.nii.gz`` with the acquisition's timing in seconds;
+    the :data:`SIDECAR_KEYWORDS` it holds are returned as DICOM would give them (times in ms, lists
+    joined with a backslash), so that :mod:`lesionvol.sequence` reads a NIfTI's contrast from its
+    acquisition, not only from its tissue contrast. No sidecar: ``{}``.
+
+    Raises
+    ------
+    InputError
+        A sidecar that is not a JSON object, or a timing that is not a number.
+
+    Example
+    -------
+    >>> import json, tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "t2.json").write_text(json.dumps({"EchoTime": 0.101, "RepetitionTime": 4.32,
+    ...                                                 "ScanningSequence": "SE", "PatientName": "Doe^Jane"}))
+    >>> sidecar_tags(folder / "t2.nii.gz")
+    {'ScanningSequence': 'SE', 'RepetitionTime': '4320', 'EchoTime': '101'}
+    """
+    import json
+
+    path = Path(os.fsdecode(path))
+    side = path.with_name(split_suffix(path)[0] + ".json")
+    if not side.is_file():
+        return {}
+    try:
+        with open(side, "rb") as f:
+            text = f.read(MAX_SIDECAR_BYTES + 1)
+        if len(text) > MAX_SIDECAR_BYTES:
+            raise InputError(f"the sidecar '{side}' is larger than {MAX_SIDECAR_BYTES} bytes")
+        data = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"the sidecar '{side}' is not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"the sidecar '{side}' is not a JSON object")
+    tags = {}
+    for key, factor in SIDECAR_KEYWORDS.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        if factor is not None or key == "FlipAngle":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise InputError(f"the sidecar '{side}' gives {key} {value!r}, not a number")
+            tags[key] = f"{value * (factor or 1.0):.6g}"
+        else:
+            tags[key] = "\\".join(map(str, value)) if isinstance(value, list) else str(value)
+    return tags
+
+
 def _read_series(folder: Path, allow_gaps: bool, notes: list[str],
                  series: str | None = None) -> tuple[sitk.Image, dict[str, str]]:
     """Read a DICOM series; a gap allowed is appended to ``notes`` (warned about once stderr is back)."""
@@ -618,7 +681,7 @@ def _read_quietly(path: Path, name: str, allow_gaps: bool, notes: list[str],
         _check_nifti_geometry(path, reader.GetSpacing())
         _check_nifti_data(path)
     image = reader.Execute()
-    return image, _dicom_tags(reader.GetMetaDataKeys(), reader.GetMetaData) if is_dicom else {}
+    return image, _dicom_tags(reader.GetMetaDataKeys(), reader.GetMetaData) if is_dicom else sidecar_tags(path)
 
 
 def _read_any(path: Path, allow_gaps: bool = False, series: str | None = None) -> tuple[sitk.Image, dict[str, str]]:

@@ -6,14 +6,17 @@ T2 or STIR image the same method would read fluid as marrow and marrow as lesion
 
 How the contrast is judged:
 
-1. **DICOM tags**, when given (``dicom_tags``: a mapping of keyword to value, e.g. from pydicom):
+1. **DICOM tags**, when given (``dicom_tags``: a mapping of keyword to value, e.g. from pydicom, or
+   :attr:`lesionvol.io.Scan.dicom_tags`, which holds them for a DICOM series and a NIfTI's BIDS sidecar):
    fat suppression (``ScanOptions`` FS/SFS/FSA/FSS, or a short-TI inversion recovery, TI 80–250
    ms: STIR) → "STIR/fat-suppressed"; spin echo with TR ≤ 1000 ms and TE ≤ 30 ms, spoiled
-   gradient echo with TE ≤ 15 ms and flip ≥ 15°, or inversion recovery with TI 600–1500 ms
-   (MPRAGE) → "T1"; TE ≥ 60 ms with TR ≥ 1500 ms (spin echo), TE ≥ 15 ms at low flip (gradient
-   echo, T2*) or TI ≥ 1500 ms (FLAIR) → "T2".  Long TR with short TE (proton density) is
-   "unknown".  Thresholds are textbook weighting rules at 1.5–3 T (e.g. Westbrook, *MRI in
-   Practice*); the series description is read only for the words "stir", "tirm", "fs",
+   gradient echo with TE ≤ 15 ms and a flip at least the Ernst angle of a tissue with T1 1000 ms
+   (arccos exp(-TR / 1000 ms): 5° at TR 4 ms, 39° at TR 250 ms), or inversion recovery with TI
+   600–1500 ms (MPRAGE) → "T1"; TE ≥ 60 ms with TR ≥ 1500 ms (spin echo), TE > 15 ms (gradient
+   echo, T2*) or TI ≥ 1500 ms (FLAIR) → "T2".  Long TR with short TE, or a gradient echo flipped
+   below that Ernst angle (proton density), is "unknown".  Thresholds are textbook weighting rules
+   at 1.5–3 T (e.g. Westbrook, *MRI in Practice*; the Ernst angle: below it a spoiled gradient echo
+   is proton-density weighted, above it T1-weighted); the series description is read only for the words "stir", "tirm", "fs",
    "fatsat", "spair", "t2" and "t1" when the timing tags are missing.
 2. **Tissue contrast** otherwise (intensity-scale free, no anatomy assumed): the object is split
    from background (Otsu), and its voxels into three classes (multi-Otsu).  On T1 the bright
@@ -25,8 +28,10 @@ How the contrast is judged:
    reaches at most 1.57 × it, so a T1 with unusually bright vessels or bias could be misread), with
    the class below the brightest under 0.72 of it (fat under fluid); in a T1 field with little fat
    the 85th percentile is muscle and fat lies far above it, but marrow under fat reads ~0.8 of it.
-   These rules were set on the development scans (all T1) and synthetic contrasts; no real
-   T2 or STIR image has been tried, so the image rule is a guard, not a classifier: trust tags.
+   These rules were set on the development scans (all T1) and synthetic contrasts.  On real
+   T2 TSE prostate series read without their tags (PROSTATEx, ``benchmarks/real_other``) 7 of 8
+   read "T1": their histograms match a T1 pelvis's, so the image rule is a guard, not a
+   classifier: trust tags.
 
 Example
 -------
@@ -53,7 +58,10 @@ KINDS = ("T1", "T2", "STIR/fat-suppressed", "unknown")
 #: DICOM timing rules (ms, degrees): textbook T1/T2/PD weighting at 1.5–3 T.
 T1_SE_MAX_TR, T1_SE_MAX_TE = 1000.0, 30.0
 T2_MIN_TE, T2_MIN_TR = 60.0, 1500.0
-T1_GRE_MAX_TE, T1_GRE_MIN_FLIP = 15.0, 15.0
+T1_GRE_MAX_TE = 15.0
+#: A spoiled gradient echo is T1-weighted from the Ernst angle of a tissue with this T1 (muscle at 1.5 T,
+#: the slower of marrow and muscle) upward, proton-density weighted below it.
+GRE_REFERENCE_T1_MS = 1000.0
 STIR_TI_RANGE = (80.0, 250.0)
 T1_IR_TI_RANGE = (600.0, 1500.0)
 FLAIR_MIN_TI = 1500.0
@@ -111,10 +119,14 @@ def _from_tags(tags) -> tuple[str, str] | None:
     if te is not None and tr is not None:
         gradient = "GR" in seq and "SE" not in seq
         if gradient:
-            if te <= T1_GRE_MAX_TE and (flip is None or flip >= T1_GRE_MIN_FLIP):
-                return "T1", f"gradient echo, short TE, flip >= {T1_GRE_MIN_FLIP:g} deg ({timing}): T1-weighted"
             if te > T1_GRE_MAX_TE:
                 return "T2", f"gradient echo with a long TE ({timing}): T2*-weighted"
+            ernst_deg = float(np.degrees(np.arccos(np.exp(-tr / GRE_REFERENCE_T1_MS))))
+            if flip is None or flip >= ernst_deg:
+                return "T1", (f"gradient echo, short TE, flip at least the Ernst angle {ernst_deg:.0f} deg ({timing}): "
+                               "T1-weighted")
+            return "unknown", (f"gradient echo flipped below the Ernst angle {ernst_deg:.0f} deg ({timing}): "
+                               "proton-density weighted")
         else:
             if tr <= T1_SE_MAX_TR and te <= T1_SE_MAX_TE:
                 return "T1", f"short TR and TE ({timing}): T1-weighted"

@@ -2,6 +2,7 @@
 
 import gzip
 import io
+import json
 import os
 import time
 
@@ -509,6 +510,43 @@ def test_dicom_timing_tags_are_kept_and_tell_the_contrast(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "does not look T1-weighted: T2 (long TR and TE (TR 4000, TE 90): T2-weighted)" in err
     assert "Doe" not in err and "ID-12345" not in err
+
+
+def test_a_nifti_from_dcm2niix_keeps_its_contrast_tags_from_the_bids_sidecar(tmp_path, capsys):
+    """The same T2 series (TR 4000 ms, TE 90 ms) converted by dcm2niix, the converter pipelines use: the NIfTI's
+    sidecar gives its timing in seconds; lesionvol reads it in ms, refuses the scan as T2 in one line, and copies
+    nothing else from the sidecar (dcm2niix keeps the series description, lesionvol no patient field)."""
+    import subprocess
+
+    import dcm2niix
+
+    write_dicom_series(oblique_volume(), tmp_path / "t2", extra_tags={
+        "0018|0020": "SE", "0018|0080": "4000", "0018|0081": "90", "0008|103e": "COR T2 TSE"})
+    subprocess.run([str(dcm2niix.bin), "-z", "y", "-ba", "n", "-f", "t2", "-o", str(tmp_path), str(tmp_path / "t2")],
+                   check=True, capture_output=True)
+    sidecar = json.loads((tmp_path / "t2.json").read_text())
+    assert sidecar["EchoTime"] == pytest.approx(0.09) and sidecar["PatientName"] == "Doe^Jane"   # -ba n: not anonymised
+    scan = read_scan(tmp_path / "t2.nii.gz")
+    assert scan.dicom_tags == {"ScanningSequence": "SE", "RepetitionTime": "4000", "EchoTime": "90",
+                               "SeriesDescription": "COR T2 TSE", "ProtocolName": "COR T2 TSE"}
+    assert main(["segment", str(tmp_path / "t2.nii.gz"), "--out-head", str(tmp_path / "head.nii.gz"),
+                 "--out-lesion", str(tmp_path / "lesion.nii.gz")]) == 2
+    err = capsys.readouterr().err
+    assert "does not look T1-weighted: T2 (long TR and TE (TR 4000, TE 90): T2-weighted)" in err
+    assert not (tmp_path / "head.nii.gz").exists() and not (tmp_path / "lesion.nii.gz").exists()
+    assert "Doe" not in err
+    (tmp_path / "t2.json").unlink()   # without its sidecar the scan is read from its pixels alone
+    assert read_scan(tmp_path / "t2.nii.gz").dicom_tags == {}
+
+
+@pytest.mark.parametrize("text,problem", [("[1, 2]", "is not a JSON object"), ("{'EchoTime': 0.1", "not readable JSON"),
+                                          ('{"EchoTime": "long"}', "gives EchoTime 'long', not a number")])
+def test_a_broken_sidecar_is_refused_in_one_line(tmp_path, text, problem):
+    sitk.WriteImage(oblique_volume(), str(tmp_path / "scan.nii.gz"))
+    (tmp_path / "scan.json").write_text(text)
+    with pytest.raises(InputError) as caught:
+        read_scan(tmp_path / "scan.nii.gz")
+    assert problem in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_a_folder_with_two_dicom_series_lists_them_and_series_chooses(tmp_path, capsys):

@@ -87,6 +87,14 @@ TAGS = [
     ({"ScanningSequence": "GR", "SequenceVariant": "SP", "EchoTime": 4.0, "RepetitionTime": 20.0, "FlipAngle": 25.0},
      "T1"),
     ({"ScanningSequence": "GR", "EchoTime": 25.0, "RepetitionTime": 700.0, "FlipAngle": 20.0}, "T2"),
+    # 3D spoiled gradient echoes as PROSTATEx carries them (TR 3.85 ms: Ernst angle 5 deg): a VIBE at flip 10
+    # and a DCE frame at flip 12 are T1-weighted, the same at flip 2 and a TR 800 ms flip 14 reference are
+    # proton-density weighted (both once read "T1" only from flip 15 up, then "T2" by the image)
+    ({"ScanningSequence": "GR", "EchoTime": 1.42, "RepetitionTime": 3.85, "FlipAngle": 10.0}, "T1"),
+    ({"ScanningSequence": "GR", "EchoTime": 1.42, "RepetitionTime": 3.85, "FlipAngle": 12.0}, "T1"),
+    ({"ScanningSequence": "GR", "EchoTime": 1.42, "RepetitionTime": 3.85, "FlipAngle": 2.0}, "unknown"),
+    ({"ScanningSequence": "GR", "EchoTime": 1.53, "RepetitionTime": 800.0, "FlipAngle": 14.0}, "unknown"),
+    ({"ScanningSequence": "GR", "EchoTime": 4.8, "RepetitionTime": 250.0, "FlipAngle": 70.0}, "T1"),
     ({"ScanningSequence": "SE", "EchoTime": 20.0, "RepetitionTime": 3000.0}, "unknown"),
     ({"SeriesDescription": "COR STIR HIPS"}, "STIR/fat-suppressed"),
     ({"SeriesDescription": "t2_tse_ax"}, "T2"),
