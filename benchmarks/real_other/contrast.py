@@ -26,6 +26,10 @@ from lesionvol.io import read_scan  # noqa: E402
 from lesionvol.sequence import classify_contrast  # noqa: E402
 
 
+#: The tags printed as what was acquired, and their short names.
+ACQUISITION = (("ScanningSequence", "seq"), ("RepetitionTime", "TR"), ("EchoTime", "TE"), ("FlipAngle", "flip"))
+
+
 def main() -> int:
     warnings.simplefilter("ignore")
     print(f"{'scan':22s} {'acquired':34s} {'DICOM tags':19s} {'dcm2niix':19s} pixels")
@@ -34,8 +38,7 @@ def main() -> int:
         for name, path in sorted(run.all_scans().items()):
             scan = read_scan(path)
             t = scan.dicom_tags
-            acquired = " ".join(f"{short} {t[key]}" for key, short in (("ScanningSequence", "seq"), ("RepetitionTime", "TR"),
-                                                                       ("EchoTime", "TE"), ("FlipAngle", "flip")) if t.get(key))
+            acquired = " ".join(f"{short} {t[key]}" for key, short in ACQUISITION if t.get(key))
             tags = classify_contrast(scan.image, t)[0] if t else "-"
             pixels = classify_contrast(scan.image)[0]
             converted = "-"

@@ -138,17 +138,16 @@ NECK_CONTACT_MM = 3.0
 #: part of the band read surely-marrow (0.86) on 1-3 voxels and joined the centre to the healthy marrow
 #: (12.25 mL read 2.5 mL).
 SLICE_LINK_FRACTION = 0.1
-#: On thick slices, an in-plane piece of surely-marrow whose rim in the marrow zone is at least this
-#: fraction dark (and at least CAPPED_MIN_RIM_VOXELS), the dark rim lying deeper than the piece, is a
-#: lesion centre capped by its band: it joins nothing across the slices (real development heads with
-#: lesions written into them: a slab where the band runs along the slice plane reads bright enough to
-#: join the centre to the healthy marrow, and 8 of 29 fat-centred lesions read 69-91 % small).
+#: On thick slices, a piece of a slice that a dark band (at least CAPPED_MIN_RIM_VOXELS) cuts off towards
+#: the plate, its rim at least CAPPED_DARK_FRACTION band and CAPPED_PLATE_FRACTION plate, is a lesion centre
+#: capped by its band: it joins nothing across the slices (:func:`_band_capped`).  Lesions written into the
+#: real development heads (``benchmarks/real_t1/implant.py``): the slab where the band runs along the 5.2 mm
+#: slices reads bright enough to join the centre to the healthy marrow, and 8 of 29 fat-centred lesions read
+#: 69-91 % small.  Slices at least CAPPED_SLAB_MM thick only: on 3 mm axial slices of family B the rule
+#: over-read a lesion by 10 % (a band cut across by the slices rings its centre, which needs no such rule).
 CAPPED_DARK_FRACTION = 0.3
-CAPPED_MIN_RIM_VOXELS = 5
-#: ... and at least this fraction of its rim is plate (the piece lies between band and plate), on slices at
-#: least CAPPED_SLAB_MM thick (on 3 mm axial slices of family B the rule over-read a lesion by 10 %: a band
-#: cut across by the slices rings its centre, which needs no such rule there).
 CAPPED_PLATE_FRACTION = 0.2
+CAPPED_MIN_RIM_VOXELS = 5
 CAPPED_SLAB_MM = 3.5
 #: ... grown back out to DARK_LEVEL over this distance within the fine axes (one step across thick ones).
 GROW_IN_PLANE_MM = 2.5
@@ -353,7 +352,8 @@ def marrow_model(image: sitk.Image, fit: HeadFit, head_full: np.ndarray | None =
     thick_dirs = grid.index_to_mm[:, ::-1][:, ~fine]
     normal = thick_dirs / np.maximum(np.linalg.norm(thick_dirs, axis=0), 1e-9)
     d_plane = d - (d @ normal.astype(np.float32)) @ normal.T.astype(np.float32)
-    capped = _band_capped(n, d_plane, interior, near_neck, fine, float(spacing_zyx[~fine].min()) if not fine.all() else 0.0)
+    thick_mm = float(spacing_zyx[~fine].min()) if not fine.all() else 0.0
+    capped = _band_capped(n, d_plane, interior, near_neck, fine, thick_mm)
     surely = interior & (n_strict >= MARROW_LEVEL) & ~capped
     lab, nlab = _marrow_components(surely, fine)
     marrow = np.zeros_like(surely)
@@ -381,9 +381,8 @@ def _band_capped(n: np.ndarray, d_plane: np.ndarray, interior: np.ndarray, near_
     CAPPED_MIN_RIM_VOXELS touches the piece and another one, the piece lying beyond it seen from the head
     centre and the other nearer (in-plane offsets ``d_plane``), and the piece, away from the neck, is
     bounded by dark marrow zone on at least CAPPED_DARK_FRACTION of its rim and by plate on at least
-    CAPPED_PLATE_FRACTION; slices at least CAPPED_SLAB_MM thick only.  Such a
-    piece is a fat-bright lesion centre between its band and the plate, whatever it touches across the
-    slices.
+    CAPPED_PLATE_FRACTION; slices at least CAPPED_SLAB_MM thick only.  Such a piece is a fat-bright
+    lesion centre between its band and the plate, whatever it touches across the slices.
 
     Example
     -------
