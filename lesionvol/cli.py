@@ -84,7 +84,7 @@ def _analyze_args(parser: argparse.ArgumentParser) -> None:
 
 def _checks(rows: list[dict]) -> list[str]:
     """One line per flag a reader should look at: masks at the edge of the field, a lesion margin next to
-    marrow oedema, a lesion on thick slices, a doubtful registration.
+    marrow oedema, a lesion on thick slices, a lesion that may be its band alone, a doubtful registration.
 
     Example
     -------
@@ -101,6 +101,9 @@ def _checks(rows: list[dict]) -> list[str]:
         if r.get("lesion_on_thick_slices"):
             lines.append(f"check {r['timepoint']}: the lesion was measured on {r['lesion_on_thick_slices_reason']}: "
                          "where its band lies within a slice it can read as marrow, so it may read small")
+        if r.get("lesion_fill_doubtful"):
+            lines.append(f"check {r['timepoint']}: the lesion fills {r['lesion_fill_ratio']:.2f} of the segment under "
+                         "it: it may be its band alone, what the band encloses read as marrow (far too small)")
         if r.get("registration_doubtful"):
             lines.append(f"check {r['timepoint']}: registration doubtful ({r.get('registration_doubtful_reason')})")
     return lines

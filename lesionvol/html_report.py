@@ -314,6 +314,8 @@ def _mask_warnings(rows: list[dict]) -> str:
                for r in rows if _is_true(r.get("lesion_margin_doubtful"))]
     thick = [f"<li>{esc(r['timepoint'])}: {esc(r.get('lesion_on_thick_slices_reason'))}</li>"
              for r in rows if _is_true(r.get("lesion_on_thick_slices"))]
+    unfilled = [f"<li>{esc(r['timepoint'])}: the lesion fills {format_cell(r.get('lesion_fill_ratio'), 2)} of the "
+                "segment under it</li>" for r in rows if _is_true(r.get("lesion_fill_doubtful"))]
     out = ""
     if items:
         out += ('<div class="warn"><strong>Masks at the edge of the field of view</strong> (the volume may be short):'
@@ -324,6 +326,9 @@ def _mask_warnings(rows: list[dict]) -> str:
     if thick:
         out += ('<div class="warn"><strong>Lesion measured on thick slices</strong> (where its band lies within a '
                 f"slice it can read as marrow; check that the lesion is not short):<ul>{''.join(thick)}</ul></div>")
+    if unfilled:
+        out += ('<div class="warn"><strong>Lesion may be its band alone</strong> (what the band encloses read as '
+                f"marrow; check that the lesion is not far too small):<ul>{''.join(unfilled)}</ul></div>")
     return out
 
 

@@ -24,6 +24,7 @@ from lesionvol.io import Scan, as_binary_mask
 from lesionvol.location import LOCATION_DEFINITIONS, describe_location, infer_side
 from lesionvol.register import REGISTRATION_DEFINITIONS
 from lesionvol.segment.head import ARTICULAR_PLATE_MM, MAX_RESOLVED_PLATE_MM
+from lesionvol.segment.lesion import LESION_FILL_MIN, lesion_fill_ratio
 from lesionvol.sequence import check_t1
 from lesionvol.measure import (
     MAX_LESION_OUTSIDE_FRACTION,
@@ -78,6 +79,12 @@ DEFINITIONS = {
                               "axial: where its band lies within one slice it can read as marrow, so the lesion may "
                               "read small (phantom family B: -9 to -89 % on 5.9-6.3 mm slices, axial -10 to -22 % "
                               "on 3.9-5 mm); lesion_on_thick_slices_reason says which; check it",
+    "lesion_fill_ratio": "segmented (enclosed) lesions: the lesion's volume over the subchondral segment under its "
+                         "footprint (footprint disc x depth under the marrow surface, per component); a segment "
+                         "filled up to the plate reads 0.6-0.9, a band whose centre read as healthy marrow less",
+    "lesion_fill_doubtful": f"True when lesion_fill_ratio is below {LESION_FILL_MIN:g}: the lesion may be its band "
+                            "alone, what the band encloses read as marrow, and far too small (lesions written into "
+                            "real heads that read 31-80 % small filled 0.15-0.55); check it",
     "lesion_outside_head_ml": f"lesion voxels outside the head mask (QC); a lesion with more than "
                               f"{100 * MAX_LESION_OUTSIDE_FRACTION:g} % of its volume outside is refused",
     "days": "days since the baseline scan (given, or from DICOM study dates); empty if unknown",
@@ -146,6 +153,7 @@ class Timepoint:
     contrast: tuple[str, str] = ("unknown", "")  # (kind, reason) from lesionvol.sequence
     dicom_series: str | None = None  # the series chosen in a DICOM folder of several (Visit.series)
     margin_oedema_ml: float | None = None  # segmented lesions: the oedema next to it (mL), see DEFINITIONS
+    lesion_fill_ratio: float | None = None  # segmented enclosed lesions, see DEFINITIONS
 
     @property
     def change_method(self) -> str:
@@ -236,6 +244,9 @@ class StudyResult:
                                            tp.margin_oedema_ml > MAX_MARGIN_OEDEMA_FRACTION * v.lesion_volume_ml),
                 "lesion_on_thick_slices": None if tp.margin_oedema_ml is None else bool(thick_reason),
                 "lesion_on_thick_slices_reason": thick_reason,
+                "lesion_fill_ratio": tp.lesion_fill_ratio,
+                "lesion_fill_doubtful": (None if tp.lesion_fill_ratio is None else
+                                         tp.lesion_fill_ratio < LESION_FILL_MIN),
                 **tp.registration_qc,
                 **tp.location,
                 "image_contrast": tp.contrast[0],
@@ -273,6 +284,7 @@ class StudyResult:
         setattr(tp, kind, as_binary_mask(mask, tp.scan.image, name=f"the corrected {kind} mask of {tp.label}"))
         if kind == "lesion":
             tp.margin_oedema_ml = None      # measured next to the segmented lesion, not the reader's
+            tp.lesion_fill_ratio = None
         tp.volumes = measure_volumes(tp.lesion, tp.head)
         edges = _acetabular_edges(self.timepoints, self.options.acetabular_edge_mm)
         _locate([tp], tp.location.get("location_side", ""), [edges[index]])
@@ -458,6 +470,8 @@ def analyze_scans(
             tp.lesion_definition = seg.lesion_definition if seg is not None else options.lesion_definition
             if seg is not None and "oedema" in seg.masks:
                 tp.margin_oedema_ml = mask_volume_ml(seg.masks["oedema"])
+            if seg is not None and seg.head_fit is not None and seg.lesion_definition == "enclosed":
+                tp.lesion_fill_ratio = lesion_fill_ratio(seg.lesion, seg.head_fit)
         timepoints.append(tp)
 
     baseline = timepoints[0]

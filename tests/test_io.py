@@ -520,10 +520,11 @@ def test_a_nifti_from_dcm2niix_keeps_its_contrast_tags_from_the_bids_sidecar(tmp
 
     import dcm2niix
 
-    write_dicom_series(oblique_volume(), tmp_path / "t2", extra_tags={
-        "0018|0020": "SE", "0018|0080": "4000", "0018|0081": "90", "0008|103e": "COR T2 TSE"})
+    write_dicom_series(oblique_volume(), tmp_path / "t2", extra_tags={   # one study time, as a scanner writes it
+        "0018|0020": "SE", "0018|0080": "4000", "0018|0081": "90", "0008|103e": "COR T2 TSE", "0008|0030": "101500"})
     subprocess.run([str(dcm2niix.bin), "-z", "y", "-ba", "n", "-f", "t2", "-o", str(tmp_path), str(tmp_path / "t2")],
                    check=True, capture_output=True)
+    assert [p.name for p in tmp_path.glob("t2*.nii.gz")] == ["t2.nii.gz"]    # one series, one volume
     sidecar = json.loads((tmp_path / "t2.json").read_text())
     assert sidecar["EchoTime"] == pytest.approx(0.09) and sidecar["PatientName"] == "Doe^Jane"   # -ba n: not anonymised
     scan = read_scan(tmp_path / "t2.nii.gz")

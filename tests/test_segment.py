@@ -328,6 +328,32 @@ def test_a_head_centred_between_7_mm_slices_is_found():
     assert mask_volume_ml(segment_hip(image).head) == pytest.approx(truth.head_volume_ml, rel=0.03)
 
 
+def test_a_lesion_that_is_its_band_alone_is_flagged():
+    """Where what a band encloses reads as healthy marrow, the lesion is its band alone and far too small
+    (lesions written into real heads: 31-80 % small, filling 0.15-0.55 of the segment under them; every one
+    within 10 % filled 0.72-0.91).  A cap reaching the plate fills it, its 2 mm band alone does not, and the
+    row's flag brings a check line."""
+    from lesionvol.cli import _checks
+    from lesionvol.segment.head import HeadFit
+    from lesionvol.segment.lesion import LESION_FILL_MIN, lesion_fill_ratio
+
+    z, y, x = np.mgrid[0:64, 0:64, 0:64].astype(float)
+    r = np.sqrt((x - 32) ** 2 + (y - 32) ** 2 + (z - 32) ** 2)
+    to_dome = np.sqrt((x - 32) ** 2 + (y - 32) ** 2 + (z - 32 - 22) ** 2)    # from a point on the head's top
+    cap = (r <= 22) & (to_dome <= 12)
+    fit = HeadFit(np.full(3, 32.0), 22.0, 21.0, np.array([0.0, 0.0, -1.0]), 15.0, "right", 1.0)
+
+    def ratio(mask):
+        return lesion_fill_ratio(sitk.GetImageFromArray(mask.astype(np.uint8)), fit)
+
+    assert ratio(cap) > LESION_FILL_MIN                                      # measured 0.92
+    assert ratio(cap & (to_dome > 10)) < LESION_FILL_MIN                     # measured 0.29
+    assert ratio(np.zeros_like(cap)) is None
+    line = _checks([{"timepoint": "t1", "lesion_fill_doubtful": True, "lesion_fill_ratio": 0.2}])
+    assert line == ["check t1: the lesion fills 0.20 of the segment under it: it may be its band alone, what the "
+                    "band encloses read as marrow (far too small)"]
+
+
 def test_a_lesion_on_thick_slices_is_flagged():
     """Thick slices can hide the band within a slice and read the lesion small (family B, 5.9-6.3 mm slices
     of any plane -9 to -89 %, axial 3.9-5 mm -10 to -22 %): the row says so (``lesion_on_thick_slices``)
@@ -342,7 +368,9 @@ def test_a_lesion_on_thick_slices_is_flagged():
     assert row["lesion_on_thick_slices"] is True
     assert any("6.3 mm slices" in line for line in _checks([row]))
     thin, _, _ = _family_b(7, R=25.0, pct=20.0, spacing_mm=(0.8, 0.8, 5.0))
-    assert analyze_scans([Visit(thin)]).rows()[0]["lesion_on_thick_slices"] is False
+    row = analyze_scans([Visit(thin)]).rows()[0]
+    assert row["lesion_on_thick_slices"] is False
+    assert row["lesion_fill_doubtful"] is False and row["lesion_fill_ratio"] > 0.6        # the whole segment
     axial, _, _ = _family_b(7, R=25.0, pct=20.0, plane="axial", spacing_mm=(0.8, 0.8, 4.5), fov_mm=(160.0, 160.0, 110.0))
     row = analyze_scans([Visit(axial)]).rows()[0]
     assert row["lesion_on_thick_slices_reason"] == "4.5 mm axial slices"
