@@ -176,7 +176,8 @@ def main(argv=None) -> int:
             if abs(err) > 10:
                 flagged_big.append(bool(flags))
             print(f"{case:4d} {side:5} {lf:5.1f} {band:4.1f} {bsig:4.2f} {csig:4.2f} {truth:6.2f} {les:6.2f} "
-                  f"{err:+6.1f} {lf_true:6.1f} {lf_got:6.1f} {lf_got - lf_true:+5.1f} {heads[-1]:+6.1f}  {'; '.join(flags)}")
+                  f"{err:+6.1f} {lf_true:6.1f} {lf_got:6.1f} {lf_got - lf_true:+5.1f} {heads[-1]:+6.1f}  "
+                  f"{'; '.join(flags)}")
         sys.stdout.flush()
     a, d = np.abs(errs), np.abs(dlfs)
     print()

@@ -55,8 +55,8 @@ from scipy.sparse.csgraph import connected_components
 from lesionvol.geometry import Grid
 from lesionvol.segment.head import INNER_LEVEL, HeadFit
 
-__all__ = ["HipMasks", "MarrowModel", "marrow_model", "segment_masks", "lesion_fill_ratio", "DARK_LEVEL", "MARROW_LEVEL",
-           "LESION_FILL_MIN"]
+__all__ = ["HipMasks", "MarrowModel", "marrow_model", "segment_masks", "lesion_fill_ratio", "DARK_LEVEL",
+           "MARROW_LEVEL", "LESION_FILL_MIN"]
 
 # Tunables.  Signal levels are fractions of the local marrow signal (× marrow); lengths are mm.
 # "Empirical" means no published source: set while developing on the lesionvol phantoms.
