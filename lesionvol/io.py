@@ -79,10 +79,10 @@ DICOM_KEYWORDS = {"0008|0020": "StudyDate", "0008|0021": "SeriesDate", "0008|002
                   "0018|1314": "FlipAngle", "0008|103e": "SeriesDescription", "0018|1030": "ProtocolName"}
 
 #: Keys read from a BIDS sidecar (``scan.json`` beside ``scan.nii.gz``, as dcm2niix writes it) into a scan's
-#: :attr:`Scan.dicom_tags`: the same attributes by the same keywords, times converted from the sidecar's
-#: seconds to DICOM's milliseconds (the factor). Nothing else is read from it.
+#: :attr:`Scan.dicom_tags`: the same attributes by the same keywords; a number's factor from the sidecar's
+#: unit to DICOM's (seconds to milliseconds), None for text. Nothing else is read from it.
 SIDECAR_KEYWORDS = {"ScanningSequence": None, "SequenceVariant": None, "ScanOptions": None,
-                    "RepetitionTime": 1000.0, "EchoTime": 1000.0, "InversionTime": 1000.0, "FlipAngle": None,
+                    "RepetitionTime": 1000.0, "EchoTime": 1000.0, "InversionTime": 1000.0, "FlipAngle": 1.0,
                     "SeriesDescription": None, "ProtocolName": None}
 #: Most bytes read of a sidecar (dcm2niix's are a few kB).
 MAX_SIDECAR_BYTES = 1 << 20
@@ -630,12 +630,12 @@ def sidecar_tags(path: str | os.PathLike) -> dict[str, str]:
         value = data.get(key)
         if value is None:
             continue
-        if factor is not None or key == "FlipAngle":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise InputError(f"the sidecar '{side}' gives {key} {value!r}, not a number")
-            tags[key] = f"{value * (factor or 1.0):.6g}"
-        else:
+        if factor is None:
             tags[key] = "\\".join(map(str, value)) if isinstance(value, list) else str(value)
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise InputError(f"the sidecar '{side}' gives {key} {value!r}, not a number")
+        else:
+            tags[key] = f"{value * factor:.6g}"
     return tags
 
 

@@ -16,8 +16,8 @@ How the contrast is judged:
    echo, T2*) or TI ≥ 1500 ms (FLAIR) → "T2".  Long TR with short TE, or a gradient echo flipped
    below that Ernst angle (proton density), is "unknown".  Thresholds are textbook weighting rules
    at 1.5–3 T (e.g. Westbrook, *MRI in Practice*; the Ernst angle: below it a spoiled gradient echo
-   is proton-density weighted, above it T1-weighted); the series description is read only for the words "stir", "tirm", "fs",
-   "fatsat", "spair", "t2" and "t1" when the timing tags are missing.
+   is proton-density weighted, above it T1-weighted); the series description is read only for the
+   words "stir", "tirm", "fs", "fatsat", "spair", "t2" and "t1" when the timing tags are missing.
 2. **Tissue contrast** otherwise (intensity-scale free, no anatomy assumed): the object is split
    from background (Otsu), and its voxels into three classes (multi-Otsu).  On T1 the bright
    class is fat and fatty marrow, abundant (16–35 % of the object on the 15 development pelvis
