@@ -1110,15 +1110,6 @@ def _fit_from(image: sitk.Image, rays: _Rays, centre: np.ndarray, R: float, r_in
         centre, R = new_centre, R_new
         if moved < CONVERGED_MM and not lead_inner:
             break
-    if use_inner and R - r_in > MAX_RESOLVED_PLATE_MM:
-        # the rise may have been looked for too far out: look again just outside a plate's thickness
-        e = _edges(rays, centre, r_in + DEFAULT_PLATE_MM, r_in)
-        again = _fit_sphere(e.outer) if len(e.outer) >= MIN_SURFACE_POINTS else None
-        if again is not None:
-            R_again = _outer_radius(e.outer, centre, again)
-            n_again = int((again[2] & e.outer_resolved).sum())
-            if n_again >= MIN_OUTER_FRACTION * e.n_resolved and R_again - r_in <= MAX_RESOLVED_PLATE_MM:
-                R, n_out, n_rays = R_again, n_again, e.n_resolved
     # A rim thicker than a plate holds cartilage, joint and acetabular plate too: the articular
     # bone surface lies ARTICULAR_PLATE_MM outside the marrow surface, not at the rise out of the rim.
     # Where the marrow surface led because the outer one was not seen, R is a default plate's thickness
