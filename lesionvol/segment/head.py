@@ -6,8 +6,10 @@ How (classical, intensity-scale free: every level is relative to the marrow/fat 
    signal smoothed over about 40 mm, so receive-coil shading does not matter; scaled so the fat
    level, the upper class of a three-class Otsu split, reads 1) and every strong edge votes along
    its gradient line, on both sides, at 14–34 mm.  The marrow/plate and plate/joint surfaces and the concentric acetabular
-   cortices all vote for the head centre; the peaks of the smoothed vote map (at most 6, at
-   least 20 mm apart) are the candidates.
+   cortices all vote for the head centre; the peaks of the smoothed vote map (the 12 best, at
+   least 20 mm apart) are the candidates.  In a field showing both hips, once one head is found, the
+   other is looked for down to the 40th peak where the pair of the first would lie (a necrotic dome
+   loses the edges that vote for its head).
 2. **Sphere fit.** Around a candidate, in-plane rays are cast in every native slice from the
    foot of the centre (no interpolation across slices, so 4 mm slices do not blur the edges).
    On each ray, the *outer* head surface is the rise from the dark subchondral plate to the joint
