@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     seg = ClassicalSegmenter()
     print(f"seed {args.seed}, cases {args.cases}")
     print(f"{'case':>4} {'side':5} {'LF%':>5} {'band':>4} {'bsig':>4} {'csig':>4} {'truth':>6} {'got':>6} {'err%':>6} "
-          f"{'LFtrue':>6} {'LFgot':>6} {'dLF':>5} {'head%':>6}  flags")
+          f"{'LFtrue':>6} {'LFgot':>6} {'dLF':>5} {'head%':>6} {'fill':>4}  flags")
     errs, dlfs, heads, missed, flagged_big = [], [], [], 0, []
     t0 = time.perf_counter()
     for case in args.cases:
@@ -176,7 +176,8 @@ def main(argv=None) -> int:
             if abs(err) > 10:
                 flagged_big.append(bool(flags))
             print(f"{case:4d} {side:5} {lf:5.1f} {band:4.1f} {bsig:4.2f} {csig:4.2f} {truth:6.2f} {les:6.2f} "
-                  f"{err:+6.1f} {lf_true:6.1f} {lf_got:6.1f} {lf_got - lf_true:+5.1f} {heads[-1]:+6.1f}  "
+                  f"{err:+6.1f} {lf_true:6.1f} {lf_got:6.1f} {lf_got - lf_true:+5.1f} {heads[-1]:+6.1f} "
+                  f"{'-' if fill is None else f'{fill:.2f}':>4}  "
                   f"{'; '.join(flags)}")
         sys.stdout.flush()
     a, d = np.abs(errs), np.abs(dlfs)
