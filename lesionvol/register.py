@@ -130,6 +130,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import SimpleITK as sitk
@@ -706,20 +707,17 @@ class _Level:
     fixed_mask: sitk.Image | None
     moving_mask: sitk.Image | None
     n_samples_from: int
-    _arrays: dict = field(default_factory=dict, repr=False)
 
+    @cached_property
     def arrays(self) -> dict:
         """What every sample set of this level reads (made once: a whole pelvis field is millions of voxels):
         the fixed image's range, the moving image flat (float32, x fastest), its range, and its keep mask flat
         (None without a moving mask)."""
-        if not self._arrays:
-            fixed = sitk.GetArrayViewFromImage(self.fixed)
-            moving = sitk.GetArrayFromImage(self.moving).astype(np.float32, copy=False)
-            self._arrays.update(
-                f_lo=float(fixed.min()), f_hi=float(fixed.max()), moving=moving.ravel(), shape=moving.shape,
-                m_lo=float(moving.min()), m_hi=float(moving.max()),
-                keep=None if self.moving_mask is None else (sitk.GetArrayViewFromImage(self.moving_mask) != 0).ravel())
-        return self._arrays
+        fixed = sitk.GetArrayViewFromImage(self.fixed)
+        moving = sitk.GetArrayFromImage(self.moving).astype(np.float32, copy=False)
+        return dict(f_lo=float(fixed.min()), f_hi=float(fixed.max()), moving=moving.ravel(), shape=moving.shape,
+                    m_lo=float(moving.min()), m_hi=float(moving.max()),
+                    keep=None if self.moving_mask is None else (sitk.GetArrayViewFromImage(self.moving_mask) != 0).ravel())
 
 
 #: The uniform cubic B-spline's four pieces as polynomials in t (rows: weights of bins k - 1 ... k + 2; columns:
@@ -768,7 +766,7 @@ class _SampledMetric:
         self.points = physical_points(lv.fixed, zyx)
         self.points_t = np.ascontiguousarray(self.points.T, np.float32)      # float32: to 0.0001 mm in a 500 mm field
         values = fixed[tuple(zyx.T)].astype(np.float64)
-        shared = lv.arrays()
+        shared = lv.arrays
         lo, hi = shared["f_lo"], shared["f_hi"]
         self.fixed_bin = np.clip(((values - lo) / max(hi - lo, 1e-12) * HISTOGRAM_BINS).astype(int), 0, HISTOGRAM_BINS - 1)
         self.m_lo, self.m_hi = shared["m_lo"], shared["m_hi"]
