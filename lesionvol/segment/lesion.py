@@ -27,6 +27,12 @@ ring next to them within the slice plane below 0.65 (a band smeared by the slab)
 components at the head–neck junction or the fovea, and components in the inferior head, are
 anatomy, not lesion.
 
+Last, on slices at least 3.5 mm thick, a band can still leave a gap where the slices cut it obliquely, and
+a fat-bright centre then reads as healthy marrow over whole slices.  There the band's margin against
+the healthy marrow, seen on the other slices, is continued as a sphere, and what it encloses (more
+than half of a voxel's slab) is lesion too, unless it lies beyond a margin seen, the centre reads dark
+(nothing can be missing) or it adds less than 6 % (the sphere's mismatch with a lesion that is no ball).
+
 The plate shell above a lesion cannot be told apart from lesion by signal, so the lesion is
 continued through it: its signed distance map is extrapolated linearly along each radius from
 just inside the shell.  A healed head has no such component and reads 0 mL.
