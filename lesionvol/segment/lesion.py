@@ -156,6 +156,19 @@ CAPPED_DARK_FRACTION = 0.3
 CAPPED_PLATE_FRACTION = 0.2
 CAPPED_MIN_RIM_VOXELS = 5
 CAPPED_SLAB_MM = 3.5
+#: Where a band's in-plane centroid lies within CAPPED_CENTRED_MM of the head centre's projection, "towards the
+#: plate" is the hollow side of its whole 3D component, when a sphere of at most CAPPED_CUP_MAX_RADIUS_MM fits
+#: its at least CAPPED_CUP_MIN_VOXELS voxels within CAPPED_CUP_MAX_RMS_MM RMS and the sphere's centre lies at
+#: least CAPPED_CUP_IN_PLANE in the slice plane (the cup's axis within 45° of it).  Lesions written into the real
+#: development heads (implant.py seeds 1-3): on the 5.2 mm coronal slices at the front and back of a large
+#: lesion the band's centroid lies 0.3-3.7 mm from the projection, and the healthy marrow below the band was cut
+#: off instead of the centre above it (lesions read +15 % or, the centre joining the healthy marrow, down to
+#: -80 %); their cups' centres lie 0.76-0.86 in the plane, family B's axial cases' 0.38-0.55 (empirical).
+CAPPED_CENTRED_MM = 5.0
+CAPPED_CUP_MIN_VOXELS = 50
+CAPPED_CUP_MAX_RADIUS_MM = 40.0
+CAPPED_CUP_MAX_RMS_MM = 2.0
+CAPPED_CUP_IN_PLANE = 0.7
 #: ... grown back out to DARK_LEVEL over this distance within the fine axes (one step across thick ones).
 GROW_IN_PLANE_MM = 2.5
 #: Next to a lesion across a thick slice axis, a voxel below this level is lesion too: the slab at a
@@ -385,12 +398,8 @@ def marrow_model(image: sitk.Image, fit: HeadFit, head_full: np.ndarray | None =
     strict_sigma = [STRICT_SIGMA_MM / s if f else 0.0 for s, f in zip(spacing_zyx, fine)]
     n_strict = ndimage.gaussian_filter(v, strict_sigma) / (level * np.maximum(expected, MIN_EXPECTED))
     near_neck = interior & (t > fit.junction_mm - NECK_CONTACT_MM)
-    # offsets from the head centre within the slice plane: whether a piece lies beyond its rim is judged there
-    thick_dirs = grid.index_to_mm[:, ::-1][:, ~fine]
-    normal = thick_dirs / np.maximum(np.linalg.norm(thick_dirs, axis=0), 1e-9)
-    d_plane = d - (d @ normal.astype(np.float32)) @ normal.T.astype(np.float32)
     thick_mm = float(spacing_zyx[~fine].min()) if not fine.all() else 0.0
-    capped = _band_capped(n, d_plane, interior, near_neck, fine, thick_mm)
+    capped = _band_capped(n, d, _slice_normal(grid), interior, near_neck, fine, thick_mm)
     surely = interior & (n_strict >= MARROW_LEVEL) & ~capped
     lab, nlab = _marrow_components(surely, fine)
     marrow = np.zeros_like(surely)
@@ -411,28 +420,43 @@ def marrow_model(image: sitk.Image, fit: HeadFit, head_full: np.ndarray | None =
     return MarrowModel(lo, hi, p, d, r, head, interior, shell, depth, n, marrow)
 
 
-def _band_capped(n: np.ndarray, d_plane: np.ndarray, interior: np.ndarray, near_neck: np.ndarray,
+def _slice_normal(grid: Grid) -> np.ndarray:
+    """Unit vector (mm space) across the thick slices (the first thick axis); zeros on an isotropic grid."""
+    thick = grid.index_to_mm[:, ::-1][:, ~_fine_axes(grid)]
+    if not thick.shape[1]:
+        return np.zeros(3, np.float32)
+    return (thick[:, 0] / np.linalg.norm(thick[:, 0])).astype(np.float32)
+
+
+def _band_capped(n: np.ndarray, d: np.ndarray, normal: np.ndarray, interior: np.ndarray, near_neck: np.ndarray,
                  fine: np.ndarray, thick_mm: float) -> np.ndarray:
     """On a stack of thick slices, the in-plane pieces of marrow-zone voxels above DARK_LEVEL (holes
     filled) that a dark band cuts off from the rest of their slice: a dark in-plane component of at least
-    CAPPED_MIN_RIM_VOXELS touches the piece and another one, the piece lying beyond it seen from the head
-    centre and the other nearer (in-plane offsets ``d_plane``), and the piece, away from the neck, is
-    bounded by dark marrow zone on at least CAPPED_DARK_FRACTION of its rim and by plate on at least
-    CAPPED_PLATE_FRACTION; slices at least CAPPED_SLAB_MM thick only.  Such a piece is a fat-bright
-    lesion centre between its band and the plate, whatever it touches across the slices.
+    CAPPED_MIN_RIM_VOXELS touches the piece and another one, the piece lying beyond it towards the plate and
+    the other nearer the head centre, and the piece, away from the neck, is bounded by dark marrow zone on at
+    least CAPPED_DARK_FRACTION of its rim and by plate on at least CAPPED_PLATE_FRACTION; slices at least
+    CAPPED_SLAB_MM thick only.  Such a piece is a fat-bright lesion centre between its band and the plate,
+    whatever it touches across the slices.
+
+    "Towards the plate" is judged within the slice plane (``d``: offsets from the head centre, mm;
+    ``normal``: across the slices): away from the head centre's projection along the band's in-plane
+    centroid; where that centroid lies within CAPPED_CENTRED_MM of the projection (a large lesion's band, a
+    slice off the head's centre), towards the hollow side of the band's whole 3D component when it is a cup
+    (:func:`_cup_in_plane`).
 
     Example
     -------
     >>> _, y, x = np.mgrid[0:1, -12:13, -12:13].astype(float); r = np.hypot(x, y)
     >>> n = np.where(np.abs(y + 3) < 1.5, 0.1, 1.0)                  # a dark band across the upper disc
-    >>> d = np.stack([x, y, 0 * x], -1); inside = r < 11
-    >>> capped = _band_capped(n, d, inside, inside & (y > 8), np.array([False, True, True]), 5.0)
+    >>> d = np.stack([0 * x, y, x], -1); inside = r < 11              # (x, y, z) offsets; slices across x
+    >>> capped = _band_capped(n, d, np.array([1.0, 0, 0]), inside, inside & (y > 8), np.array([False, True, True]), 5.0)
     >>> bool(capped[0, -9 + 12, 12]), bool(capped[0, 5 + 12, 12])   # beyond the band / the neck's side
     (True, False)
     """
     capped = np.zeros(n.shape, bool)
     if fine.all() or thick_mm < CAPPED_SLAB_MM:
         return capped
+    d_plane = d - (d @ normal)[..., None] * normal
     in_plane = _within_axes(fine)
     lab, nlab = ndimage.label(ndimage.binary_fill_holes(interior & (n >= DARK_LEVEL), in_plane), in_plane)
     bands, nbands = ndimage.label(interior & (lab == 0), in_plane)
@@ -446,12 +470,21 @@ def _band_capped(n: np.ndarray, d_plane: np.ndarray, interior: np.ndarray, near_
     c_piece = np.stack([ndimage.mean(d_plane[..., k], lab, idx) for k in range(3)], 1)
     touching = rim_of[bands > 0], bands[bands > 0]
     pairs = np.unique(np.stack(touching)[:, touching[0] > 0], axis=1)          # (piece, band) in contact
+    whole = ndimage.label(interior & (lab == 0))[0]
+    cups: dict[int, np.ndarray | None] = {}
     for b in np.unique(pairs[1]):
         sel = bands == b
         if sel.sum() < CAPPED_MIN_RIM_VOXELS:
             continue
         c_band = d_plane[sel].mean(0)
-        u = c_band / max(float(np.linalg.norm(c_band)), 1e-6)
+        towards = c_band
+        if np.linalg.norm(c_band) < CAPPED_CENTRED_MM:
+            w = int(whole[sel][0])
+            if w not in cups:
+                cups[w] = _cup_in_plane(d[whole == w], normal)
+            if cups[w] is not None:
+                towards = cups[w] - c_band
+        u = towards / max(float(np.linalg.norm(towards)), 1e-6)
         pieces = pairs[0][pairs[1] == b]
         side = (c_piece[pieces - 1] - c_band) @ u
         if len(pieces) < 2 or side.min() >= 0:
@@ -461,6 +494,34 @@ def _band_capped(n: np.ndarray, d_plane: np.ndarray, interior: np.ndarray, near_
             if not at_neck[piece - 1] and CAPPED_DARK_FRACTION <= dark_share <= 1 - CAPPED_PLATE_FRACTION:
                 capped |= lab == piece
     return capped
+
+
+def _cup_in_plane(d_band: np.ndarray, normal: np.ndarray) -> np.ndarray | None:
+    """The in-plane offset from the head centre of the centre of a sphere through a band's voxels (``d_band``:
+    offsets from the head centre, mm), i.e. its hollow side, when the band is a cup whose axis lies within 45°
+    of the slice plane: at least CAPPED_CUP_MIN_VOXELS voxels, a sphere radius within CAPPED_CUP_MAX_RADIUS_MM
+    and RMS residual within CAPPED_CUP_MAX_RMS_MM, and at least CAPPED_CUP_IN_PLANE of the sphere centre's
+    offset within the plane.  None otherwise.
+
+    Example
+    -------
+    >>> u = np.random.default_rng(0).normal(size=(400, 3)); u /= np.linalg.norm(u, axis=1)[:, None]
+    >>> band = np.array([0.0, 0.0, 20.0]) + 15.0 * u[u[:, 2] < -0.5]    # the bottom of a ball on the head's top
+    >>> _cup_in_plane(band, np.array([0.0, 1.0, 0.0])).round(1).tolist()  # coronal slices: towards the top
+    [0.0, 0.0, 20.0]
+    >>> _cup_in_plane(band, np.array([0.0, 0.0, 1.0])) is None           # axial slices: along the normal
+    True
+    """
+    pts = np.asarray(d_band, float)
+    if len(pts) < CAPPED_CUP_MIN_VOXELS:
+        return None
+    c, rho = fit_sphere(pts)
+    rms = float(np.sqrt(np.mean((np.linalg.norm(pts - c, axis=1) - rho) ** 2)))
+    c_plane = c - (c @ normal) * normal
+    if rho > CAPPED_CUP_MAX_RADIUS_MM or rms > CAPPED_CUP_MAX_RMS_MM or \
+            np.linalg.norm(c_plane) < CAPPED_CUP_IN_PLANE * np.linalg.norm(c):
+        return None
+    return c_plane.astype(np.float32)
 
 
 def _marrow_components(surely: np.ndarray, fine: np.ndarray) -> tuple[np.ndarray, int]:
@@ -586,7 +647,7 @@ def _band_sphere(edge_mm: np.ndarray, out_mm: np.ndarray, centre_mm: np.ndarray)
         if not outward.any():
             return c, rho, np.inf, 0.0
         keep = outward & (res < max(BAND_TRIM_MM, float(np.percentile(res[outward], BAND_TRIM_PERCENTILE))))
-    return c, rho, float(np.sqrt(np.mean(res[keep] ** 2))), float(keep.mean())
+    return c, rho, float(np.sqrt(np.mean(res[keep] ** 2))), float(keep.sum() / max(int(outward.sum()), 1))
 
 
 def _beyond_seen_margin(edge_mm: np.ndarray, out_mm: np.ndarray, c: np.ndarray, rho: float, grid: Grid,
