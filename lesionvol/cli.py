@@ -84,7 +84,8 @@ def _analyze_args(parser: argparse.ArgumentParser) -> None:
 
 def _checks(rows: list[dict]) -> list[str]:
     """One line per flag a reader should look at: masks at the edge of the field, a lesion margin next to
-    marrow oedema, a lesion on thick slices, a lesion that may be its band alone, a doubtful registration.
+    marrow oedema, a lesion on thick slices, a lesion that may be its band alone, a lesion continued in part from
+    its band's shape, a doubtful registration.
 
     Example
     -------
@@ -104,6 +105,10 @@ def _checks(rows: list[dict]) -> list[str]:
         if r.get("lesion_fill_doubtful"):
             lines.append(f"check {r['timepoint']}: the lesion fills {r['lesion_fill_ratio']:.2f} of the segment under "
                          "it: it may be its band alone, what the band encloses read as marrow (far too small)")
+        if r.get("lesion_band_continued"):
+            lines.append(f"check {r['timepoint']}: {r['lesion_band_continued_ml']:.2f} mL of the "
+                         f"{r['lesion_volume_ml']:.2f} mL lesion continue its band's shape where thick slices did not "
+                         "show it: check its margin")
         if r.get("registration_doubtful"):
             lines.append(f"check {r['timepoint']}: registration doubtful ({r.get('registration_doubtful_reason')})")
     return lines

@@ -316,6 +316,9 @@ def _mask_warnings(rows: list[dict]) -> str:
              for r in rows if _is_true(r.get("lesion_on_thick_slices"))]
     unfilled = [f"<li>{esc(r['timepoint'])}: the lesion fills {format_cell(r.get('lesion_fill_ratio'), 2)} of the "
                 "segment under it</li>" for r in rows if _is_true(r.get("lesion_fill_doubtful"))]
+    continued = [f"<li>{esc(r['timepoint'])}: {format_cell(r.get('lesion_band_continued_ml'), 2)} mL of a "
+                 f"{format_cell(r.get('lesion_volume_ml'), 2)} mL lesion</li>"
+                 for r in rows if _is_true(r.get("lesion_band_continued"))]
     out = ""
     if items:
         out += ('<div class="warn"><strong>Masks at the edge of the field of view</strong> (the volume may be short):'
@@ -329,6 +332,9 @@ def _mask_warnings(rows: list[dict]) -> str:
     if unfilled:
         out += ('<div class="warn"><strong>Lesion may be its band alone</strong> (what the band encloses read as '
                 f"marrow; check that the lesion is not far too small):<ul>{''.join(unfilled)}</ul></div>")
+    if continued:
+        out += ('<div class="warn"><strong>Lesion continued from its band&#39;s shape</strong> (where thick slices did '
+                f"not show the band; check its margin):<ul>{''.join(continued)}</ul></div>")
     return out
 
 

@@ -551,6 +551,31 @@ def test_a_fat_centre_the_band_leaves_open_is_lesion_up_to_its_band_continued(mo
     assert completed - band_alone > 0.05 * true_ml
 
 
+def test_the_part_continued_from_the_band_is_reported_and_flagged_above_a_tenth():
+    """The part of a lesion continued from its band's shape is inferred, not seen: the row reports it
+    (``lesion_band_continued_ml``) and flags it above a tenth of the lesion, with a check line.  Family B case 202
+    (above): 0.49 of 6.44 mL, reported, not flagged; a lesion on 1 mm slices: nothing continued (0.00 mL)."""
+    from lesionvol.cli import _checks
+    from lesionvol.inputs import Visit
+    from lesionvol.phantom_b import Hip, HipScanSpec, Lesion, make_hip_scan
+    from lesionvol.study import analyze_scans
+
+    hip = Hip("right", head_radius_mm=23.08, lesion=Lesion(pct_of_head=15.0, centre="fat", shape_seed=202),
+              neck_shaft_deg=129.04, anteversion_deg=13.45, neck_radius_fraction=0.757)
+    image, _ = make_hip_scan(HipScanSpec(right=hip, field="right", anatomy_seed=202, plane="coronal",
+                                         spacing_mm=(0.785, 0.785, 6.263), fov_mm=(180.0, 130.0, 180.0)), seed=202)
+    row = analyze_scans([Visit(image)]).rows()[0]
+    assert 0.06 * row["lesion_volume_ml"] < row["lesion_band_continued_ml"] < 0.10 * row["lesion_volume_ml"]
+    assert row["lesion_band_continued"] is False
+    thin = analyze_scans([Visit(make_hip_scan(HipScanSpec(right=hip, field="right", anatomy_seed=202,
+                                                          spacing_mm=(1.0, 1.0, 1.0)), seed=202)[0])]).rows()[0]
+    assert thin["lesion_volume_ml"] > 0 and thin["lesion_band_continued_ml"] == 0.0
+    line = _checks([{"timepoint": "m3", "lesion_band_continued": True, "lesion_band_continued_ml": 8.76,
+                     "lesion_volume_ml": 14.39}])
+    assert line == ["check m3: 8.76 mL of the 14.39 mL lesion continue its band's shape where thick slices did not "
+                    "show it: check its margin"]
+
+
 def _real_implanted_head():
     """A real coronal T1 crop (5.2 mm slices) with a 33 % fat-centred lesion written into its head (tests/data)."""
     import json
@@ -581,6 +606,8 @@ def test_a_large_fat_centred_lesion_on_real_5_mm_slices_is_read_whole(monkeypatc
         return mask_volume_ml(lesion_module.segment_masks(image, fit).lesion_enclosed)
 
     assert lesion_ml() == pytest.approx(true_ml, rel=0.10)
+    continued = mask_volume_ml(lesion_module.segment_masks(image, fit).band_continued)
+    assert continued > 0.4 * true_ml                                         # measured 7.63 mL: reported, flagged
     monkeypatch.setattr(lesion_module, "CAPPED_CENTRED_MM", 0.0)            # the band's own centroid, always
     assert lesion_ml() < 0.4 * true_ml
     monkeypatch.setattr(lesion_module, "CAPPED_CENTRED_MM", 5.0)

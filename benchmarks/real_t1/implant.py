@@ -21,7 +21,8 @@ real trabecular texture, noise, partial volume and 5.2 mm slices kept:
 
 Per hip: the head found on the implanted scan (or not), its volume against the scan without the
 lesion, the lesion volume against truth (%), LF against truth LF (points), and the flags ``analyze``
-would raise (``lesion_margin_doubtful``, ``lesion_on_thick_slices``, ``lesion_fill_doubtful``).  Seed ``--seed + case``
+would raise (``lesion_margin_doubtful``, ``lesion_on_thick_slices``, ``lesion_fill_doubtful``,
+``lesion_band_continued``).  Seed ``--seed + case``
 draws each scan's lesions: pick one no run has used for figures the method was not tuned on.
 """
 
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=500)
     args = ap.parse_args(argv)
     from lesionvol.segment.lesion import LESION_FILL_MIN, lesion_fill_ratio
-    from lesionvol.study import MAX_MARGIN_OEDEMA_FRACTION, thick_slice_reason
+    from lesionvol.study import MAX_BAND_CONTINUED_FRACTION, MAX_MARGIN_OEDEMA_FRACTION, thick_slice_reason
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
     warnings.simplefilter("ignore")
     seg = ClassicalSegmenter()
@@ -167,9 +168,12 @@ def main(argv=None) -> int:
             lf_got = 100 * les / head1
             oedema = mask_volume_ml(s1.masks["oedema"]) if "oedema" in s1.masks else 0.0
             fill = lesion_fill_ratio(s1.lesion, f1)
+            continued = mask_volume_ml(s1.masks["band_continued"])
             flags = [r for r in (f"margin oedema {oedema:.1f} mL" if oedema > MAX_MARGIN_OEDEMA_FRACTION * les else "",
                                  thick_slice_reason(implanted) if les > 0 else "",
-                                 f"fills {fill:.2f}" if fill is not None and fill < LESION_FILL_MIN else "") if r]
+                                 f"fills {fill:.2f}" if fill is not None and fill < LESION_FILL_MIN else "",
+                                 f"continued {continued:.1f} mL" if continued > MAX_BAND_CONTINUED_FRACTION * les
+                                 else "") if r]
             errs.append(err)
             dlfs.append(lf_got - lf_true)
             heads.append(100 * (head1 / head0 - 1))

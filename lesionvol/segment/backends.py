@@ -119,7 +119,8 @@ class ClassicalSegmenter:
         _check(fit.side, head_definition, lesion_definition)
         m = segment_masks(image, fit)
         masks = {"head_anatomical": m.head_anatomical, "head_sphere": m.head_sphere,
-                 "lesion_enclosed": m.lesion_enclosed, "lesion_dark": m.lesion_dark, "oedema": m.oedema}
+                 "lesion_enclosed": m.lesion_enclosed, "lesion_dark": m.lesion_dark, "oedema": m.oedema,
+                 "band_continued": m.band_continued}
         return HipSegmentation(masks[f"head_{head_definition}"], masks[f"lesion_{lesion_definition}"],
                                fit.side, head_definition, lesion_definition, self.name, fit, masks)
 

@@ -232,14 +232,17 @@ OEDEMA_NEAR_VOXELS = 2
 
 @dataclass
 class HipMasks:
-    """uint8 masks on the image grid: anatomical head, sphere head, enclosed and dark lesion, and the
-    marrow oedema trimmed next to the lesion (within OEDEMA_NEAR_VOXELS; not lesion)."""
+    """uint8 masks on the image grid: anatomical head, sphere head, enclosed and dark lesion, the
+    marrow oedema trimmed next to the lesion (within OEDEMA_NEAR_VOXELS; not lesion), and the part of the
+    enclosed lesion continued from its band's shape where thick slices did not show the band
+    (:func:`_band_surface_completion`; lesion)."""
 
     head_anatomical: sitk.Image
     head_sphere: sitk.Image
     lesion_enclosed: sitk.Image
     lesion_dark: sitk.Image
     oedema: sitk.Image
+    band_continued: sitk.Image
 
 
 def _paste(shape_zyx, lo, hi, roi: np.ndarray, reference: sitk.Image) -> sitk.Image:
@@ -793,6 +796,7 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
     voxel_mm3 = float(np.prod(grid.spacing_mm))
     lab, nlab = ndimage.label(enclosed)
     oedema = np.zeros_like(enclosed)
+    continued = np.zeros_like(enclosed)
     if nlab:
         sizes = ndimage.sum_labels(enclosed, lab, np.arange(1, nlab + 1)) * voxel_mm3
         at_plate = ndimage.binary_dilation(shell) & enclosed
@@ -807,7 +811,8 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
         enclosed = _without_small(enclosed, min_lesion_mm3 / voxel_mm3)
         enclosed |= _through_slice_edge(enclosed, m, grid)
         enclosed |= _in_plane_edge(enclosed, m, grid, oedema)
-        enclosed |= _band_surface_completion(enclosed, m, grid, fit, oedema)
+        continued = _band_surface_completion(enclosed, m, grid, fit, oedema)
+        enclosed |= continued
         oedema &= ndimage.binary_dilation(enclosed, iterations=OEDEMA_NEAR_VOXELS) & ~enclosed
     dark_core = _without_small(enclosed & interior & (m.n < DARK_LEVEL),
                                min_lesion_mm3 * DARK_MIN_SIZE_FRACTION / voxel_mm3)
@@ -819,4 +824,5 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
         lesion_enclosed=_paste(shape, lo, hi, (enc_full & head).astype(np.uint8), image),
         lesion_dark=_paste(shape, lo, hi, (dark_full & head).astype(np.uint8), image),
         oedema=_paste(shape, lo, hi, oedema.astype(np.uint8), image),
+        band_continued=_paste(shape, lo, hi, (continued & head).astype(np.uint8), image),
     )
