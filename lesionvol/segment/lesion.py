@@ -192,20 +192,19 @@ IN_PLANE_EDGE_SLAB_MM = 3.5
 #: real development heads (``benchmarks/real_t1/implant.py``, seeds 1-2): the 6 that read 31-80 % small filled
 #: 0.15-0.55, every one within 10 % 0.62-0.91.
 LESION_FILL_MIN = 0.58
-#: On slices at least CAPPED_SLAB_MM thick the band can still leave a gap where the slices cut it obliquely (the
-#: ends of its arc, the slab where it runs along the slice plane), and a fat-bright centre then reads as healthy
-#: marrow over whole slices.  The band's margin against the healthy marrow, seen on the other slices, is then
-#: continued as a sphere (:func:`_band_surface_completion`): fitted in BAND_FIT_ROUNDS rounds to at least
-#: BAND_MIN_POINTS margin points whose healthy side faces away from its centre, trimmed to the
-#: BAND_TRIM_PERCENTILE of their residuals (at least BAND_TRIM_MM); trusted when the inliers' RMS is within
-#: BAND_MAX_RMS_MM, they are BAND_MIN_INLIERS of the points and BAND_COMPONENT_INSIDE of the lesion lies inside
-#: it.  A voxel is inside when more than half of BAND_SLAB_SAMPLES points across its slab are.  Not where the
-#: lesion's centre (BAND_CENTRE_INSET_MM inside the sphere) reads dark on BAND_DARK_CENTRE_SHARE of it: a dark
-#: centre does not read as marrow, so nothing is missing (phantom family B oedema-centred lesions: 0.99-1.00;
-#: fat-centred ones 0.00-0.14), and only when the voxels gained are BAND_MIN_MISSING of the lesion at least:
-#: fewer are the sphere's mismatch with a lesion that is no ball (family B standard set 0.8-4.9 %, read
-#: +2 to +5 % more with them).  Development: lesions written into the real heads (implant.py seeds 1-3),
-#: family B's thick-slice sweep (seeds 200-223) and standard set (empirical).
+#: On slices at least CAPPED_SLAB_MM thick the band can still leave a gap where the slices cut it obliquely (the ends
+#: of its arc, the slab where it runs along the slice plane), and a fat-bright centre then reads as healthy marrow
+#: over whole slices. The band's margin against the healthy marrow, seen on the other slices, is then continued as a
+#: sphere (:func:`_band_surface_completion`): fitted in BAND_FIT_ROUNDS rounds to at least BAND_MIN_POINTS margin
+#: points whose healthy side faces away from its centre, trimmed to the BAND_TRIM_PERCENTILE of their residuals (at
+#: least BAND_TRIM_MM); trusted when the inliers' RMS is within BAND_MAX_RMS_MM, they are BAND_MIN_INLIERS of the
+#: points facing away and BAND_COMPONENT_INSIDE of the lesion lies inside it. A voxel is inside when more than half
+#: of BAND_SLAB_SAMPLES points across its slab are. Not where the lesion's centre (BAND_CENTRE_INSET_MM inside the
+#: sphere) reads dark on BAND_DARK_CENTRE_SHARE of it: a dark centre does not read as marrow, so nothing is missing
+#: (phantom family B oedema-centred lesions: 0.99-1.00; fat-centred ones 0.00-0.14), and only when the voxels gained
+#: are BAND_MIN_MISSING of the lesion at least: fewer are the sphere's mismatch with a lesion that is no ball (family
+#: B standard set 0.8-4.9 %, read +2 to +5 % more with them). Development: lesions written into the real heads
+#: (implant.py seeds 1-3), family B's thick-slice sweep (seeds 200-223) and standard set (empirical).
 BAND_FIT_ROUNDS = 4
 BAND_MIN_POINTS = 20
 BAND_TRIM_PERCENTILE = 80
@@ -619,7 +618,8 @@ def _in_plane_edge(lesion: np.ndarray, m: MarrowModel, grid: Grid, oedema: np.nd
     return ring & m.interior & ~oedema & (m.n < THROUGH_SLICE_LEVEL)
 
 
-def _boundary_points(lesion: np.ndarray, m: MarrowModel, grid: Grid, in_plane: np.ndarray):
+def _boundary_points(lesion: np.ndarray, m: MarrowModel, grid: Grid,
+                     in_plane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Where ``lesion`` meets the healthy marrow within the slice plane: a mask of the lesion voxels with a
     healthy neighbour there, and per such voxel the mean offset (mm) to those neighbours."""
     offset = np.zeros(m.p.shape, np.float32)
@@ -634,9 +634,11 @@ def _boundary_points(lesion: np.ndarray, m: MarrowModel, grid: Grid, in_plane: n
     return edge, offset[edge] / count[edge][:, None]
 
 
-def _band_sphere(edge_mm: np.ndarray, out_mm: np.ndarray, centre_mm: np.ndarray) -> tuple[np.ndarray, float, float, float]:
+def _band_sphere(edge_mm: np.ndarray, out_mm: np.ndarray,
+                 centre_mm: np.ndarray) -> tuple[np.ndarray, float, float, float]:
     """A sphere through a lesion's band margin: centre (mm), radius (mm), RMS residual of its inliers (mm)
-    and their share.  ``edge_mm`` are points on the margin, ``out_mm`` the way to the healthy marrow from each.
+    and their share of the points facing away from it.  ``edge_mm`` are points on the margin, ``out_mm`` the way
+    to the healthy marrow from each.
     Only points whose healthy side faces away from the sphere's centre are the margin (first guess: faces the
     head's ``centre_mm``); the fit is trimmed to those within BAND_TRIM_PERCENTILE of the residuals or 1 mm."""
     keep = np.einsum("ij,ij->i", out_mm, centre_mm - edge_mm) > 0
@@ -702,9 +704,8 @@ def _band_surface_completion(lesion: np.ndarray, m: MarrowModel, grid: Grid, fit
     if not lesion.any() or not thick_mm.size or thick_mm.min() < CAPPED_SLAB_MM:
         return out
     slab_mm = float(thick_mm.min())
-    thick_dir = grid.index_to_mm[:, ::-1][:, ~fine][:, 0]
     across = np.outer((np.arange(BAND_SLAB_SAMPLES) + 0.5) / BAND_SLAB_SAMPLES - 0.5,
-                      slab_mm * thick_dir / np.linalg.norm(thick_dir)).astype(np.float32)
+                      slab_mm * _slice_normal(grid)).astype(np.float32)
     edge, out_mm = _boundary_points(lesion, m, grid, _within_axes(fine))
     edge_mm = m.p[edge] + 0.5 * out_mm                     # half-way to the healthy neighbours
     lab, nlab = ndimage.label(lesion)
