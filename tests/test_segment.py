@@ -528,21 +528,30 @@ def test_a_fat_centre_capped_by_its_band_is_lesion_whatever_it_touches_across_th
 
 
 
+#: Family B case 202 of ``benchmarks/phantom_b_thick_slices.py``: 6.3 mm coronal slices.
+THICK_202 = dict(plane="coronal", spacing_mm=(0.785, 0.785, 6.263), fov_mm=(180.0, 130.0, 180.0))
+
+
+def _case_202(**grid):
+    """Family B, the right hip of thick-slice case 202 (a 15 % fat-centred lesion) on ``grid``: image and truth."""
+    from lesionvol.phantom_b import Hip, HipScanSpec, Lesion, make_hip_scan
+
+    hip = Hip("right", head_radius_mm=23.08, lesion=Lesion(pct_of_head=15.0, centre="fat", shape_seed=202),
+              neck_shaft_deg=129.04, anteversion_deg=13.45, neck_radius_fraction=0.757)
+    image, truth = make_hip_scan(HipScanSpec(right=hip, field="right", anatomy_seed=202, **grid), seed=202)
+    return image, truth.hips["right"]
+
+
 def test_a_fat_centre_the_band_leaves_open_is_lesion_up_to_its_band_continued(monkeypatch):
     """Family B, a 15 % fat-centred lesion on 6.3 mm coronal slices (``benchmarks/phantom_b_thick_slices.py``
     case 202): where the slices cut the band obliquely it leaves a gap, and the centre of whole slices read as
     healthy marrow: 5.95 of 7.09 mL (-16.2 %).  The band's margin seen on the other slices is continued as a
     sphere, and what it encloses beyond the margins seen is lesion: measured 6.44 mL (-9.2 %).  Lesions written
     into the real development heads read so 14-63 % small (``benchmarks/real_t1/implant.py`` seeds 1-3)."""
-    from lesionvol.phantom_b import Hip, HipScanSpec, Lesion, make_hip_scan
     from lesionvol.segment import lesion as lesion_module
 
-    hip = Hip("right", head_radius_mm=23.08, lesion=Lesion(pct_of_head=15.0, centre="fat", shape_seed=202),
-              neck_shaft_deg=129.04, anteversion_deg=13.45, neck_radius_fraction=0.757)
-    image, truth = make_hip_scan(HipScanSpec(right=hip, field="right", anatomy_seed=202, plane="coronal",
-                                             spacing_mm=(0.785, 0.785, 6.263), fov_mm=(180.0, 130.0, 180.0)),
-                                 seed=202)
-    true_ml = truth.hips["right"].lesion_volume_ml
+    image, truth = _case_202(**THICK_202)
+    true_ml = truth.lesion_volume_ml
     completed = mask_volume_ml(segment_hip(image).lesion)
     monkeypatch.setattr(lesion_module, "BAND_MAX_RMS_MM", -1.0)   # no sphere trusted: the centre is lost again
     band_alone = mask_volume_ml(segment_hip(image).lesion)
@@ -557,18 +566,12 @@ def test_the_part_continued_from_the_band_is_reported_and_flagged_above_a_tenth(
     (above): 0.49 of 6.44 mL, reported, not flagged; a lesion on 1 mm slices: nothing continued (0.00 mL)."""
     from lesionvol.cli import _checks
     from lesionvol.inputs import Visit
-    from lesionvol.phantom_b import Hip, HipScanSpec, Lesion, make_hip_scan
     from lesionvol.study import analyze_scans
 
-    hip = Hip("right", head_radius_mm=23.08, lesion=Lesion(pct_of_head=15.0, centre="fat", shape_seed=202),
-              neck_shaft_deg=129.04, anteversion_deg=13.45, neck_radius_fraction=0.757)
-    image, _ = make_hip_scan(HipScanSpec(right=hip, field="right", anatomy_seed=202, plane="coronal",
-                                         spacing_mm=(0.785, 0.785, 6.263), fov_mm=(180.0, 130.0, 180.0)), seed=202)
-    row = analyze_scans([Visit(image)]).rows()[0]
+    row = analyze_scans([Visit(_case_202(**THICK_202)[0])]).rows()[0]
     assert 0.06 * row["lesion_volume_ml"] < row["lesion_band_continued_ml"] < 0.10 * row["lesion_volume_ml"]
     assert row["lesion_band_continued"] is False
-    thin = analyze_scans([Visit(make_hip_scan(HipScanSpec(right=hip, field="right", anatomy_seed=202,
-                                                          spacing_mm=(1.0, 1.0, 1.0)), seed=202)[0])]).rows()[0]
+    thin = analyze_scans([Visit(_case_202(spacing_mm=(1.0, 1.0, 1.0))[0])]).rows()[0]
     assert thin["lesion_volume_ml"] > 0 and thin["lesion_band_continued_ml"] == 0.0
     line = _checks([{"timepoint": "m3", "lesion_band_continued": True, "lesion_band_continued_ml": 8.76,
                      "lesion_volume_ml": 14.39}])

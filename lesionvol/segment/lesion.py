@@ -627,7 +627,9 @@ def _boundary_points(lesion: np.ndarray, m: MarrowModel, grid: Grid,
     for step in np.argwhere(in_plane) - 1:
         if np.abs(step).sum() != 1:
             continue
-        healthy_there = np.roll(m.marrow, tuple(-step), axis=(0, 1, 2))
+        healthy_there = np.zeros_like(m.marrow)      # healthy_there[i] = marrow[i + step], no wrap at the faces
+        healthy_there[tuple(slice(max(-k, 0), n - max(k, 0)) for k, n in zip(step, lesion.shape))] = \
+            m.marrow[tuple(slice(max(k, 0), n + min(k, 0)) for k, n in zip(step, lesion.shape))]
         offset += healthy_there[..., None] * (grid.index_to_mm @ step[::-1].astype(float)).astype(np.float32)
         count += healthy_there
     edge = lesion & (count > 0)
