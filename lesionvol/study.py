@@ -77,7 +77,7 @@ DEFINITIONS = {
                         "lesion drawn by the user",
     "lesion_margin_doubtful": f"True when margin_oedema_ml exceeds {100 * MAX_MARGIN_OEDEMA_FRACTION:g} % of the lesion: "
                               "its outer margin next to the oedema is uncertain (a 6 mm oedema halo in phantom family "
-                              "B read +36 to +48 %); check it",
+                              "B read +36 to +50 %); check it",
     "lesion_on_thick_slices": f"True when a segmented lesion was measured on slices thicker than "
                               f"{MAX_LESION_SLICE_MM:g} mm, or than {MAX_LESION_AXIAL_SLICE_MM:g} mm when they are "
                               "axial: where its band lies within one slice it can read as marrow, so the lesion may "
@@ -91,8 +91,8 @@ DEFINITIONS = {
                             "real heads that read 31-80 % small filled 0.15-0.55); check it",
     "lesion_band_continued_ml": "segmented (enclosed) lesions: the part of the lesion continued from its band's shape "
                                 "(a sphere fitted to the band's margin seen on other slices) where slices at least "
-                                "3.5 mm thick did not show the band and what it encloses read as marrow; included in "
-                                "lesion_volume_ml",
+                                "3.5 mm thick did not show the band and what it encloses read as marrow (an intermediate "
+                                "centre: as marrow or oedema); included in lesion_volume_ml",
     "lesion_band_continued": f"True when lesion_band_continued_ml exceeds {100 * MAX_BAND_CONTINUED_FRACTION:g} % of the "
                              "lesion: that much of it is inferred from its band's shape, not seen (lesions written into "
                              "real heads that read -14 to -63 % without it read +0.1 to -24 % with it, and on a fresh "
