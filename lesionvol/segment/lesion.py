@@ -772,9 +772,8 @@ def _shell_across_slices(lesion: np.ndarray, m: MarrowModel, grid: Grid) -> np.n
     (True, False)
     """
     thick = ~_fine_axes(grid) & (grid.spacing_mm[::-1] >= THICK_SLAB_MM)
-    out = np.zeros_like(lesion)
     if not thick.any() or not lesion.any():
-        return out
+        return np.zeros_like(lesion)
     axis = int(np.flatnonzero(thick)[0])
     plane_mm = np.delete(grid.spacing_mm[::-1], axis)
     far = np.stack([ndimage.distance_transform_edt(~zone, sampling=plane_mm) > SHELL_ACROSS_MM if zone.any()
@@ -790,9 +789,8 @@ def _shell_across_slices(lesion: np.ndarray, m: MarrowModel, grid: Grid) -> np.n
         np.moveaxis(above, axis, 0)[:-1] = np.moveaxis(full, axis, 0)[1:]
         add = candidate & ~full & np.where(beyond, below, above)
         if not add.any():
-            return out
+            return full & ~lesion
         full |= add
-        out |= add
 
 
 def lesion_fill_ratio(lesion: sitk.Image, fit: HeadFit) -> float | None:
