@@ -37,6 +37,7 @@ import SimpleITK as sitk
 from lesionvol.measure import mask_volume_ml
 from lesionvol.phantom_b import Hip, HipScanSpec, Lesion, make_hip_scan
 from lesionvol.segment import segment_hip, segment_hips
+from lesionvol.segment.head import DOME_MARROW_MIN
 from lesionvol.sequence import classify_contrast
 
 
@@ -159,7 +160,8 @@ def run_case(case: Case) -> list[dict]:
             row.update(side_ok=seg.side == s, dice=dice(seg.head, masks[s]["head"]), head_err=100 * (h / t.head_volume_ml - 1),
                        seg_lesion_ml=le, lesion_err=100 * (le / t.lesion_volume_ml - 1) if t.lesion_volume_ml else np.nan,
                        lf_err=(100 * le / h if h else np.nan) - t.lesion_pct_head,
-                       lesion_dice=dice(seg.lesion, masks[s]["lesion"]) if t.lesion_volume_ml else np.nan)
+                       lesion_dice=dice(seg.lesion, masks[s]["lesion"]) if t.lesion_volume_ml else np.nan,
+                       dome=seg.head_fit.quality["dome_marrow_fraction"])
         elif error is None:
             row["error"] = f"{s} hip not returned (got {sorted(segs)})"
         rows.append(row)
@@ -193,7 +195,7 @@ def main(argv=None) -> None:
     print()
     head = (f"{'case':32s} {'grid mm':>11s} {'pl':3s} {'found':>7s} {'side':>4s} {'headDice':>8s} {'head%':>6s} "
             f"{'lesion mL seg/true':>18s} {'les%':>6s} {'lesDice':>7s} {'LF true':>7s} {'LFpp':>6s} "
-            f"{'gen s':>5s} {'seg s':>5s}")
+            f"{'gen s':>5s} {'seg s':>5s} {'dome':>4s}")
     print(head)
     print("-" * len(head))
     all_rows = []
@@ -208,7 +210,7 @@ def main(argv=None) -> None:
                 print(f"{r['case']:32s} {r['grid']:>11s} {r['plane']:3s} {found:>7s} "
                       f"{'ok' if r['side_ok'] else 'BAD':>4s} {r['dice']:8.3f} {r['head_err']:+6.1f} {les:>18s} "
                       f"{_f(r['lesion_err'], '+6.1f'):>6s} {_f(r['lesion_dice'], '7.3f'):>7s} {r['lf']:7.2f} "
-                      f"{r['lf_err']:+6.2f} {r['gen_s']:5.1f} {r['seg_s']:5.1f}")
+                      f"{r['lf_err']:+6.2f} {r['gen_s']:5.1f} {r['seg_s']:5.1f} {_f(r['dome'], '4.2f')}")
             else:
                 print(f"{r['case']:32s} {r['grid']:>11s} {r['plane']:3s} {found:>7s} {'':>4s} "
                       f"{'':8s} {'':6s} {'':18s} {'':6s} {'':7s} {r['lf']:7.2f} {'':6s} {r['gen_s']:5.1f} "
@@ -234,6 +236,10 @@ def main(argv=None) -> None:
         print(f"  LF error |pp| median / worst                {np.median(lf):.2f} / {lf.max():.2f}")
     if normal:
         print(f"  normal heads: lesion read (max mL)          {max(r['seg_lesion_ml'] for r in normal):.2f}")
+    flagged = [r for r in found if r["dome"] < DOME_MARROW_MIN]
+    if flagged:
+        print(f"  head size flag (dome marrow fraction < {DOME_MARROW_MIN:g}): {len(flagged)} hips, head volume error "
+              f"{min(r['head_err'] for r in flagged):+.1f} to {max(r['head_err'] for r in flagged):+.1f} %")
     print(f"non-T1 scans: {len(other)}, the segmenter alone refused {sum(not r['found'] for r in other)} "
           f"(read the reason: 'no femoral head' is not a contrast check)")
     refused = lambda r: r["contrast_read"] in ("T2", "STIR/fat-suppressed")  # noqa: E731 - as check_t1 does

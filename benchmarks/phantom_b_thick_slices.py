@@ -6,7 +6,8 @@ Each case draws, from its seed: head radius 21-27 mm, a lesion of 5-40 % of the 
 in 7 of 10, else oedematous), slices 3-7 mm thick of 0.7-1.1 mm pixels, plane (coronal twice as often as
 axial or sagittal), side, neck-shaft angle 122-138 deg, anteversion 5-20 deg and neck radius 0.64-0.78 R.
 Per case: the head volume error, the lesion read against its exact truth, and whether the row's
-``lesion_on_thick_slices`` flag is raised (``lesionvol.study.thick_slice_reason``).  Pick a seed no run
+``lesion_on_thick_slices`` flag is raised (``lesionvol.study.thick_slice_reason``), and the head's
+``dome_marrow_fraction`` with the ``head_size_doubtful`` flag it raises.  Pick a seed no run
 has used to get figures the method was not tuned on.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 from lesionvol.measure import mask_volume_ml
 from lesionvol.phantom_b import Hip, HipScanSpec, Lesion, make_hip_scan
 from lesionvol.segment import segment_hip
+from lesionvol.segment.head import DOME_MARROW_MIN
 from lesionvol.study import thick_slice_reason
 
 
@@ -48,8 +50,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", type=int, default=24)
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
-    errors, flagged_over = [], []
-    print(f"{'seed':>4} {'case':40} {'head%':>6} {'lesion mL read/true':>20} {'les%':>7}  flag")
+    errors, flagged_over, head_flagged = [], [], []
+    print(f"{'seed':>4} {'case':40} {'head%':>6} {'lesion mL read/true':>20} {'les%':>7} {'dome':>4}  flags")
     for seed in range(args.seed, args.seed + args.cases):
         what, image, truth = case(seed)
         try:
@@ -61,15 +63,22 @@ def main(argv=None) -> int:
         lesion = mask_volume_ml(seg.lesion)
         err = 100 * (lesion / truth.lesion_volume_ml - 1)
         flag = thick_slice_reason(image)
+        dome = seg.head_fit.quality["dome_marrow_fraction"]
         errors.append(err)
         if abs(err) > 10:
             flagged_over.append(bool(flag))
-        print(f"{seed:4d} {what:40} {head:+6.1f} {lesion:9.2f}/{truth.lesion_volume_ml:6.2f}    {err:+7.1f}  {flag}",
-              flush=True)
+        if dome < DOME_MARROW_MIN:
+            head_flagged.append(head)
+        flags = "; ".join(f for f in (flag, "head size" if dome < DOME_MARROW_MIN else "") if f)
+        print(f"{seed:4d} {what:40} {head:+6.1f} {lesion:9.2f}/{truth.lesion_volume_ml:6.2f}    {err:+7.1f} "
+              f"{dome:4.2f}  {flags}", flush=True)
     a = np.abs(errors)
     print(f"\nfound {len(a)}/{args.cases}; lesion |error| median {np.median(a):.1f} %, 90th percentile "
           f"{np.percentile(a, 90):.1f} %, max {a.max():.1f} %; over 10 %: {(a > 10).sum()}, of them flagged "
           f"lesion_on_thick_slices: {sum(flagged_over)}")
+    if head_flagged:
+        print(f"head_size_doubtful (dome marrow fraction < {DOME_MARROW_MIN:g}): {len(head_flagged)} cases, head volume "
+              f"error {min(head_flagged):+.1f} to {max(head_flagged):+.1f} %")
     return 0
 
 

@@ -109,6 +109,10 @@ def _checks(rows: list[dict]) -> list[str]:
             lines.append(f"check {r['timepoint']}: {r['lesion_band_continued_ml']:.2f} mL of the "
                          f"{r['lesion_volume_ml']:.2f} mL lesion continue its band's shape where thick slices did not "
                          "show it: check its margin")
+        if r.get("head_size_doubtful"):
+            lines.append(f"check {r['timepoint']}: the marrow surface under the dome was found on "
+                         f"{r['head_dome_marrow_fraction']:.2f} of the rays to it: a lesion there hides it, and the head "
+                         "may read too small or too large; check the head's outline")
         if r.get("registration_doubtful"):
             lines.append(f"check {r['timepoint']}: registration doubtful ({r.get('registration_doubtful_reason')})")
     return lines

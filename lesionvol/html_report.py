@@ -319,6 +319,8 @@ def _mask_warnings(rows: list[dict]) -> str:
     continued = [f"<li>{esc(r['timepoint'])}: {format_cell(r.get('lesion_band_continued_ml'), 2)} mL of a "
                  f"{format_cell(r.get('lesion_volume_ml'), 2)} mL lesion</li>"
                  for r in rows if _is_true(r.get("lesion_band_continued"))]
+    domes = [f"<li>{esc(r['timepoint'])}: found on {format_cell(r.get('head_dome_marrow_fraction'), 2)} of the rays to "
+             "the dome</li>" for r in rows if _is_true(r.get("head_size_doubtful"))]
     out = ""
     if items:
         out += ('<div class="warn"><strong>Masks at the edge of the field of view</strong> (the volume may be short):'
@@ -335,6 +337,9 @@ def _mask_warnings(rows: list[dict]) -> str:
     if continued:
         out += ('<div class="warn"><strong>Lesion continued from its band&#39;s shape</strong> (where thick slices did '
                 f"not show the band; check its margin):<ul>{''.join(continued)}</ul></div>")
+    if domes:
+        out += ('<div class="warn"><strong>Head size doubtful: marrow surface hidden under the dome</strong> (a lesion '
+                f"there hides it; check the head&#39;s outline):<ul>{''.join(domes)}</ul></div>")
     return out
 
 

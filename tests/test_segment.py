@@ -653,6 +653,39 @@ def test_an_intermediate_centre_read_as_marrow_or_oedema_is_taken_in_by_the_band
     monkeypatch.setattr(lesion_module, "BAND_DARK_CENTRE_SHARE", 0.5)
     assert mask_volume_ml(lesion_module.segment_masks(image, fit).lesion_enclosed) < 0.9 * true_ml
 
+def test_a_head_whose_dome_a_lesion_hides_is_flagged(normal_b):
+    """Real anatomy (tests/data/README.md): a 13.6 mL lesion with an intermediate centre (0.45 of marrow) over the
+    dome, on 5.2 mm coronal slices.  It hides the marrow surface under the dome (found on 0.01 of the rays to it),
+    the sphere is fitted to the head's lower part, and the head reads 43.2 mL for 51.0 mL (-15 %).  The row says
+    so (``head_size_doubtful``), ``analyze`` prints a check line and the HTML report a warning.  Lesions that leave the marrow surface seen
+    are not flagged: the other real implanted heads (fat, dark and intermediate centres: 0.79, 0.53, 0.30) and a
+    normal phantom head (0.97).  A head the reader corrects is no longer the fit's: the flag goes."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.cli import _checks
+    from lesionvol.html_report import study_html
+    from lesionvol.inputs import Visit
+    from lesionvol.study import analyze_scans
+
+    data = Path(__file__).parent / "data"
+    name = "real_t1_implanted_right_head_dome_intermediate"
+    result = analyze_scans([Visit(sitk.ReadImage(str(data / f"{name}.nii.gz")))])
+    row = result.rows()[0]
+    assert row["head_size_doubtful"] is True and row["head_dome_marrow_fraction"] < 0.05
+    assert row["head_volume_ml"] < 0.9 * json.loads((data / f"{name}.json").read_text())["head_true_ml"]
+    assert _checks([row]) == [f"check t0: the marrow surface under the dome was found on "
+                              f"{row['head_dome_marrow_fraction']:.2f} of the rays to it: a lesion there hides it, and "
+                              "the head may read too small or too large; check the head's outline"]
+    assert "Head size doubtful" in study_html(result)
+    result.update_mask(0, "head", result.timepoints[0].head)
+    assert result.rows()[0]["head_size_doubtful"] is None
+    for other in ("left_head", "right_head_dark_centre", "right_head_intermediate_centre"):
+        row = analyze_scans([Visit(sitk.ReadImage(str(data / f"real_t1_implanted_{other}.nii.gz")))]).rows()[0]
+        assert row["head_size_doubtful"] is False, other
+    assert segment_hip(normal_b[0]).head_fit.quality["dome_marrow_fraction"] > 0.9
+
+
 def _darkened(image: sitk.Image, where) -> sitk.Image:
     """The image with the voxels whose physical points satisfy ``where(points_mm)`` set to muscle (0.3 of fat)."""
     from lesionvol.geometry import physical_points

@@ -123,20 +123,22 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=500)
     args = ap.parse_args(argv)
     from lesionvol.segment.lesion import LESION_FILL_MIN, lesion_fill_ratio
+    from lesionvol.segment.head import DOME_MARROW_MIN
     from lesionvol.study import MAX_BAND_CONTINUED_FRACTION, MAX_MARGIN_OEDEMA_FRACTION, thick_slice_reason
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
     warnings.simplefilter("ignore")
     seg = ClassicalSegmenter()
     print(f"seed {args.seed}, cases {args.cases}")
     print(f"{'case':>4} {'side':5} {'LF%':>5} {'band':>4} {'bsig':>4} {'csig':>4} {'truth':>6} {'got':>6} {'err%':>6} "
-          f"{'LFtrue':>6} {'LFgot':>6} {'dLF':>5} {'head%':>6} {'fill':>4}  flags")
-    errs, dlfs, heads, missed, flagged_big = [], [], [], 0, []
+          f"{'LFtrue':>6} {'LFgot':>6} {'dLF':>5} {'head%':>6} {'fill':>4} {'dome':>4}  flags")
+    errs, dlfs, heads, missed, flagged_big, heads_flagged, normal_domes = [], [], [], 0, [], [], []
     t0 = time.perf_counter()
     for case in args.cases:
         rng = np.random.default_rng(args.seed + case)
         image = sitk.Cast(load_case(case)[0], sitk.sitkFloat32)
         fits = {f.side: f for f in seg.heads(image)}
         base = {side: seg.from_fit(image, f) for side, f in fits.items()}
+        normal_domes += [f.quality["dome_marrow_fraction"] for f in fits.values()]
         implanted, plan = image, {}
         for side in sorted(fits):
             f = fits[side]
@@ -169,19 +171,22 @@ def main(argv=None) -> int:
             oedema = mask_volume_ml(s1.masks["oedema"]) if "oedema" in s1.masks else 0.0
             fill = lesion_fill_ratio(s1.lesion, f1)
             continued = mask_volume_ml(s1.masks["band_continued"])
+            dome = f1.quality["dome_marrow_fraction"]
             flags = [r for r in (f"margin oedema {oedema:.1f} mL" if oedema > MAX_MARGIN_OEDEMA_FRACTION * les else "",
                                  thick_slice_reason(implanted) if les > 0 else "",
                                  f"fills {fill:.2f}" if fill is not None and fill < LESION_FILL_MIN else "",
                                  f"continued {continued:.1f} mL" if continued > MAX_BAND_CONTINUED_FRACTION * les
-                                 else "") if r]
+                                 else "",
+                                 "head size" if dome < DOME_MARROW_MIN else "") if r]
             errs.append(err)
             dlfs.append(lf_got - lf_true)
             heads.append(100 * (head1 / head0 - 1))
+            heads_flagged.append(dome < DOME_MARROW_MIN)
             if abs(err) > 10:
                 flagged_big.append(bool(flags))
             print(f"{case:4d} {side:5} {lf:5.1f} {band:4.1f} {bsig:4.2f} {csig:4.2f} {truth:6.2f} {les:6.2f} "
                   f"{err:+6.1f} {lf_true:6.1f} {lf_got:6.1f} {lf_got - lf_true:+5.1f} {heads[-1]:+6.1f} "
-                  f"{'-' if fill is None else f'{fill:.2f}':>4}  "
+                  f"{'-' if fill is None else f'{fill:.2f}':>4} {dome:4.2f}  "
                   f"{'; '.join(flags)}")
         sys.stdout.flush()
     a, d = np.abs(errs), np.abs(dlfs)
@@ -194,6 +199,13 @@ def main(argv=None) -> int:
         print(f"  LF error |points|: median {np.median(d):.2f}, max {d.max():.2f}; over 1 point: {(d > 1).sum()}")
         print(f"  head volume change with the lesion in it: median {np.median(heads):+.1f} %, "
               f"range {min(heads):+.1f} to {max(heads):+.1f} %")
+        print(f"  the same heads without the lesion: dome marrow fraction median {np.nanmedian(normal_domes):.2f}, "
+              f"min {np.nanmin(normal_domes):.2f}; flagged {(np.asarray(normal_domes) < DOME_MARROW_MIN).sum()} "
+              f"of {len(normal_domes)}")
+        hd, fl = np.abs(heads), np.asarray(heads_flagged)
+        print(f"  head size flag (dome marrow fraction < {DOME_MARROW_MIN:g}): {fl.sum()} heads; head change over 5 %: "
+              f"{(hd > 5).sum()} (flagged {(fl & (hd > 5)).sum()}), over 10 %: {(hd > 10).sum()} "
+              f"(flagged {(fl & (hd > 10)).sum()}); flagged heads within 5 %: {(fl & (hd <= 5)).sum()}")
     return 0
 
 
