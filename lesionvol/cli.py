@@ -83,39 +83,16 @@ def _analyze_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _checks(rows: list[dict]) -> list[str]:
-    """One line per flag a reader should look at: masks at the edge of the field, a lesion margin next to
-    marrow oedema, a lesion on thick slices, a lesion that may be its band alone, a lesion continued in part from
-    its band's shape, a doubtful registration.
+    """One ``check VISIT: ...`` line per flag a reader should look at (:func:`lesionvol.study.row_checks`).
 
     Example
     -------
     >>> _checks([{"timepoint": "t0", "lesion_margin_doubtful": True, "margin_oedema_ml": 1.6, "lesion_volume_ml": 16.8}])
     ['check t0: 1.60 mL of marrow oedema next to the 16.80 mL lesion: its outer margin may hold some of it']
     """
-    lines = []
-    for r in rows:
-        if r.get("mask_at_fov_edge"):
-            lines.append(f"check {r['timepoint']}: {r.get('mask_at_fov_edge_reason')} (the volume may be short)")
-        if r.get("lesion_margin_doubtful"):
-            lines.append(f"check {r['timepoint']}: {r['margin_oedema_ml']:.2f} mL of marrow oedema next to the "
-                         f"{r['lesion_volume_ml']:.2f} mL lesion: its outer margin may hold some of it")
-        if r.get("lesion_on_thick_slices"):
-            lines.append(f"check {r['timepoint']}: the lesion was measured on {r['lesion_on_thick_slices_reason']}: "
-                         "where its band lies within a slice it can read as marrow, so it may read small")
-        if r.get("lesion_fill_doubtful"):
-            lines.append(f"check {r['timepoint']}: the lesion fills {r['lesion_fill_ratio']:.2f} of the segment under "
-                         "it: it may be its band alone, what the band encloses read as marrow (far too small)")
-        if r.get("lesion_band_continued"):
-            lines.append(f"check {r['timepoint']}: {r['lesion_band_continued_ml']:.2f} mL of the "
-                         f"{r['lesion_volume_ml']:.2f} mL lesion continue its band's shape where thick slices did not "
-                         "show it: check its margin")
-        if r.get("head_size_doubtful"):
-            lines.append(f"check {r['timepoint']}: the marrow surface under the dome was found on "
-                         f"{r['head_dome_marrow_fraction']:.2f} of the rays to it: a lesion there hides it, and the head "
-                         "may read too small or too large; check the head's outline")
-        if r.get("registration_doubtful"):
-            lines.append(f"check {r['timepoint']}: registration doubtful ({r.get('registration_doubtful_reason')})")
-    return lines
+    from lesionvol.study import row_checks
+
+    return [f"check {r['timepoint']}: {check}" for r in rows for check in row_checks(r)]
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

@@ -219,6 +219,46 @@ def format_cell(value: object, decimals: int | None) -> str:
     return str(value)
 
 
+def row_checks(row: dict) -> list[str]:
+    """What a reader should check in one row of :meth:`StudyResult.rows`, a phrase per flag raised: a mask at
+    the edge of the field, a lesion margin next to marrow oedema, a lesion on thick slices, a lesion that may be its
+    band alone, a lesion continued in part from its band's shape, a head whose dome a lesion hides, a doubtful
+    registration.  ``lesionvol analyze`` prints them under its table, the napari table shows them on the row.
+
+    Example
+    -------
+    >>> row_checks({"lesion_margin_doubtful": True, "margin_oedema_ml": 1.6, "lesion_volume_ml": 16.8})
+    ['1.60 mL of marrow oedema next to the 16.80 mL lesion: its outer margin may hold some of it']
+    >>> row_checks({"lesion_volume_ml": 16.8, "lesion_margin_doubtful": False})
+    []
+    """
+    def ml(key: str) -> str:  # two decimals; empty when missing
+        return format_cell(row.get(key), 2)
+
+    checks = []
+    if row.get("mask_at_fov_edge"):
+        checks.append(f"{row.get('mask_at_fov_edge_reason')} (the volume may be short)")
+    if row.get("lesion_margin_doubtful"):
+        checks.append(f"{ml('margin_oedema_ml')} mL of marrow oedema next to the {ml('lesion_volume_ml')} mL lesion: "
+                      "its outer margin may hold some of it")
+    if row.get("lesion_on_thick_slices"):
+        checks.append(f"the lesion was measured on {row.get('lesion_on_thick_slices_reason')}: where its band lies "
+                      "within a slice it can read as marrow, so it may read small")
+    if row.get("lesion_fill_doubtful"):
+        checks.append(f"the lesion fills {ml('lesion_fill_ratio')} of the segment under it: it may be its band alone, "
+                      "what the band encloses read as marrow (far too small)")
+    if row.get("lesion_band_continued"):
+        checks.append(f"{ml('lesion_band_continued_ml')} mL of the {ml('lesion_volume_ml')} mL lesion continue its "
+                      "band's shape where thick slices did not show it: check its margin")
+    if row.get("head_size_doubtful"):
+        checks.append(f"the marrow surface under the dome was found on {ml('head_dome_marrow_fraction')} of the rays "
+                      "to it: a lesion there hides it, and the head may read too small or too large; check the "
+                      "head's outline")
+    if row.get("registration_doubtful"):
+        checks.append(f"registration doubtful ({row.get('registration_doubtful_reason')})")
+    return checks
+
+
 @dataclass
 class StudyResult:
     """The analysed series (oldest first), the options it was made with, the table rows."""

@@ -2,8 +2,9 @@
 
 The columns and the cell format are :data:`lesionvol.study.MAIN_COLUMNS` and
 :func:`lesionvol.study.format_cell`, so the widget and ``lesionvol analyze`` show the same
-numbers the same way. A follow-up whose registration is doubtful is marked in its row: a
-warning sign before the visit, the row tinted, the core's reason as the tooltip.
+numbers the same way. A visit with something to check (:func:`lesionvol.study.row_checks`: a
+doubtful registration, a head whose dome a lesion hides, a lesion on thick slices, ...) is marked
+in its row: a warning sign before the visit, the row tinted, the core's checks as the tooltip.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem
 
-from lesionvol.study import MAIN_COLUMNS, format_cell
+from lesionvol.study import MAIN_COLUMNS, format_cell, row_checks
 
 WARNING_SIGN = "\u26a0"
 WARNING_COLOR = "#e0a040"
@@ -32,14 +33,15 @@ class VolumesTable(QTableWidget):
         self.clearContents()
         self.setRowCount(len(rows))
         for r, row in enumerate(rows):
+            checks = "\n".join(f"check: {check}" for check in row_checks(row))
             for c, (key, _, decimals) in enumerate(MAIN_COLUMNS):
                 item = QTableWidgetItem(format_cell(row.get(key), decimals))
-                if key == "threshold_flag" and row.get(key) == "at_or_above":
-                    item.setToolTip(f"LF ≥ {row['threshold_pct']:g} %")
-                if row.get("registration_doubtful"):
-                    reason = row.get("registration_doubtful_reason") or "registration doubtful"
+                tips = [f"LF ≥ {row['threshold_pct']:g} %"] if key == "threshold_flag" and row.get(key) == "at_or_above" else []
+                if checks:
                     item.setBackground(QBrush(QColor(WARNING_COLOR).darker(250)))
-                    item.setToolTip(f"registration doubtful: {reason}")
+                    tips.append(checks)
+                if tips:
+                    item.setToolTip("\n".join(tips))
                     if key == "timepoint":
                         item.setText(f"{WARNING_SIGN} {item.text()}")
                         item.setForeground(QBrush(QColor(WARNING_COLOR)))

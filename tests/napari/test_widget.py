@@ -357,3 +357,28 @@ def test_images_only_are_segmented_registered_and_editable(make_viewer):
     voxel_ml = voxel_volume_mm3(widget.session.timepoints[0].scan.image) / 1000
     assert widget.table_rows()[0]["lesion_volume_ml"] == pytest.approx(before + 10 * voxel_ml)
     assert widget.table_rows()[0]["mask_source"] == "segmented+edited"
+
+
+def test_a_visit_with_something_to_check_is_marked_in_the_table(make_viewer):
+    """What ``analyze`` prints under its table as ``check ...`` lines is on the visit's row in napari too: the
+    real head whose dome a lesion hides (tests/data/README.md; it reads about 15 % small) gets a warning sign, a
+    tinted row and the check as the tooltip; once the reader corrects the head, the row is plain again."""
+    from pathlib import Path
+
+    from napari_lesionvol._table import WARNING_SIGN, VolumesTable
+
+    from lesionvol.inputs import Visit
+    from lesionvol.study import analyze_scans, row_checks
+
+    make_viewer()  # the Qt application napari runs in
+    image = sitk.ReadImage(str(Path(__file__).parents[1] / "data" / "real_t1_implanted_right_head_dome_intermediate.nii.gz"))
+    result = analyze_scans([Visit(image)])
+    table = VolumesTable()
+    table.show_rows(result.rows())
+    check = row_checks(result.rows()[0])
+    assert len(check) == 1 and "marrow surface under the dome" in check[0]
+    assert table.item(0, 0).text() == f"{WARNING_SIGN} t0"
+    assert table.item(0, 3).toolTip() == f"check: {check[0]}"
+    result.update_mask(0, "head", result.timepoints[0].head)   # the reader's head
+    table.show_rows(result.rows())
+    assert table.item(0, 0).text() == "t0" and table.item(0, 3).toolTip() == ""
