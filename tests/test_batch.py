@@ -300,8 +300,10 @@ def test_interrupted_run_leaves_no_half_written_files(tmp_path, cluster, how):
         [sys.executable, "-m", "lesionvol.cli", "batch", str(manifest), "--out", str(out), "--workers", "2",
          "--no-register", "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 60
-    # wait for a moment when one study is complete and another is half-written
-    while not (list(out.glob("S*_right/summary.json")) and list(out.glob(".S*_right.partial-*/qc/*.png"))):
+    # wait for a moment when one study is complete and another is half-written, with two or more still to end (so
+    # the run cannot end before the interrupt lands: it once finished its last study first and exited 0)
+    while not (0 < len(list(out.glob("S*_right/summary.json"))) <= n - 2
+               and list(out.glob(".S*_right.partial-*/qc/*.png"))):
         assert time.monotonic() < deadline and process.poll() is None, process.communicate()
         time.sleep(0.02)
     # Ctrl-C in a terminal reaches the whole process group; kill -9 (or the OOM killer) hits everything at once
