@@ -36,13 +36,15 @@ class VolumesTable(QTableWidget):
             checks = "\n".join(f"check: {check}" for check in row_checks(row))
             for c, (key, _, decimals) in enumerate(MAIN_COLUMNS):
                 item = QTableWidgetItem(format_cell(row.get(key), decimals))
-                tips = [f"LF ≥ {row['threshold_pct']:g} %"] if key == "threshold_flag" and row.get(key) == "at_or_above" else []
+                tips = []
+                if key == "threshold_flag" and row.get(key) == "at_or_above":
+                    tips.append(f"LF ≥ {row['threshold_pct']:g} %")
                 if checks:
                     item.setBackground(QBrush(QColor(WARNING_COLOR).darker(250)))
                     tips.append(checks)
-                if tips:
-                    item.setToolTip("\n".join(tips))
                     if key == "timepoint":
                         item.setText(f"{WARNING_SIGN} {item.text()}")
                         item.setForeground(QBrush(QColor(WARNING_COLOR)))
+                if tips:
+                    item.setToolTip("\n".join(tips))
                 self.setItem(r, c, item)
