@@ -100,7 +100,8 @@ DEFINITIONS = {
                              "check its margin",
     "head_dome_marrow_fraction": "segmented heads: the fraction of the rays from the head centre to the dome (in slices "
                                  "that resolve the surface) on which the marrow surface was found on the fitted sphere; "
-                                 "a large lesion at the dome, its centre darker than marrow, hides it there",
+                                 "a large lesion at the dome, its centre darker than marrow, hides it there; empty where no slice "
+                                 "crosses the dome's surface steeply enough to show it (axial slices, as a rule)",
     "head_size_doubtful": f"True when head_dome_marrow_fraction is below {DOME_MARROW_MIN:g}: the head's sphere was "
                           "fitted without its dome and may read too small or too large (lesions written into real "
                           "heads: the 6 of 148 heads more than 5 % off, -21 to +24 %, read below it, as did 22 within "
