@@ -44,7 +44,7 @@ from pelvic_project import DEV_CASES, load_case  # noqa: E402
 
 from lesionvol.measure import mask_volume_ml  # noqa: E402
 from lesionvol.segment import segment_hips  # noqa: E402
-from lesionvol.segment.head import fat_level  # noqa: E402
+from lesionvol.segment.head import DOME_MARROW_MIN, fat_level  # noqa: E402
 
 CROP_WIDTH_MM = 180.0
 MOVE_ANGLES_DEG = (8.0, -6.0, 10.0)
@@ -184,7 +184,7 @@ def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict,
             segs, why = {}, str(exc)
         else:
             why = ""
-    out = dict(expected=len(expect), found=0, false=0, clean=0, dice=[])
+    out = dict(expected=len(expect), found=0, false=0, clean=0, dice=[], domes=[])
     for side in sorted(set(expect) | set(segs)):
         seg = segs.get(side)
         if seg is None:
@@ -198,8 +198,10 @@ def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict,
         if on:
             out["clean"] += lv <= 0.1
             out["dice"].append(sc["dice"])
+            out["domes"].append(seg.head_fit.quality["dome_marrow_fraction"])
         print(f"{case:4d} {name:10} {side:5} {'yes' if on else 'FALSE':>5} {sc['d_ref'].get(side, np.inf):6.1f} "
-              f"{sc['dice']:5.3f} {sc['vol_pct']:+6.1f} {mask_volume_ml(seg.head):7.1f} {lv:6.2f}")
+              f"{sc['dice']:5.3f} {sc['vol_pct']:+6.1f} {mask_volume_ml(seg.head):7.1f} {lv:6.2f} "
+              f"{seg.head_fit.quality['dome_marrow_fraction']:5.2f}")
     return out
 
 
@@ -210,7 +212,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
     print(f"{'case':>4} {'copy':10} {'side':5} {'found':>5} {'dC mm':>6} {'Dice':>5} {'vol%':>6} {'head mL':>7} "
-          f"{'les mL':>6}")
+          f"{'les mL':>6} {'dome':>5}")
     totals: dict[str, dict] = {}
     for case in args.cases:
         image, label, _ = load_case(case)
@@ -223,9 +225,11 @@ def main(argv=None) -> int:
         n = sum(r["expected"] for r in rows)
         found = sum(r["found"] for r in rows)
         dice = [d for r in rows for d in r["dice"]]
+        domes = np.array([d for r in rows for d in r["domes"]])
         print(f"{name}: {found}/{n} heads found on their labelled femur, {sum(r['false'] for r in rows)} false heads; "
               f"lesion <= 0.1 mL on {sum(r['clean'] for r in rows)}/{found}; "
-              f"Dice near the head median {np.median(dice) if dice else float('nan'):.3f}")
+              f"Dice near the head median {np.median(dice) if dice else float('nan'):.3f}; head_size_doubtful on "
+              f"{(domes < DOME_MARROW_MIN).sum()} (dome marrow fraction min {np.nanmin(domes) if len(domes) else np.nan:.2f})")
     return 0
 
 

@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 from _napari_testing import open_sample, wait_for_worker
 
 from lesionvol.io import read_mask, read_scan

@@ -149,6 +149,9 @@ def test_failed_visit_is_named_and_head_from_click_segments_it(make_viewer, phan
     shown, _ = mask_from_layer(head_layer.data, head_layer.metadata["lesionvol"], head_layer.scale,
                                head_layer.translate, head_layer.rotate, phantom.image)
     assert _dice(shown, tp.head) == 1.0  # the layer holds the mask the table measures
+    shown, _ = mask_from_layer(lesion_layer.data, lesion_layer.metadata["lesionvol"], lesion_layer.scale,
+                               lesion_layer.translate, lesion_layer.rotate, phantom.image)
+    assert _dice(shown, tp.lesion) == 1.0  # and so does the lesion layer
     rows = widget.table_rows()
     assert len(rows) == 1 and rows[0]["mask_source"] == "segmented (click)"
     assert rows[0]["head_volume_ml"] == pytest.approx(phantom.truth.head_volume_ml, rel=0.05)
