@@ -22,7 +22,8 @@ real trabecular texture, noise, partial volume and 5.2 mm slices kept:
 Per hip: the head found on the implanted scan (or not), its volume against the scan without the
 lesion, the lesion volume against truth (%), LF against truth LF (points), and the flags ``analyze``
 would raise (``lesion_margin_doubtful``, ``lesion_on_thick_slices``, ``lesion_fill_doubtful``,
-``lesion_band_continued``).  Seed ``--seed + case``
+``lesion_band_continued``, and ``head_size_doubtful`` from the head's dome marrow fraction, also shown; the
+summary gives that fraction for the same heads without the lesion).  Seed ``--seed + case``
 draws each scan's lesions: pick one no run has used for figures the method was not tuned on.
 """
 
