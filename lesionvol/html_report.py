@@ -32,7 +32,7 @@ import SimpleITK as sitk
 from lesionvol import __version__
 from lesionvol.io import atomic_path
 from lesionvol.outdir import apply_umask
-from lesionvol.study import StudyResult, Timepoint, format_cell
+from lesionvol.study import StudyResult, Timepoint, format_cell, row_checks
 
 PathLike = str | os.PathLike
 
@@ -306,41 +306,14 @@ def _timepoint_table(rows: list[dict]) -> str:
     return _table([title for _, title, _ in TABLE_COLUMNS], cells, classes)
 
 
-def _mask_warnings(rows: list[dict]) -> str:
-    items = [f"<li>{esc(r['timepoint'])}: {esc(r.get('mask_at_fov_edge_reason') or 'a mask touches the image edge')}"
-             "</li>" for r in rows if _is_true(r.get("mask_at_fov_edge"))]
-    margins = [f"<li>{esc(r['timepoint'])}: {format_cell(r.get('margin_oedema_ml'), 2)} mL of marrow oedema next to "
-               f"a {format_cell(r.get('lesion_volume_ml'), 2)} mL lesion</li>"
-               for r in rows if _is_true(r.get("lesion_margin_doubtful"))]
-    thick = [f"<li>{esc(r['timepoint'])}: {esc(r.get('lesion_on_thick_slices_reason'))}</li>"
-             for r in rows if _is_true(r.get("lesion_on_thick_slices"))]
-    unfilled = [f"<li>{esc(r['timepoint'])}: the lesion fills {format_cell(r.get('lesion_fill_ratio'), 2)} of the "
-                "segment under it</li>" for r in rows if _is_true(r.get("lesion_fill_doubtful"))]
-    continued = [f"<li>{esc(r['timepoint'])}: {format_cell(r.get('lesion_band_continued_ml'), 2)} mL of a "
-                 f"{format_cell(r.get('lesion_volume_ml'), 2)} mL lesion</li>"
-                 for r in rows if _is_true(r.get("lesion_band_continued"))]
-    domes = [f"<li>{esc(r['timepoint'])}: found on {format_cell(r.get('head_dome_marrow_fraction'), 2)} of the rays to "
-             "the dome</li>" for r in rows if _is_true(r.get("head_size_doubtful"))]
-    out = ""
-    if items:
-        out += ('<div class="warn"><strong>Masks at the edge of the field of view</strong> (the volume may be short):'
-                f"<ul>{''.join(items)}</ul></div>")
-    if margins:
-        out += ('<div class="warn"><strong>Lesion margin next to marrow oedema</strong> (the lesion may hold some of '
-                f"it; check its outer margin):<ul>{''.join(margins)}</ul></div>")
-    if thick:
-        out += ('<div class="warn"><strong>Lesion measured on thick slices</strong> (where its band lies within a '
-                f"slice it can read as marrow; check that the lesion is not short):<ul>{''.join(thick)}</ul></div>")
-    if unfilled:
-        out += ('<div class="warn"><strong>Lesion may be its band alone</strong> (what the band encloses read as '
-                f"marrow; check that the lesion is not far too small):<ul>{''.join(unfilled)}</ul></div>")
-    if continued:
-        out += ('<div class="warn"><strong>Lesion continued from its band&#39;s shape</strong> (where thick slices did '
-                f"not show the band; check its margin):<ul>{''.join(continued)}</ul></div>")
-    if domes:
-        out += ('<div class="warn"><strong>Head size doubtful: marrow surface hidden under the dome</strong> (a lesion '
-                f"there hides it; check the head&#39;s outline):<ul>{''.join(domes)}</ul></div>")
-    return out
+def _checks(rows: list[dict]) -> str:
+    """What a reader should check, visit by visit, in the words ``analyze`` prints and the napari table shows
+    (:func:`lesionvol.study.row_checks`); empty when nothing is flagged."""
+    items = [f"<li>{esc(r['timepoint'])}: {esc(check)}</li>" for r in rows for check in row_checks(r)]
+    if not items:
+        return ""
+    return ('<div class="warn"><strong>Check before use</strong> (flags raised on these results; each is defined '
+            f"below):<ul>{''.join(items)}</ul></div>")
 
 
 def _registration_section(result: StudyResult) -> str:
@@ -481,7 +454,7 @@ def study_html(result: StudyResult, extra_summary: dict | None = None, title: st
         _threshold_note(summary),
         "<h2>Volumes per visit</h2>",
         _timepoint_table(rows),
-        _mask_warnings(rows),
+        _checks(rows),
         _img(lf_plot_png(result), "LF over time with the threshold line",
              "Lesion fraction LF (% of the head) at each visit; dashed line: the exploratory threshold."),
         "<h2>QC slices</h2>", qc,

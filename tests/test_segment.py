@@ -677,7 +677,7 @@ def test_a_head_whose_dome_a_lesion_hides_is_flagged(normal_b):
     assert _checks([row]) == [f"check t0: the marrow surface under the dome was found on "
                               f"{row['head_dome_marrow_fraction']:.2f} of the rays to it: a lesion there hides it, and "
                               "the head may read too small or too large; check the head's outline"]
-    assert "Head size doubtful" in study_html(result)
+    assert "the marrow surface under the dome was found on 0.01 of the rays" in study_html(result)
     result.update_mask(0, "head", result.timepoints[0].head)
     assert result.rows()[0]["head_size_doubtful"] is None
     for other in ("left_head", "right_head_dark_centre", "right_head_intermediate_centre"):
