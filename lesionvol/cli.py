@@ -213,6 +213,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from lesionvol.io import read_scan, write_image
     from lesionvol.measure import mask_volume_ml
     from lesionvol.segment import MissingHipWarning, segment_hips
+    from lesionvol.study import segmentation_checks
 
     both = args.side == "both"
     options = options_from_args(argparse.Namespace(**{**vars(args), "side": "auto" if both else args.side}))
@@ -237,6 +238,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         write_image(seg.head, head_path)
         print(f"{seg.side} hip: head {mask_volume_ml(seg.head):.2f} mL ({seg.head_definition}), "
               f"lesion {mask_volume_ml(seg.lesion):.2f} mL ({seg.lesion_definition}) -> {lesion_path.name}, {head_path.name}")
+        for check in segmentation_checks(scan, seg):
+            print(f"check {seg.side} hip: {check}")
     for message in missing:     # the hip found is written; the one not found is named, and the exit says so
         print(f"lesionvol: {message}", file=sys.stderr)
     return SEGMENT_HIP_MISSING if missing else 0

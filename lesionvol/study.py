@@ -11,6 +11,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
@@ -38,6 +39,9 @@ from lesionvol.measure import (
     steinberg_extent,
     threshold_flag,
 )
+
+if TYPE_CHECKING:
+    from lesionvol.segment import HipSegmentation
 
 PathLike = str | os.PathLike
 Progress = Callable[[int, int, str], None]
@@ -179,6 +183,22 @@ class Timepoint:
     band_continued_ml: float | None = None  # segmented enclosed lesions, see DEFINITIONS
     head_dome_marrow_fraction: float | None = None  # segmented heads, see DEFINITIONS
 
+    def take_segmentation_quality(self, seg: HipSegmentation, *, head: bool = True, lesion: bool = True) -> None:
+        """Keep the segmenter's definitions and quality figures for the masks of ``seg`` this visit uses:
+        its ``head`` (dome marrow fraction), its ``lesion`` (margin oedema, fill ratio, band continued)."""
+        if head:
+            self.head_definition = seg.head_definition
+            if seg.head_fit is not None:
+                self.head_dome_marrow_fraction = seg.head_fit.quality.get("dome_marrow_fraction")
+        if lesion:
+            self.lesion_definition = seg.lesion_definition
+            if "oedema" in seg.masks:
+                self.margin_oedema_ml = mask_volume_ml(seg.masks["oedema"])
+            if seg.head_fit is not None and seg.lesion_definition == "enclosed":
+                self.lesion_fill_ratio = lesion_fill_ratio(seg.lesion, seg.head_fit)
+                if "band_continued" in seg.masks:
+                    self.band_continued_ml = mask_volume_ml(seg.masks["band_continued"])
+
     @property
     def change_method(self) -> str:
         """How this follow-up was brought into baseline space for the change columns, in words
@@ -258,6 +278,24 @@ def row_checks(row: dict) -> list[str]:
     if row.get("registration_doubtful"):
         checks.append(f"registration doubtful ({row.get('registration_doubtful_reason')})")
     return checks
+
+
+def segmentation_checks(scan: Scan, seg: HipSegmentation) -> list[str]:
+    """What a reader should check in one segmented hip, in the words of :func:`row_checks` (``lesionvol
+    segment`` prints them under each hip).
+
+    Example
+    -------
+    >>> from lesionvol.phantom import VisitSpec, lesion_for_fraction, make_visit
+    >>> from lesionvol.io import Scan
+    >>> from lesionvol.segment import segment_hip
+    >>> image = make_visit(VisitSpec(lesions=(lesion_for_fraction(23.0, 20.0),)), seed=1).image
+    >>> segmentation_checks(Scan(image), segment_hip(image))
+    []
+    """
+    tp = Timepoint(seg.side, scan, seg.lesion, seg.head, "segmented", measure_volumes(seg.lesion, seg.head))
+    tp.take_segmentation_quality(seg)
+    return row_checks(StudyResult([tp]).rows()[0])
 
 
 @dataclass
@@ -506,7 +544,7 @@ def analyze_scans(
     timepoints: list[Timepoint] = []
     hip_side = options.side if options.side in ("left", "right") else ""
     for v, day, contrast in zip(loaded, _days(loaded), contrasts):
-        lesion, head = v.lesion, v.head
+        lesion, head, seg = v.lesion, v.head, None
         given = [name for name, mask in (("lesion", lesion), ("head", head)) if mask is not None]
         if given == ["head"] and _lesion_alone(segmenter):
             # a given head: the lesion is segmented inside it, the head is not looked for again
@@ -519,7 +557,6 @@ def analyze_scans(
             except InputError as exc:
                 raise type(exc)(f"{v.label}: {exc}") from None
             hip_side = hip_side or fit.side
-            seg = None
         elif len(given) < 2:
             say(f"{v.label}: segmenting the femoral head and the lesion")
             from lesionvol.segment import segment_hip
@@ -538,18 +575,10 @@ def analyze_scans(
         check_lesion_in_head(tp.volumes, v.label)
         tp.contrast = contrast
         tp.dicom_series = v.visit.series
-        if "head" not in given:
-            tp.head_definition = seg.head_definition
-            if seg.head_fit is not None:
-                tp.head_dome_marrow_fraction = seg.head_fit.quality.get("dome_marrow_fraction")
-        if "lesion" not in given:
-            tp.lesion_definition = seg.lesion_definition if seg is not None else options.lesion_definition
-            if seg is not None and "oedema" in seg.masks:
-                tp.margin_oedema_ml = mask_volume_ml(seg.masks["oedema"])
-            if seg is not None and seg.head_fit is not None and seg.lesion_definition == "enclosed":
-                tp.lesion_fill_ratio = lesion_fill_ratio(seg.lesion, seg.head_fit)
-                if "band_continued" in seg.masks:
-                    tp.band_continued_ml = mask_volume_ml(seg.masks["band_continued"])
+        if "lesion" not in given and seg is None:
+            tp.lesion_definition = options.lesion_definition
+        if seg is not None:
+            tp.take_segmentation_quality(seg, head="head" not in given, lesion="lesion" not in given)
         timepoints.append(tp)
 
     baseline = timepoints[0]

@@ -229,7 +229,8 @@ def test_cli_segment(dark_scan, tmp_path, capsys):
     rc = main(["segment", str(image), "--out-lesion", str(tmp_path / "l.nii.gz"),
                "--out-head", str(tmp_path / "h.nii.gz")])
     assert rc == 0
-    assert "right hip" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("right hip") and "check" not in out      # a clean segmentation has nothing to check
     lesion = sitk.ReadImage(str(tmp_path / "l.nii.gz"))
     assert mask_volume_ml(lesion) == pytest.approx(dark_scan.truth.lesion_enclosed_ml, rel=0.06)
 
@@ -653,11 +654,11 @@ def test_an_intermediate_centre_read_as_marrow_or_oedema_is_taken_in_by_the_band
     monkeypatch.setattr(lesion_module, "BAND_DARK_CENTRE_SHARE", 0.5)
     assert mask_volume_ml(lesion_module.segment_masks(image, fit).lesion_enclosed) < 0.9 * true_ml
 
-def test_a_head_whose_dome_a_lesion_hides_is_flagged(normal_b):
+def test_a_head_whose_dome_a_lesion_hides_is_flagged(normal_b, tmp_path, capsys):
     """Real anatomy (tests/data/README.md): a 13.6 mL lesion with an intermediate centre (0.45 of marrow) over the
     dome, on 5.2 mm coronal slices.  It hides the marrow surface under the dome (found on 0.01 of the rays to it),
     the sphere is fitted to the head's lower part, and the head reads 43.2 mL for 51.0 mL (-15 %).  The row says
-    so (``head_size_doubtful``), ``analyze`` prints a check line and the HTML report a warning.  Lesions that leave the marrow surface seen
+    so (``head_size_doubtful``), ``analyze`` and ``segment`` print a check line and the HTML report a warning.  Lesions that leave the marrow surface seen
     are not flagged: the other real implanted heads (fat, dark and intermediate centres: 0.79, 0.53, 0.30) and a
     normal phantom head (0.97).  A head the reader corrects is no longer the fit's: the flag goes."""
     import json
@@ -678,6 +679,11 @@ def test_a_head_whose_dome_a_lesion_hides_is_flagged(normal_b):
                               f"{row['head_dome_marrow_fraction']:.2f} of the rays to it: a lesion there hides it, and "
                               "the head may read too small or too large; check the head's outline"]
     assert "the marrow surface under the dome was found on 0.01 of the rays" in study_html(result)
+    from lesionvol.cli import main
+
+    assert main(["segment", str(data / f"{name}.nii.gz"), "--out-lesion", str(tmp_path / "l.nii.gz"),
+                 "--out-head", str(tmp_path / "h.nii.gz")]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [_checks([row])[0].replace("check t0:", "check right hip:")]
     result.update_mask(0, "head", result.timepoints[0].head)
     assert result.rows()[0]["head_size_doubtful"] is None
     for other in ("left_head", "right_head_dark_centre", "right_head_intermediate_centre"):

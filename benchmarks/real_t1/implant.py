@@ -14,6 +14,8 @@ real trabecular texture, noise, partial volume and 5.2 mm slices kept:
   0.35-0.6 of it (intermediate); each voxel's share of band and centre is integrated on a 3 x 3 x 7
   sub-grid (partial volume), the texture is scaled with the signal and the noise lost to the
   scaling is added back (its level estimated from the head's own voxel-to-voxel differences);
+* with ``--halo-mm W``: marrow oedema around it, W mm outside the ball within the head, at 0.45-0.65 of
+  the marrow signal (drawn from a generator of its own, so a seed draws the same lesions with and without);
 * truth: the lesion is the ball inside the head, up to its surface (issue #11's definition), the
   head being lesionvol's head on the scan without the lesion (Dice 0.936 against the hand labels,
   ``evaluate.py``): truth = sum of each head voxel's share of the ball x voxel volume.  The
@@ -51,6 +53,8 @@ SUBSAMPLES = (3, 3, 7)
 #: Weight-bearing dome, in (anterior, superior, lateral) components, and the spread of directions (deg).
 DOME = (0.45, 0.85, 0.25)
 SPREAD_DEG = 20.0
+#: Marrow oedema around the lesion (``--halo-mm``), x marrow: intermediate T1 signal.
+HALO_SIGNAL = (0.45, 0.65)
 
 
 def lens_fraction(r: float, R: float) -> float:
@@ -89,8 +93,9 @@ def noise_sigma(values: np.ndarray, head: np.ndarray) -> float:
 
 def implant(image: sitk.Image, head: sitk.Image, centre: np.ndarray, radius: float, direction: np.ndarray,
             lf_pct: float, band_mm: float, band_signal: float, centre_signal: float,
-            rng: np.random.Generator) -> tuple[sitk.Image, float]:
-    """Write the lesion into ``image`` inside ``head``; return the new image and the true lesion volume (mL)."""
+            rng: np.random.Generator, halo_mm: float = 0.0, halo_signal: float = 1.0) -> tuple[sitk.Image, float]:
+    """Write the lesion into ``image`` inside ``head``, with marrow oedema (``halo_signal`` x marrow) up to
+    ``halo_mm`` outside it; return the new image and the true lesion volume (mL)."""
     r_ball = radius_for(lf_pct, radius)
     p = centre + radius * direction
     arr = sitk.GetArrayFromImage(image).astype(np.float64)          # z, y, x
@@ -103,14 +108,16 @@ def implant(image: sitk.Image, head: sitk.Image, centre: np.ndarray, radius: flo
     origin = np.asarray(image.GetOrigin())
     in_ball = np.zeros(len(idx))
     in_band = np.zeros(len(idx))
+    in_halo = np.zeros(len(idx))
     for s in sub:                                                    # one sub-sample offset at a time
         pts = origin + (idx + s) @ D.T
         depth = r_ball - np.linalg.norm(pts - p, axis=1)             # > 0 inside the ball
         in_ball += depth > 0
         in_band += (depth > 0) & (depth <= band_mm)
-    f_ball, f_band = in_ball / len(sub), in_band / len(sub)
+        in_halo += (depth <= 0) & (depth > -halo_mm)
+    f_ball, f_band, f_halo = in_ball / len(sub), in_band / len(sub), in_halo / len(sub)
     f_centre = f_ball - f_band
-    scale = 1.0 - f_band * (1.0 - band_signal) - f_centre * (1.0 - centre_signal)
+    scale = 1.0 - f_band * (1.0 - band_signal) - f_centre * (1.0 - centre_signal) - f_halo * (1.0 - halo_signal)
     v = arr[zz, yy, xx]
     arr[zz, yy, xx] = v * scale + rng.normal(0.0, 1.0, len(v)) * sigma * np.sqrt(np.clip(1 - scale**2, 0, None))
     out = sitk.GetImageFromArray(arr.astype(np.float32))
@@ -122,6 +129,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, nargs="*", default=list(DEV_CASES))
     ap.add_argument("--seed", type=int, default=500)
+    ap.add_argument("--halo-mm", type=float, default=0.0,
+                    help="marrow oedema this thick around each lesion, in the head (0.45-0.65 of marrow)")
     args = ap.parse_args(argv)
     from lesionvol.segment.lesion import LESION_FILL_MIN, lesion_fill_ratio
     from lesionvol.segment.head import DOME_MARROW_MIN
@@ -129,13 +138,14 @@ def main(argv=None) -> int:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
     warnings.simplefilter("ignore")
     seg = ClassicalSegmenter()
-    print(f"seed {args.seed}, cases {args.cases}")
+    print(f"seed {args.seed}, cases {args.cases}" + (f", oedema halo {args.halo_mm:g} mm" if args.halo_mm else ""))
     print(f"{'case':>4} {'side':5} {'LF%':>5} {'band':>4} {'bsig':>4} {'csig':>4} {'truth':>6} {'got':>6} {'err%':>6} "
           f"{'LFtrue':>6} {'LFgot':>6} {'dLF':>5} {'head%':>6} {'fill':>4} {'dome':>4}  flags")
     errs, dlfs, heads, missed, flagged_big, heads_flagged, normal_domes = [], [], [], 0, [], [], []
     t0 = time.perf_counter()
     for case in args.cases:
         rng = np.random.default_rng(args.seed + case)
+        halo_rng = np.random.default_rng([args.seed + case, 1])     # its own: the same lesions with and without
         image = sitk.Cast(load_case(case)[0], sitk.sitkFloat32)
         fits = {f.side: f for f in seg.heads(image)}
         base = {side: seg.from_fit(image, f) for side, f in fits.items()}
@@ -148,8 +158,9 @@ def main(argv=None) -> int:
             bsig = float(rng.uniform(0.12, 0.25))
             csig = 1.0 if rng.random() < 0.5 else float(rng.uniform(0.35, 0.6))
             u = dome_direction(side, rng)
+            hsig = float(halo_rng.uniform(*HALO_SIGNAL)) if args.halo_mm else 1.0
             implanted, truth = implant(implanted, base[side].head, np.asarray(f.centre_mm), f.radius_mm, u, lf,
-                                       band, bsig, csig, rng)
+                                       band, bsig, csig, rng, args.halo_mm, hsig)
             plan[side] = (lf, band, bsig, csig, truth, mask_volume_ml(base[side].head))
         try:
             got = {f.side: (f, seg.from_fit(implanted, f)) for f in seg.heads(implanted)}

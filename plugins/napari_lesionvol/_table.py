@@ -48,3 +48,9 @@ class VolumesTable(QTableWidget):
                 if tips:
                     item.setToolTip("\n".join(tips))
                 self.setItem(r, c, item)
+
+
+def visits_to_check(rows: list[dict]) -> list[str]:
+    """The visits of ``rows`` with something to check other than their registration (the status line names a
+    doubtful registration with its reason), for the status line after a run."""
+    return [row["timepoint"] for row in rows if row_checks({**row, "registration_doubtful": False})]

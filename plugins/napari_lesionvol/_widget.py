@@ -72,7 +72,7 @@ from napari_lesionvol._seed import (
     seeded_job,
 )
 from napari_lesionvol._study_folder import OpenedStudy, describe_saved, open_study, save_corrections
-from napari_lesionvol._table import WARNING_COLOR, VolumesTable
+from napari_lesionvol._table import WARNING_COLOR, VolumesTable, visits_to_check
 
 
 def _part(path: str) -> property:
@@ -311,10 +311,13 @@ class ReviewWidget(QWidget):
         doubtful = [f"{tp.label}: {how}" for tp, how in zip(session.timepoints[1:], session.registration)
                     if tp.registration_qc.get("registration_doubtful")]
         apart = [tp.label for tp in session.timepoints[1:] if tp.change is None]
+        to_check = visits_to_check(self.table_rows())
         self.run_controls.show_done(
             "Done. Paint or erase in a lesion or head layer: the numbers follow."
             + (f"<br><span style='color:{WARNING_COLOR}'>&#9888; Check the registration of "
                + html.escape("; ".join(doubtful), quote=False) + "</span>" if doubtful else "")
+            + (f"<br><span style='color:{WARNING_COLOR}'>&#9888; Check " + html.escape(", ".join(to_check), quote=False)
+               + ": the rows marked &#9888; in the table say what (hover them)</span>" if to_check else "")
             + (f"<br><span style='color:{WARNING_COLOR}'>&#9888; " + html.escape(not_t1, quote=False) + "</span>"
                if not_t1 else "")
             + (f"<br>Run again measures these masks, edits included (for {', '.join(resegment)}: choose "

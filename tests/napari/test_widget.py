@@ -362,10 +362,11 @@ def test_images_only_are_segmented_registered_and_editable(make_viewer):
 def test_a_visit_with_something_to_check_is_marked_in_the_table(make_viewer):
     """What ``analyze`` prints under its table as ``check ...`` lines is on the visit's row in napari too: the
     real head whose dome a lesion hides (tests/data/README.md; it reads about 15 % small) gets a warning sign, a
-    tinted row and the check as the tooltip; once the reader corrects the head, the row is plain again."""
+    tinted row and the check as the tooltip, and the status line after a run names the visit; once the reader
+    corrects the head, the row is plain again."""
     from pathlib import Path
 
-    from napari_lesionvol._table import WARNING_SIGN, VolumesTable
+    from napari_lesionvol._table import WARNING_SIGN, VolumesTable, visits_to_check
 
     from lesionvol.inputs import Visit
     from lesionvol.study import analyze_scans, row_checks
@@ -379,6 +380,8 @@ def test_a_visit_with_something_to_check_is_marked_in_the_table(make_viewer):
     assert len(check) == 1 and "marrow surface under the dome" in check[0]
     assert table.item(0, 0).text() == f"{WARNING_SIGN} t0"
     assert table.item(0, 3).toolTip() == f"check: {check[0]}"
+    assert visits_to_check(result.rows()) == ["t0"]      # the status line after a run names it
     result.update_mask(0, "head", result.timepoints[0].head)   # the reader's head
     table.show_rows(result.rows())
     assert table.item(0, 0).text() == "t0" and table.item(0, 3).toolTip() == ""
+    assert visits_to_check(result.rows()) == []
