@@ -18,7 +18,9 @@ the lesion is everything inside the band's outer margin up to the same surface. 
 fraction >= 0.5).
 
 Per case: found / refused, head Dice, head volume error (%), lesion volume error (%), LF error
-(percentage points), the lesion read on a normal head (mL), segmentation time (s).
+(percentage points), the lesion read on a normal head (mL), segmentation time (s), the head's dome marrow
+fraction (``head_size_doubtful`` below 0.25) and the marrow oedema trimmed next to the lesion as % of it
+(``lesion_margin_doubtful`` above ``MAX_MARGIN_OEDEMA_FRACTION``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from lesionvol.measure import mask_volume_ml
 from lesionvol.phantom_b import Hip, HipScanSpec, Lesion, make_hip_scan
 from lesionvol.segment import segment_hip, segment_hips
 from lesionvol.segment.head import DOME_MARROW_MIN
+from lesionvol.study import MAX_MARGIN_OEDEMA_FRACTION
 from lesionvol.sequence import classify_contrast
 
 
@@ -161,7 +164,8 @@ def run_case(case: Case) -> list[dict]:
                        seg_lesion_ml=le, lesion_err=100 * (le / t.lesion_volume_ml - 1) if t.lesion_volume_ml else np.nan,
                        lf_err=(100 * le / h if h else np.nan) - t.lesion_pct_head,
                        lesion_dice=dice(seg.lesion, masks[s]["lesion"]) if t.lesion_volume_ml else np.nan,
-                       dome=seg.head_fit.quality["dome_marrow_fraction"])
+                       dome=seg.head_fit.quality["dome_marrow_fraction"],
+                       oedema_pct=100 * mask_volume_ml(seg.masks["oedema"]) / le if le else np.nan)
         elif error is None:
             row["error"] = f"{s} hip not returned (got {sorted(segs)})"
         rows.append(row)
@@ -195,7 +199,7 @@ def main(argv=None) -> None:
     print()
     head = (f"{'case':32s} {'grid mm':>11s} {'pl':3s} {'found':>7s} {'side':>4s} {'headDice':>8s} {'head%':>6s} "
             f"{'lesion mL seg/true':>18s} {'les%':>6s} {'lesDice':>7s} {'LF true':>7s} {'LFpp':>6s} "
-            f"{'gen s':>5s} {'seg s':>5s} {'dome':>4s}")
+            f"{'gen s':>5s} {'seg s':>5s} {'dome':>4s} {'oed%':>5s}")
     print(head)
     print("-" * len(head))
     all_rows = []
@@ -210,7 +214,8 @@ def main(argv=None) -> None:
                 print(f"{r['case']:32s} {r['grid']:>11s} {r['plane']:3s} {found:>7s} "
                       f"{'ok' if r['side_ok'] else 'BAD':>4s} {r['dice']:8.3f} {r['head_err']:+6.1f} {les:>18s} "
                       f"{_f(r['lesion_err'], '+6.1f'):>6s} {_f(r['lesion_dice'], '7.3f'):>7s} {r['lf']:7.2f} "
-                      f"{r['lf_err']:+6.2f} {r['gen_s']:5.1f} {r['seg_s']:5.1f} {_f(r['dome'], '4.2f')}")
+                      f"{r['lf_err']:+6.2f} {r['gen_s']:5.1f} {r['seg_s']:5.1f} {_f(r['dome'], '4.2f')} "
+                      f"{_f(r['oedema_pct'], '5.1f')}")
             else:
                 print(f"{r['case']:32s} {r['grid']:>11s} {r['plane']:3s} {found:>7s} {'':>4s} "
                       f"{'':8s} {'':6s} {'':18s} {'':6s} {'':7s} {r['lf']:7.2f} {'':6s} {r['gen_s']:5.1f} "
@@ -240,6 +245,9 @@ def main(argv=None) -> None:
     if flagged:
         print(f"  head size flag (dome marrow fraction < {DOME_MARROW_MIN:g}): {len(flagged)} hips, head volume error "
               f"{min(r['head_err'] for r in flagged):+.1f} to {max(r['head_err'] for r in flagged):+.1f} %")
+    margin = [r for r in lesioned if r["oedema_pct"] > 100 * MAX_MARGIN_OEDEMA_FRACTION]
+    print(f"  lesion margin flag (margin oedema > {100 * MAX_MARGIN_OEDEMA_FRACTION:g} % of the lesion): {len(margin)} "
+          f"hips" + (f", lesion volume error {', '.join(format(r['lesion_err'], '+.1f') for r in margin)} %" if margin else ""))
     print(f"non-T1 scans: {len(other)}, the segmenter alone refused {sum(not r['found'] for r in other)} "
           f"(read the reason: 'no femoral head' is not a contrast check)")
     refused = lambda r: r["contrast_read"] in ("T2", "STIR/fat-suppressed")  # noqa: E731 - as check_t1 does

@@ -292,14 +292,14 @@ def test_family_b_oedema_halo_is_mostly_not_lesion():
 
 def test_oedema_at_the_lesion_margin_flags_it():
     """The over-read above is not silent: the oedema trimmed next to the lesion is reported
-    (margin_oedema_ml, measured 1.65 mL next to 16.8 mL) and above 5 % of the lesion the row says its
+    (margin_oedema_ml, measured 1.65 mL next to 16.8 mL) and above 2 % of the lesion the row says its
     margin is doubtful; next to a lesion without a halo (5 mm slices, 30 %) it is 0.00 mL of 22 mL."""
     from lesionvol.inputs import Visit
     from lesionvol.study import analyze_scans
 
     image, _, _ = _family_b(9, side="left", R=26.0, pct=18.0, halo=6.0)
     row = analyze_scans([Visit(image)]).rows()[0]
-    assert row["margin_oedema_ml"] > 0.05 * row["lesion_volume_ml"]
+    assert row["margin_oedema_ml"] > 0.05 * row["lesion_volume_ml"]      # 9.8 %: flagged at 2 % with room
     assert row["lesion_margin_doubtful"] is True
     clean, _, _ = _family_b(3, R=27.0, pct=30.0, spacing_mm=(0.8, 0.8, 5.0))
     seg = segment_hip(clean)
