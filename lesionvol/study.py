@@ -49,8 +49,9 @@ Progress = Callable[[int, int, str], None]
 #: A segmented lesion with more marrow oedema next to it than this fraction of its volume has a doubtful
 #: margin.  Phantom family B: 10.2 % next to the oedema-halo lesion, which reads +38 %; at most 1.2 % next to
 #: the others.  Lesions written into real heads with an oedema halo (``benchmarks/real_t1/implant.py
-#: --halo-mm 5``, seeds 1 and 13) read +35 % (median) and the trimmed oedema is only 0.3-8 % of them: at 5 %
-#: this flagged 20 of their 52 errors over 10 %, at 2 % 44; without a halo 2 % flags 6 of 60 (empirical).
+#: --halo-mm 5``, seeds 1 and 13) read +35 % (median) and the trimmed oedema is only 0.3-8 % of them: with the
+#: other flags, 5 % flagged 20 of their 52 errors over 10 %, 2 % flags 44; without a halo 2 % flags 6 of 60
+#: lesions (empirical).
 MAX_MARGIN_OEDEMA_FRACTION = 0.02
 #: A segmented lesion with more than this fraction of its volume continued from its band's shape
 #: (``lesion_band_continued_ml``) is inferred in part, not seen: the row says so.  The continuation is added only
