@@ -308,6 +308,7 @@ class BatchSummary:
     peak_rss_mb_per_worker: dict[str, float]
     outcomes: list[StudyOutcome] = field(default_factory=list)
     parameters: dict = field(default_factory=dict)
+    n_rows_to_check: int = 0    # visits with something to check (lesionvol.study.row_checks)
 
     def as_dict(self) -> dict:
         done = sorted(o.seconds for o in self.outcomes if o.status == "done")
@@ -331,6 +332,9 @@ class BatchSummary:
             + (f" ({self.studies_per_minute:.1f} studies/min analysed)" if self.n_done else ""),
         ]
         lines += [f"  failed {o.key}: {o.error}" for o in self.outcomes if o.status == "failed"]
+        if self.n_rows_to_check:
+            lines.append(f"  {self.n_rows_to_check} of the {self.n_rows} visits have something to check: index.html "
+                         "names their hips, each study's report.html says what")
         lines.append(f"  cohort_volumes.csv/.parquet ({self.n_rows} rows), errors.csv, lf_trajectories.png, "
                      "rf_by_followup.png, index.html, batch_summary.json")
         return "\n".join(lines)
@@ -529,6 +533,9 @@ def run_batch(
         for o in ordered:
             if o.worker:
                 peaks[o.worker] = round(max(peaks.get(o.worker, 0.0), o.peak_rss_mb), 1)
+        from lesionvol.html_report import cohort_records
+        from lesionvol.study import row_checks
+
         summary = BatchSummary(
             out_dir=str(out), n_studies=len(studies), n_done=n_done,
             n_skipped=sum(o.status == "skipped" for o in ordered), n_failed=sum(o.status == "failed" for o in ordered),
@@ -536,6 +543,7 @@ def run_batch(
             studies_per_minute=round(60.0 * n_done / compute_seconds, 2) if n_done and compute_seconds > 0 else 0.0,
             workers=None if scheduler else workers, scheduler=scheduler or "embedded LocalCluster",
             peak_rss_mb_per_worker=peaks, outcomes=ordered,
+            n_rows_to_check=sum(bool(row_checks(r)) for r in cohort_records(table)),
             parameters={**options.as_dict(), "itk_threads": itk_threads, "overwrite": overwrite,
                         "dicom_export": dicom_export,
                         "manifest": os.path.basename(os.path.normpath(os.fspath(manifest)))},

@@ -20,7 +20,6 @@ import base64
 import datetime as _dt
 import html
 import io
-import math
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -32,7 +31,7 @@ import SimpleITK as sitk
 from lesionvol import __version__
 from lesionvol.io import atomic_path
 from lesionvol.outdir import apply_umask
-from lesionvol.study import StudyResult, Timepoint, format_cell, row_checks
+from lesionvol.study import StudyResult, Timepoint, format_cell, is_set, row_checks
 
 PathLike = str | os.PathLike
 
@@ -151,13 +150,6 @@ def _page(title: str, body: str) -> str:
 def _name_only(path: object) -> str:
     """A file's base name (a folder's name for a DICOM series): paths are never shown."""
     return os.path.basename(os.path.normpath(os.fspath(path))) if path else ""
-
-
-def _is_true(value: object) -> bool:
-    """A boolean cell as read back from CSV (``True``, ``"True"``, ``1``) or from memory."""
-    if isinstance(value, float) and math.isnan(value):
-        return False
-    return str(value).strip().lower() in ("true", "1", "yes")
 
 
 # ----------------------------------------------------------------------------- pictures
@@ -328,7 +320,7 @@ def _registration_section(result: StudyResult) -> str:
     # checks this module does not know by name (added to the registration later) are shown too
     checks += [(k, k.replace("registration_", "").replace("_", " "), 3)
                for k in dict.fromkeys(k for tp in follow for k in tp.registration_qc) if k not in shown]
-    doubtful = [_is_true(tp.registration_qc.get("registration_doubtful")) for tp in follow]
+    doubtful = [is_set(tp.registration_qc.get("registration_doubtful")) for tp in follow]
     sources = {"given": "given", "registered": "registered", "": "none"}
 
     def line(title: str, values: list[str], numeric: bool = False) -> str:
@@ -486,11 +478,16 @@ def write_study_html(result: StudyResult, path: PathLike, extra_summary: dict | 
 
 
 # ----------------------------------------------------------------------------- the cohort index
+def cohort_records(table) -> list[dict]:
+    """The rows of a cohort table (pandas) as dicts, missing cells as None (as :func:`row_checks` reads them)."""
+    return table.astype(object).where(table.notna(), None).to_dict("records") if len(table) else []
+
+
 def _hip_rows(table) -> list[dict]:
-    """One dict per hip, in table order: subject, side, visits, last LF, its flag, doubtful count."""
+    """One dict per hip, in table order: subject, side, visits, last LF, its flag, doubtful registrations and
+    visits with something to check (:func:`lesionvol.study.row_checks`)."""
     hips: dict[tuple[str, str], list[dict]] = {}
-    records = table.astype(object).where(table.notna(), None).to_dict("records") if len(table) else []
-    for rec in records:
+    for rec in cohort_records(table):
         hips.setdefault((str(rec.get("subject")), str(rec.get("side"))), []).append(rec)
     out = []
     for (subject, side), recs in hips.items():
@@ -498,7 +495,8 @@ def _hip_rows(table) -> list[dict]:
         out.append({"subject": subject, "side": side, "visits": len(recs), "last_timepoint": last.get("timepoint"),
                     "last_days": last.get("days"), "last_lf": last.get("lesion_pct_head"),
                     "flag": last.get("threshold_flag"),
-                    "doubtful": sum(_is_true(r.get("registration_doubtful")) for r in recs)})
+                    "doubtful": sum(is_set(r.get("registration_doubtful")) for r in recs),
+                    "to_check": sum(bool(row_checks(r)) for r in recs)})
     return out
 
 
@@ -542,11 +540,11 @@ def cohort_index_html(out_dir: PathLike, table, outcomes: Sequence = (), thresho
             link = f'{esc(hip["subject"])} <span class="muted">(no report.html: rerun with --overwrite)</span>'
         cells.append([link, esc(hip["side"]), esc(hip["visits"]), esc(hip["last_timepoint"]),
                       esc(format_cell(hip["last_days"], 0)), esc(format_cell(hip["last_lf"], 1)), esc(hip["flag"]),
-                      esc(hip["doubtful"])])
-        classes.append(("above " if hip["flag"] == "at_or_above" else "") + ("doubtful" if hip["doubtful"] else ""))
+                      esc(hip["doubtful"]), esc(hip["to_check"])])
+        classes.append(("above " if hip["flag"] == "at_or_above" else "") + ("doubtful" if hip["to_check"] else ""))
     header = ["subject (report)", "side", "visits", "last visit", "last days", "last LF %", "threshold flag",
-              "doubtful registrations"]
-    numeric = {2, 4, 5, 7}
+              "doubtful registrations", "visits to check"]
+    numeric = {2, 4, 5, 7, 8}
     rows_html = "".join(
         f'<tr class="{c.strip()}">' + "".join(
             f'<td class="{"num" if i in numeric else ("flag" if i == 6 else "")}">{v}</td>' for i, v in enumerate(r))
@@ -569,6 +567,7 @@ def cohort_index_html(out_dir: PathLike, table, outcomes: Sequence = (), thresho
                 "exploratory</strong>"
                 " (not a validated cut-off); each study's report gives its source.</div>")
     n_doubtful = sum(h["doubtful"] > 0 for h in hips)
+    n_to_check = sum(h["to_check"] > 0 for h in hips)
     body = "\n".join([
         "<h1>lesionvol cohort</h1>",
         f"<p class=\"muted\">{len(hips)} hip(s) with results, {len(failed)} failed; lesionvol {esc(__version__)}. "
@@ -576,6 +575,8 @@ def cohort_index_html(out_dir: PathLike, table, outcomes: Sequence = (), thresho
         note,
         (f'<div class="warn"><span class="tag">{n_doubtful}</span> hip(s) with doubtful registrations: review their '
          "change maps.</div>") if n_doubtful else "",
+        (f'<div class="warn"><span class="tag">{n_to_check}</span> hip(s) with visits to check: each study\'s '
+         "report lists what to check under its table.</div>") if n_to_check else "",
         "<h2>Hips</h2>", hip_table, failed_html,
         "<h2>Cohort plots</h2>", "".join(plots) or "<p>No cohort plots (no results).</p>",
     ])

@@ -243,6 +243,18 @@ def format_cell(value: object, decimals: int | None) -> str:
     return str(value)
 
 
+def is_set(value: object) -> bool:
+    """A flag cell: set when True in memory or read back from CSV as text (``"True"``, ``"1"``, ``"yes"``);
+    False, empty, None and NaN are not.
+
+    Example
+    -------
+    >>> [is_set(v) for v in (True, "True", "1", False, "False", "", None, float("nan"))]
+    [True, True, True, False, False, False, False, False]
+    """
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
 def row_checks(row: dict) -> list[str]:
     """What a reader should check in one row of :meth:`StudyResult.rows`, a phrase per flag raised: a mask at
     the edge of the field, a lesion margin next to marrow oedema, a lesion on thick slices, a lesion that may be its
@@ -260,25 +272,25 @@ def row_checks(row: dict) -> list[str]:
         return format_cell(row.get(key), 2)
 
     checks = []
-    if row.get("mask_at_fov_edge"):
+    if is_set(row.get("mask_at_fov_edge")):
         checks.append(f"{row.get('mask_at_fov_edge_reason')} (the volume may be short)")
-    if row.get("lesion_margin_doubtful"):
+    if is_set(row.get("lesion_margin_doubtful")):
         checks.append(f"{ml('margin_oedema_ml')} mL of marrow oedema next to the {ml('lesion_volume_ml')} mL lesion: "
                       "its outer margin may hold some of it")
-    if row.get("lesion_on_thick_slices"):
+    if is_set(row.get("lesion_on_thick_slices")):
         checks.append(f"the lesion was measured on {row.get('lesion_on_thick_slices_reason')}: where its band lies "
                       "within a slice it can read as marrow, so it may read small")
-    if row.get("lesion_fill_doubtful"):
+    if is_set(row.get("lesion_fill_doubtful")):
         checks.append(f"the lesion fills {ml('lesion_fill_ratio')} of the segment under it: it may be its band alone, "
                       "what the band encloses read as marrow (far too small)")
-    if row.get("lesion_band_continued"):
+    if is_set(row.get("lesion_band_continued")):
         checks.append(f"{ml('lesion_band_continued_ml')} mL of the {ml('lesion_volume_ml')} mL lesion continue its "
                       "band's shape where thick slices did not show it: check its margin")
-    if row.get("head_size_doubtful"):
+    if is_set(row.get("head_size_doubtful")):
         checks.append(f"the marrow surface under the dome was found on {ml('head_dome_marrow_fraction')} of the rays "
                       "to it: a lesion there hides it, and the head may read too small or too large; check the "
                       "head's outline")
-    if row.get("registration_doubtful"):
+    if is_set(row.get("registration_doubtful")):
         checks.append(f"registration doubtful ({row.get('registration_doubtful_reason')})")
     return checks
 

@@ -146,11 +146,15 @@ def test_folder_layout(tmp_path):
 def test_folder_cohort_through_the_cli(tmp_path, cluster, capsys):
     for subject in ("S01", "S02"):
         for label in ("d0", "d91"):
-            make_scan(tmp_path / "in" / subject / label, RADII["baseline" if label == "d0" else "3mo"], 0)
+            _, _, head = make_scan(tmp_path / "in" / subject / label, RADII["baseline" if label == "d0" else "3mo"], 0)
+    _write(_ball(11.0, centre=(SIZE / 2, SIZE / 2, 10)), Path(head))    # S02 d91: a head cut by the field's edge
     out = tmp_path / "out"
     code = main(["batch", str(tmp_path / "in"), "--out", str(out), "--scheduler", cluster, "--side", "left",
                  "--no-register", "--quiet"])
-    assert code == 0, capsys.readouterr()
+    printed = capsys.readouterr()
+    assert code == 0, printed
+    assert "1 of the 4 visits have something to check" in printed.out
+    assert '<span class="tag">1</span> hip(s) with visits to check' in (out / "index.html").read_text(encoding="utf-8")
     table = pd.read_csv(out / "cohort_volumes.csv")
     assert list(zip(table["subject"], table["side"], table["timepoint"], table["days"])) == [
         ("S01", "left", "d0", 0), ("S01", "left", "d91", 91), ("S02", "left", "d0", 0), ("S02", "left", "d91", 91)]
@@ -189,6 +193,7 @@ def test_end_to_end_cli_on_embedded_cluster(tmp_path, capsys):
     assert (out / "errors.csv").read_text(encoding="utf-8") == "subject,side,error\n"
     summary = json.loads((out / "batch_summary.json").read_text(encoding="utf-8"))
     assert (summary["n_studies"], summary["n_done"], summary["n_failed"]) == (4, 4, 0)
+    assert summary["n_rows_to_check"] == 0     # drawn masks inside the field: nothing to check
     assert summary["lesionvol_version"] and summary["studies_per_minute"] > 0
     assert len(summary["peak_rss_mb_per_worker"]) == 2  # both workers did work
     for name in ("lf_trajectories.png", "rf_by_followup.png"):

@@ -185,6 +185,8 @@ def _cohort(tmp_path: Path, result, report: Path) -> tuple[Path, pd.DataFrame]:
     table = pd.concat(frames, ignore_index=True)
     # as read back from volumes.csv: booleans as text, a missing value for the baseline
     table["registration_doubtful"] = [None, "False", "True", None, "True", "True"]
+    table["head_size_doubtful"] = ["True", "False", "False", "False", "False", None]    # S01's baseline head
+    table["head_dome_marrow_fraction"] = [0.1, 0.9, 0.9, 0.9, 0.9, None]
     plot_lf_trajectories(table, out / "lf_trajectories.png")
     plot_rf_by_followup(table, out / "rf_by_followup.png")
     return out, table
@@ -208,8 +210,10 @@ def test_cohort_index(tmp_path, result, report):
         assert (out / unquote(link)).is_file()
     last_lf = f"{result.rows()[-1]['lesion_pct_head']:.1f}"     # the sample's last visit, about 4 %
     rows = [[c.strip() for c in r] for r in _table_rows(text)]
-    assert rows[0] == ["S01", "right", "3", "t2", "365", last_lf, "below", "1"]
-    assert rows[1] == ["S<2>", "left", "3", "t2", "365", last_lf, "below", "2"]
+    # doubtful registrations, then visits with something to check (the baseline's head, read back as text)
+    assert rows[0] == ["S01", "right", "3", "t2", "365", last_lf, "below", "1", "2"]
+    assert rows[1] == ["S<2>", "left", "3", "t2", "365", last_lf, "below", "2", "2"]
+    assert '<span class="tag">2</span> hip(s) with visits to check' in text
     assert rows[2] == ["S3", "left", "missing file(s): " + EVIL]
     assert EVIL not in text and "S&lt;2&gt;" in text
     assert "10 % LF threshold is exploratory" in " ".join(page.text)

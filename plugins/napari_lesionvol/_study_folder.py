@@ -28,11 +28,11 @@ import numpy as np
 from lesionvol.corrections import measured_mask_path, save_correction
 from lesionvol.errors import InputError
 from lesionvol.io import read_mask, sha256_of
+from lesionvol.study import is_set
 from napari_lesionvol._geometry import META_KEY, apply_display_edit
 from napari_lesionvol._reader import read_layers
 
 KINDS = ("lesion", "head")
-_TRUE = ("true", "1", "yes")
 
 
 def _digest(data) -> str:
@@ -100,8 +100,7 @@ def read_volumes(study_dir: Path) -> list[dict]:
 def _doubtful(rows: list[dict]) -> list[str]:
     out = []
     for row in rows:
-        flag = row.get("registration_doubtful")
-        if flag is True or (isinstance(flag, str) and flag.lower() in _TRUE):
+        if is_set(row.get("registration_doubtful")):
             reason = row.get("registration_doubtful_reason")
             out.append(f"{row.get('timepoint')}" + (f" ({reason})" if reason else ""))
     return out
