@@ -481,9 +481,8 @@ def _band_capped(n: np.ndarray, d: np.ndarray, normal: np.ndarray, interior: np.
     >>> bool(_band_capped(gap, d, np.array([1.0, 0, 0]), inside, inside & (y > 8), np.array([False, True, True]), 5.0)[0, 3, 12])
     True
     """
-    capped = np.zeros(n.shape, bool)
     if fine.all() or thick_mm < CAPPED_SLAB_MM:
-        return capped
+        return np.zeros(n.shape, bool)
     in_plane = _within_axes(fine)
     bright = interior & (n >= DARK_LEVEL)
     capped = _capped_pieces(bright, d, normal, interior, near_neck, in_plane)
