@@ -547,7 +547,8 @@ def test_a_fat_centre_the_band_leaves_open_is_lesion_up_to_its_band_continued(mo
     """Family B, a 15 % fat-centred lesion on 6.3 mm coronal slices (``benchmarks/phantom_b_thick_slices.py``
     case 202): where the slices cut the band obliquely it leaves a gap, and the centre of whole slices read as
     healthy marrow: 5.95 of 7.09 mL (-16.2 %).  The band's margin seen on the other slices is continued as a
-    sphere, and what it encloses beyond the margins seen is lesion: measured 6.44 mL (-9.2 %).  Lesions written
+    sphere, and what it encloses beyond the margins seen is lesion: measured 6.74 mL (-5.0 %; 6.44 mL, -9.2 %, while a
+    margin seen where the band runs along the slices stopped it).  Lesions written
     into the real development heads read so 14-63 % small (``benchmarks/real_t1/implant.py`` seeds 1-3)."""
     from lesionvol.segment import lesion as lesion_module
 
@@ -556,7 +557,7 @@ def test_a_fat_centre_the_band_leaves_open_is_lesion_up_to_its_band_continued(mo
     completed = mask_volume_ml(segment_hip(image).lesion)
     monkeypatch.setattr(lesion_module, "BAND_MAX_RMS_MM", -1.0)   # no sphere trusted: the centre is lost again
     band_alone = mask_volume_ml(segment_hip(image).lesion)
-    assert completed == pytest.approx(true_ml, rel=0.12)
+    assert completed == pytest.approx(true_ml, rel=0.08)
     assert band_alone < 0.88 * true_ml
     assert completed - band_alone > 0.05 * true_ml
 
@@ -564,14 +565,15 @@ def test_a_fat_centre_the_band_leaves_open_is_lesion_up_to_its_band_continued(mo
 def test_the_part_continued_from_the_band_is_reported_and_flagged_above_a_tenth():
     """The part of a lesion continued from its band's shape is inferred, not seen: the row reports it
     (``lesion_band_continued_ml``) and flags it above a tenth of the lesion, with a check line.  Family B case 202
-    (above): 0.49 of 6.44 mL, reported, not flagged; a lesion on 1 mm slices: nothing continued (0.00 mL)."""
+    (above): 0.78 of 6.74 mL, reported and flagged (0.49 of 6.44 mL, not flagged, while a margin seen where the band
+    runs along the slices stopped it); a lesion on 1 mm slices: nothing continued (0.00 mL)."""
     from lesionvol.cli import _checks
     from lesionvol.inputs import Visit
     from lesionvol.study import analyze_scans
 
     row = analyze_scans([Visit(_case_202(**THICK_202)[0])]).rows()[0]
-    assert 0.06 * row["lesion_volume_ml"] < row["lesion_band_continued_ml"] < 0.10 * row["lesion_volume_ml"]
-    assert row["lesion_band_continued"] is False
+    assert 0.10 * row["lesion_volume_ml"] < row["lesion_band_continued_ml"] < 0.13 * row["lesion_volume_ml"]
+    assert row["lesion_band_continued"] is True
     thin = analyze_scans([Visit(_case_202(spacing_mm=(1.0, 1.0, 1.0))[0])]).rows()[0]
     assert thin["lesion_volume_ml"] > 0 and thin["lesion_band_continued_ml"] == 0.0
     line = _checks([{"timepoint": "m3", "lesion_band_continued": True, "lesion_band_continued_ml": 8.76,
@@ -654,6 +656,24 @@ def test_an_intermediate_centre_read_as_marrow_or_oedema_is_taken_in_by_the_band
     assert mask_volume_ml(masks.band_continued) > 0.05 * true_ml
     monkeypatch.setattr(lesion_module, "BAND_DARK_CENTRE_SHARE", 0.5)
     assert mask_volume_ml(lesion_module.segment_masks(image, fit).lesion_enclosed) < 0.9 * true_ml
+
+def test_a_margin_seen_where_the_band_runs_along_the_slices_does_not_stop_the_band_continued(monkeypatch):
+    """Real anatomy (tests/data/README.md): a 3.89 mL lesion with a 1.5 mm band and a fat-bright centre on 5.2 mm
+    coronal slices.  Near its back, the band runs along the slab: a slab holding band, centre and healthy marrow
+    reads as marrow, and the lesion there seems to meet the healthy marrow inside its true outline.  Such a margin
+    stopped the band continued as a sphere, and the lesion read 3.28 mL (-15.6 %); now it does not: 3.67 mL
+    (-5.7 %).  Where it still decides whether a lesion is continued at all, family B's standard set is unchanged."""
+    from lesionvol.segment import lesion as lesion_module
+
+    image, fit, true_ml = _real_implanted_head("real_t1_implanted_left_head_thin_band")
+
+    def lesion_ml():
+        return mask_volume_ml(lesion_module.segment_masks(image, fit).lesion_enclosed)
+
+    assert lesion_ml() == pytest.approx(true_ml, rel=0.08)
+    monkeypatch.setattr(lesion_module, "SEEN_MARGIN_MAX_ACROSS", 2.0)     # every margin seen counts
+    assert lesion_ml() < 0.88 * true_ml
+
 
 def test_a_head_whose_dome_a_lesion_hides_is_flagged(normal_b, tmp_path, capsys):
     """Real anatomy (tests/data/README.md): a 13.6 mL lesion with an intermediate centre (0.45 of marrow) over the
