@@ -584,8 +584,8 @@ def test_the_part_continued_from_the_band_is_reported_and_flagged_above_a_tenth(
 
 def _real_implanted_head(name: str = "real_t1_implanted_left_head"):
     """A real coronal T1 crop (5.2 mm slices) with a lesion written into its head (tests/data/README.md): the image,
-    the head fitted on the scan without the lesion, and the true lesion volume (mL).  By default the left head with
-    a 33 % fat-centred lesion."""
+    the head fit stored with it (on the scan without the lesion, but for the thin-band crop), and the true lesion
+    volume (mL).  By default the left head with a 33 % fat-centred lesion."""
     import json
     from pathlib import Path
 
@@ -656,6 +656,7 @@ def test_an_intermediate_centre_read_as_marrow_or_oedema_is_taken_in_by_the_band
     assert mask_volume_ml(masks.band_continued) > 0.05 * true_ml
     monkeypatch.setattr(lesion_module, "BAND_DARK_CENTRE_SHARE", 0.5)
     assert mask_volume_ml(lesion_module.segment_masks(image, fit).lesion_enclosed) < 0.9 * true_ml
+
 
 def test_a_margin_seen_where_the_band_runs_along_the_slices_does_not_stop_the_band_continued(monkeypatch):
     """Real anatomy (tests/data/README.md): a 3.89 mL lesion with a 1.5 mm band and a fat-bright centre on 5.2 mm
