@@ -705,30 +705,29 @@ def _band_sphere(edge_mm: np.ndarray, out_mm: np.ndarray,
 
 
 def _beyond_seen_margin(edge_mm: np.ndarray, out_mm: np.ndarray, c: np.ndarray, rho: float, grid: Grid,
-                        m: MarrowModel, *, along_slices_too: bool = True) -> np.ndarray:
+                        m: MarrowModel) -> tuple[np.ndarray, np.ndarray]:
     """Region voxels on the healthy side of a seen margin, from each margin point whose healthy side faces away
     from the sphere (``c``, ``rho``) out to the sphere along that side: a margin seen is never pushed out to
-    the sphere, which only stands in for the band where it was not seen.  Without ``along_slices_too``, not
-    from points where the sphere runs along the slices (SEEN_MARGIN_MAX_ACROSS)."""
+    the sphere, which only stands in for the band where it was not seen.  Two masks: from the points where the
+    sphere crosses the slices, and from those where it runs along them (SEEN_MARGIN_MAX_ACROSS)."""
     u = out_mm / np.maximum(np.linalg.norm(out_mm, axis=1), 1e-9)[:, None]
     outward = np.einsum("ij,ij->i", u, edge_mm - c) > 0
-    if not along_slices_too:
-        radial = (edge_mm - c) / np.maximum(np.linalg.norm(edge_mm - c, axis=1), 1e-9)[:, None]
-        outward &= np.abs(radial @ _slice_normal(grid).astype(float)) < SEEN_MARGIN_MAX_ACROSS
-    e, u = edge_mm[outward], u[outward]
+    radial = (edge_mm - c) / np.maximum(np.linalg.norm(edge_mm - c, axis=1), 1e-9)[:, None]
+    along = np.abs(radial @ _slice_normal(grid).astype(float)) >= SEEN_MARGIN_MAX_ACROSS
+    e, u, along = edge_mm[outward], u[outward], along[outward]
     step = 0.5 * float(grid.spacing_mm.min())
     to_index = np.linalg.inv(grid.index_to_mm).T
-    marked = np.zeros(m.interior.shape, bool)
+    marked = np.zeros((2,) + m.interior.shape, bool)        # [0]: crossing the slices, [1]: along them
     for t in np.arange(step, 2 * rho, step):
         q = e + t * u
         inside = np.linalg.norm(q - c, axis=1) < rho + step
         if not inside.any():
             break
-        e, u = e[inside], u[inside]
+        e, u, along = e[inside], u[inside], along[inside]
         idx = np.rint((q[inside] - grid.origin_mm) @ to_index - m.lo).astype(int)[:, ::-1]
-        ok = np.all((idx >= 0) & (idx < marked.shape), axis=1)
-        marked[tuple(idx[ok].T)] = True
-    return marked
+        ok = np.all((idx >= 0) & (idx < marked.shape[1:]), axis=1)
+        marked[(along[ok].astype(int),) + tuple(idx[ok].T)] = True
+    return marked[0], marked[1]
 
 
 def _band_surface_completion(lesion: np.ndarray, m: MarrowModel, grid: Grid, fit: HeadFit,
@@ -783,12 +782,14 @@ def _band_surface_completion(lesion: np.ndarray, m: MarrowModel, grid: Grid, fit
         within = np.zeros_like(cand)
         within[cand] = inside > BAND_SLAB_SAMPLES / 2
 
-        def joined(along_slices_too: bool) -> np.ndarray:
-            add = within & ~_beyond_seen_margin(e, o, c, rho, grid, m, along_slices_too=along_slices_too)
+        beyond_across, beyond_along = _beyond_seen_margin(e, o, c, rho, grid, m)
+
+        def joined(beyond: np.ndarray) -> np.ndarray:
+            add = within & ~beyond
             return ndimage.binary_propagation(comp, mask=comp | add) & add
-        decided = joined(True)
+        decided = joined(beyond_across | beyond_along)
         if decided.sum() >= BAND_MIN_MISSING * (decided.sum() + comp.sum()):
-            out |= joined(False)
+            out |= joined(beyond_across)
     return out
 
 
