@@ -676,6 +676,28 @@ def test_a_margin_seen_where_the_band_runs_along_the_slices_does_not_stop_the_ba
     assert lesion_ml() < 0.88 * true_ml
 
 
+def test_a_lesion_hiding_the_outer_surface_leaves_the_articular_surface_a_plate_outside_the_marrow():
+    """Real anatomy (tests/data/README.md): a fat-centred lesion (LF 9 %) over the dome on 5.2 mm coronal slices.
+    With it, the rise out of the dark rim is seen on 0.37 of the rays only, and the marrow surface leads the fit.
+    The points found on those rays lie 3.1 mm beyond the marrow surface, wider than a plate (MAX_RESOLVED_PLATE_MM):
+    the rim is unresolved, so the articular surface lies ARTICULAR_PLATE_MM outside the marrow surface, as on the
+    same head without the lesion: radius 23.92 mm for 23.96.  Before, only the median profile's rim counted (2.5 mm)
+    and a default plate's 2.0 mm was added: 24.92 mm, +13 % of head volume."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.segment.head import ARTICULAR_PLATE_MM, MIN_OUTER_FRACTION, fit_head
+
+    data = Path(__file__).parent / "data"
+    name = "real_t1_implanted_left_head_dome_fat"
+    meta = json.loads((data / f"{name}.json").read_text())
+    fit = fit_head(sitk.ReadImage(str(data / f"{name}.nii.gz")), np.array(meta["head_centre_without_lesion_mm"]),
+                   side="left")
+    assert fit.quality["outer_fraction"] < MIN_OUTER_FRACTION
+    assert fit.radius_mm - fit.inner_radius_mm == pytest.approx(ARTICULAR_PLATE_MM)
+    assert fit.radius_mm == pytest.approx(meta["head_radius_without_lesion_mm"], abs=0.2)
+
+
 def test_a_head_whose_dome_a_lesion_hides_is_flagged(normal_b, tmp_path, capsys):
     """Real anatomy (tests/data/README.md): a 13.6 mL lesion with an intermediate centre (0.45 of marrow) over the
     dome, on 5.2 mm coronal slices.  It hides the marrow surface under the dome (found on 0.01 of the rays to it),
