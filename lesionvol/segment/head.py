@@ -801,9 +801,9 @@ def _resolved_radius(points: np.ndarray, inliers: np.ndarray, resolved: np.ndarr
 
 def _lead_inner_rim_mm(rays: _Rays, centre: np.ndarray, r_in: float, outer: np.ndarray,
                        fit_out: tuple | None) -> float:
-    """Width of the dark rim (mm) where the marrow surface led the fit: the wider of the median profile's
-    (:func:`_rim_width_mm`) and the outer points' (found on too few rays to lead, ``fit_out`` their sphere,
-    None when too few for one) radius beyond the marrow surface ``r_in``."""
+    """Width of the dark rim (mm) where the marrow surface led the fit: the wider of the median profile's rim
+    (:func:`_rim_width_mm`) and the outer points' radius beyond the marrow surface ``r_in``.  The outer points
+    were found on too few rays to lead; ``fit_out`` is their sphere, None when they were too few for one."""
     seen = _outer_radius(outer, centre, fit_out) - r_in if fit_out is not None else 0.0
     return max(_rim_width_mm(rays, centre), seen)
 
