@@ -14,6 +14,14 @@ real trabecular texture, noise, partial volume and 5.2 mm slices kept:
   0.35-0.6 of it (intermediate); each voxel's share of band and centre is integrated on a 3 x 3 x 7
   sub-grid (partial volume), the texture is scaled with the signal and the noise lost to the
   scaling is added back (its level estimated from the head's own voxel-to-voxel differences);
+* with ``--moved SEED``: the scan is first moved by a random rigid motion onto a follow-up grid
+  (``registration_stress.moved_real_copy``, seeded ``SEED + case``: 4-12 deg, shifts up to 15 mm, 1.1 x the
+  pixel size, 0.8-1.25 x the slice thickness at other positions, field cropped to 85 %, 2 % Rician noise), and
+  everything below happens on that copy: the lesion is written on the follow-up grid, as a follow-up visit
+  would image it.  With ``--moved-after`` too, the lesion is written on the scan's own grid and the implanted
+  scan is moved instead: the lesion is then interpolated between the 5.2 mm slices, blurred twice across them
+  (harsher than an acquisition on that grid); the truth (mL) is physical and unchanged, ``head%`` then holds
+  the grid's own effect too (normal heads: median 1.8 %, ``repeat.py``);
 * with ``--halo-mm W``: marrow oedema around it, W mm outside the ball within the head, at 0.45-0.65 of
   the marrow signal (drawn from a generator of its own, so a seed draws the same lesions with and without);
 * truth: the lesion is the ball inside the head, up to its surface (issue #11's definition), the
@@ -43,7 +51,9 @@ import SimpleITK as sitk
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 from pelvic_project import DEV_CASES, load_case  # noqa: E402
+from registration_stress import moved_real_copy  # noqa: E402
 
 from lesionvol.measure import mask_volume_ml  # noqa: E402
 from lesionvol.segment import ClassicalSegmenter  # noqa: E402
@@ -131,6 +141,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=500)
     ap.add_argument("--halo-mm", type=float, default=0.0,
                     help="marrow oedema this thick around each lesion, in the head (0.45-0.65 of marrow)")
+    ap.add_argument("--moved", type=int, default=None, metavar="SEED",
+                    help="move each scan onto a follow-up grid (seeded SEED + case) and write the lesion there")
+    ap.add_argument("--moved-after", action="store_true",
+                    help="with --moved: write the lesion on the scan's own grid, then move the implanted scan")
     args = ap.parse_args(argv)
     from lesionvol.segment.lesion import LESION_FILL_MIN, lesion_fill_ratio
     from lesionvol.segment.head import DOME_MARROW_MIN
@@ -138,7 +152,9 @@ def main(argv=None) -> int:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
     warnings.simplefilter("ignore")
     seg = ClassicalSegmenter()
-    print(f"seed {args.seed}, cases {args.cases}" + (f", oedema halo {args.halo_mm:g} mm" if args.halo_mm else ""))
+    print(f"seed {args.seed}, cases {args.cases}" + (f", oedema halo {args.halo_mm:g} mm" if args.halo_mm else "")
+          + (f", on copies moved onto a follow-up grid (seed {args.moved} + case)" if args.moved is not None else "")
+          + (", the lesion written before the move" if args.moved is not None and args.moved_after else ""))
     print(f"{'case':>4} {'side':5} {'LF%':>5} {'band':>4} {'bsig':>4} {'csig':>4} {'truth':>6} {'got':>6} {'err%':>6} "
           f"{'LFtrue':>6} {'LFgot':>6} {'dLF':>5} {'head%':>6} {'fill':>4} {'dome':>4}  flags")
     errs, dlfs, heads, missed, flagged_big, heads_flagged, normal_domes = [], [], [], 0, [], [], []
@@ -147,6 +163,8 @@ def main(argv=None) -> int:
         rng = np.random.default_rng(args.seed + case)
         halo_rng = np.random.default_rng([args.seed + case, 1])     # its own: the same lesions with and without
         image = sitk.Cast(load_case(case)[0], sitk.sitkFloat32)
+        if args.moved is not None and not args.moved_after:
+            image = moved_real_copy(image, args.moved + case, triple=False)[0]
         fits = {f.side: f for f in seg.heads(image)}
         base = {side: seg.from_fit(image, f) for side, f in fits.items()}
         normal_domes += [f.quality["dome_marrow_fraction"] for f in fits.values()]
@@ -162,6 +180,8 @@ def main(argv=None) -> int:
             implanted, truth = implant(implanted, base[side].head, np.asarray(f.centre_mm), f.radius_mm, u, lf,
                                        band, bsig, csig, rng, args.halo_mm, hsig)
             plan[side] = (lf, band, bsig, csig, truth, mask_volume_ml(base[side].head))
+        if args.moved is not None and args.moved_after:
+            implanted = moved_real_copy(implanted, args.moved + case, triple=False)[0]
         try:
             got = {f.side: (f, seg.from_fit(implanted, f)) for f in seg.heads(implanted)}
         except Exception as exc:  # noqa: BLE001 - a refusal is a result here
