@@ -698,6 +698,32 @@ def test_a_lesion_hiding_the_outer_surface_leaves_the_articular_surface_a_plate_
     assert fit.radius_mm == pytest.approx(meta["head_radius_without_lesion_mm"], abs=0.2)
 
 
+def test_a_seed_point_finds_a_head_whose_lesion_misleads_the_vote():
+    """Real anatomy (tests/data/README.md): a real scan moved onto a follow-up grid (1.0 mm pixels, 4.3 mm slices)
+    with a 26 % lesion of intermediate centre (0.40 of marrow) at the dome.  Without a seed the head is refused
+    (safe).  With the reader's seed point at the head, the edges near it voted for spheres from which no head is
+    found, and the head was refused too.  The seed point itself is now tried last: head 38.4 mL for the 38.9 mL
+    without the lesion, lesion 10.8 mL for 10.7, flagged head_size_doubtful (dome marrow fraction 0.11); from a point
+    5 mm off the centre as well (measured 38.7 mL)."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.segment.head import DOME_MARROW_MIN, NoFemoralHeadError
+
+    data = Path(__file__).parent / "data"
+    name = "real_t1_moved_implanted_right_head_seeded"
+    meta = json.loads((data / f"{name}.json").read_text())
+    image = sitk.ReadImage(str(data / f"{name}.nii.gz"))
+    with pytest.raises(NoFemoralHeadError):
+        segment_hip(image, side="right")
+    centre = np.array(meta["head_centre_without_lesion_mm"])
+    for seed in (centre, centre + (-5.0, 0.0, 0.0)):
+        seg = segment_hip(image, side="right", seed_mm=tuple(seed))
+        assert mask_volume_ml(seg.head) == pytest.approx(meta["head_without_lesion_ml"], rel=0.03)
+        assert mask_volume_ml(seg.lesion) == pytest.approx(meta["lesion_true_ml"], rel=0.05)
+        assert seg.head_fit.quality["dome_marrow_fraction"] < DOME_MARROW_MIN
+
+
 def test_a_head_whose_dome_a_lesion_hides_is_flagged(normal_b, tmp_path, capsys):
     """Real anatomy (tests/data/README.md): a 13.6 mL lesion with an intermediate centre (0.45 of marrow) over the
     dome, on 5.2 mm coronal slices.  It hides the marrow surface under the dome (found on 0.01 of the rays to it),

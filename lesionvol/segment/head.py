@@ -1237,13 +1237,18 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
     best: dict[str, HeadFit] = {}
     reasons = []
     paired = midline is not None and seed_mm is None
-    for rank, (cand, fat_here) in enumerate(_candidates(image, fat, seed_mm,
-                                                        N_CANDIDATES_PAIR if paired else N_CANDIDATES)):
+    candidates = _candidates(image, fat, seed_mm, N_CANDIDATES_PAIR if paired else N_CANDIDATES)
+    if seed_mm is not None:
+        # last, the reader's point itself: the edges near it may vote for other spheres (a large lesion's band),
+        # from which no head is found (lesions written into real heads on a follow-up grid, implant.py --moved:
+        # of 3 heads refused, 2 were then found from a seed point at their centre, the third is refused there too)
+        candidates.append((np.asarray(seed_mm, float), None))
+    for rank, (cand, fat_here) in enumerate(candidates):
         if len(best) == 2:
             break
         if any(np.linalg.norm(cand - f.centre_mm) < MIN_HEAD_SEPARATION_MM for f in best.values()):
             continue
-        if rank >= N_CANDIDATES and not (len(best) == 1 and _pair_place(cand, next(iter(best.values())))):
+        if paired and rank >= N_CANDIDATES and not (len(best) == 1 and _pair_place(cand, next(iter(best.values())))):
             continue
         side = None
         if midline is not None:
