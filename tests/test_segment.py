@@ -724,6 +724,33 @@ def test_a_seed_point_finds_a_head_whose_lesion_misleads_the_vote():
         assert seg.head_fit.quality["dome_marrow_fraction"] < DOME_MARROW_MIN
 
 
+def test_a_round_structure_without_a_marrow_surface_is_not_returned_as_a_head(monkeypatch):
+    """Real anatomy (tests/data/README.md): a one-hip crop of the same moved scan with the 26 % intermediate-centred
+    lesion.  Its head is refused (the lesion hides it), and the next candidate, 44 mm lateral and inferior of it (the
+    trochanter region, radius 15.7 mm), passed every check and was returned as the right head (15.1 mL).  Its marrow
+    surface is seen on 0.12 of the rays; every head returned on the real implants reads 0.27 or more: it is refused
+    now (MIN_MARROW_SURFACE_FRACTION).  A seed point at the head finds the head (measured 38.5 mL for 38.9)."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.segment import head as head_module
+    from lesionvol.segment.head import NoFemoralHeadError
+
+    data = Path(__file__).parent / "data"
+    name = "real_t1_moved_implanted_right_hip_crop"
+    meta = json.loads((data / f"{name}.json").read_text())
+    image = sitk.ReadImage(str(data / f"{name}.nii.gz"))
+    centre = np.array(meta["head_centre_without_lesion_mm"])
+    with pytest.raises(NoFemoralHeadError):
+        segment_hip(image, side="right")
+    with monkeypatch.context() as m:
+        m.setattr(head_module, "MIN_MARROW_SURFACE_FRACTION", 0.0)
+        fit = segment_hip(image, side="right").head_fit
+        assert np.linalg.norm(fit.centre_mm - centre) > 30.0 and fit.quality["inner_fraction"] < 0.2
+    seeded = segment_hip(image, side="right", seed_mm=tuple(centre))
+    assert mask_volume_ml(seeded.head) == pytest.approx(meta["head_without_lesion_ml"], rel=0.03)
+
+
 def test_a_head_whose_dome_a_lesion_hides_is_flagged(normal_b, tmp_path, capsys):
     """Real anatomy (tests/data/README.md): a 13.6 mL lesion with an intermediate centre (0.45 of marrow) over the
     dome, on 5.2 mm coronal slices.  It hides the marrow surface under the dome (found on 0.01 of the rays to it),
