@@ -261,13 +261,13 @@ MIN_SURFACE_POINTS = 30
 #: surface under the dome, which was then seen on 0.297 of the rays; the outer surface alone led the fit
 #: onto the rise out of the unresolved rim, 3 mm out, and the head was refused (no acetabulum above it).
 MIN_INNER_FRACTION = 0.25
+MAX_INNER_OUTER_GAP_MM = 7.0
 #: A head found without a seed point shows its marrow surface on at least this fraction of the rays: marrow
 #: inside a cortical shell.  Every head returned on the lesions written into real heads (implant.py seeds 1, 13,
 #: 22, on their own grids and on follow-up grids, 357 heads with and without the lesions) read 0.27 or more
 #: (median 0.62); a trochanter returned as a right head on a one-hip crop of a follow-up grid whose head a large
 #: lesion hid read 0.12.  A reader's seed point vouches for a head necrotic throughout instead.
 MIN_MARROW_SURFACE_FRACTION = 0.2
-MAX_INNER_OUTER_GAP_MM = 7.0
 #: The head's size is doubtful when its marrow surface is found on less than this fraction of the rays to the
 #: dome (``HeadFit.quality["dome_marrow_fraction"]``): a large lesion there, its centre darker than marrow, hides
 #: it, and the sphere is fitted to the head's lower part.  Lesions written into real heads
