@@ -262,8 +262,8 @@ MIN_SURFACE_POINTS = 30
 #: onto the rise out of the unresolved rim, 3 mm out, and the head was refused (no acetabulum above it).
 MIN_INNER_FRACTION = 0.25
 MAX_INNER_OUTER_GAP_MM = 7.0
-#: A head found without a seed point shows its marrow surface on at least this fraction of the rays: marrow
-#: inside a cortical shell.  Every head returned on the lesions written into real heads (implant.py seeds 1, 13,
+#: A head fitted with ``require_marrow`` (found without a seed point) shows its marrow surface on at least this
+#: fraction of the rays: marrow inside a cortical shell.  Every head returned on the lesions written into real heads (implant.py seeds 1, 13,
 #: 22, on their own grids and on follow-up grids, 357 heads with and without the lesions) read 0.27 or more
 #: (median 0.62); a trochanter returned as a right head on a one-hip crop of a follow-up grid whose head a large
 #: lesion hid read 0.12.  A reader's seed point vouches for a head necrotic throughout instead.
@@ -1073,8 +1073,9 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     known from where the head lies, makes the neck be looked for laterally only; otherwise the
     side is read off the neck.  ``fat`` is the fat/marrow signal near the candidate (image units);
     by default the image's fat field there (:func:`fat_field`), so coil shading does not matter.
-    ``require_marrow`` refuses a candidate with no marrow signal inside (``MIN_MARROW_SIGNAL``); a
-    reader's seed point or head mask vouches for a head necrotic throughout its centre instead.
+    ``require_marrow`` refuses a candidate with no marrow signal inside (``MIN_MARROW_SIGNAL``) or whose
+    marrow surface shows on too few rays (``MIN_MARROW_SURFACE_FRACTION``); a reader's seed point or head
+    mask vouches for a head necrotic throughout its centre instead.
 
     Example
     -------
@@ -1117,11 +1118,15 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
         raise NoFemoralHeadError("no spherical bone surface (femoral head) was found in the image")
     R, r_in, R_upper = radii
     try:
-        return _fit_from(image, rays, centre, R, r_in, fat, side, junction_fraction)
+        fit = _fit_from(image, rays, centre, R, r_in, fat, side, junction_fraction)
     except NoFemoralHeadError:
         if not (R_upper - R > LESION_SHELL_GAP_MM and R_upper <= hi_mm + PROFILE_RADIUS_SLACK_MM):
             raise
-    return _fit_from(image, rays, centre, R_upper, R_upper - DEFAULT_PLATE_MM, fat, side, junction_fraction)
+        fit = _fit_from(image, rays, centre, R_upper, R_upper - DEFAULT_PLATE_MM, fat, side, junction_fraction)
+    if require_marrow and fit.quality["inner_fraction"] < MIN_MARROW_SURFACE_FRACTION:
+        raise NoFemoralHeadError(f"no marrow inside the round structure's shell (its marrow surface is seen on "
+                                 f"{100 * fit.quality['inner_fraction']:.0f} % of the rays)")
+    return fit
 
 
 def _fit_from(image: sitk.Image, rays: _Rays, centre: np.ndarray, R: float, r_in: float, fat: float,
@@ -1283,10 +1288,6 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
             # the fit drifted off what the reader pointed at (a 7 mm-slice localizer: from a seed in the
             # head to a 16 mm round structure lateral to it, 32 mm away)
             reasons.append(f"the head fitted near the seed point lies {away:.0f} mm from it")
-            continue
-        if seed_mm is None and fit.quality["inner_fraction"] < MIN_MARROW_SURFACE_FRACTION:
-            reasons.append(f"no marrow inside the round structure's shell (its marrow surface is seen on "
-                           f"{100 * fit.quality['inner_fraction']:.0f} % of the rays)")
             continue
         if fit.side in best:
             continue
