@@ -87,9 +87,9 @@ def timed(fn, *args, **kw):
     return out, dt, peak[0] - base
 
 
-def label_heads(label: sitk.Image) -> dict[str, np.ndarray]:
+def label_heads(label: sitk.Image, depth_mm: float = LABEL_HEAD_DEPTH_MM) -> dict[str, np.ndarray]:
     """Label's head centre per side (LPS mm) and the height (z, mm) of the femur's top: the
-    centre is that of the largest ball inscribed in the femur within 60 mm of its top.
+    centre is that of the largest ball inscribed in the femur within ``depth_mm`` of its top.
 
     The sides are split at the middle of the image's x range (the pelvis is centred in these
     fields): a femur's label can fall into several pieces, so pieces are not counted."""
@@ -110,7 +110,7 @@ def label_heads(label: sitk.Image) -> dict[str, np.ndarray]:
         sel = sel & m[tuple(idx.T)]
         top = pts[sel, 2].max()                                # LPS +z is superior
         edt = ndimage.distance_transform_edt(m, sampling=grid.spacing_mm[::-1])
-        near_top = sel & (pts[:, 2] > top - LABEL_HEAD_DEPTH_MM)
+        near_top = sel & (pts[:, 2] > top - depth_mm)
         best = np.argmax(np.where(near_top, edt[tuple(idx.T)], -1))
         out[side] = np.r_[pts[best], top]
     return out

@@ -9,6 +9,10 @@ find each visible head there too and return nothing else.  Copies per scan:
 * ``crop-right`` / ``crop-left``: a 180 mm wide field (left–right) centred on one labelled head,
   all slices kept: one hip in view, the other femur out of it.  Expected: exactly that head, on
   its labelled femur, with the right side; no second "head".
+* ``field-right`` / ``field-left`` (copy ``hipfield``): a dedicated one-hip field, as a hip protocol
+  images it: square in plane, 130–220 mm (left–right × foot–head), its centre up to 25 mm off the
+  labelled head (keeping 12 mm beyond a 24 mm head inside), and 25–50 mm of slices in front of and
+  behind the head; drawn at random per case and side (``--seed``).  Expected: that head only.
 * ``moved``: the whole scan resampled (linear; the label nearest-neighbour) through a known rigid
   motion (rotations 8°, −6°, 10° about the field centre, shift 6, −8, 4 mm) onto a coronal grid
   tilted by that motion, 1.0 × 1.0 mm in plane and 4.0 mm slices at other positions.  Expected:
@@ -25,7 +29,9 @@ These copies were written after the segmenter was tuned and are scored to show w
 not to tune it.
 
 Scores are those of ``evaluate.py`` (found on the labelled femur of its side, centre distance,
-Dice and volume against the label near the head, lesion volume on these normal heads).
+Dice and volume against the label near the head, lesion volume on these normal heads), and the
+contrast the image alone reads (``lesionvol.sequence.classify_contrast`` without DICOM tags, as for a
+NIfTI; ``analyze`` refuses a copy read T2 or fat-suppressed).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from pelvic_project import DEV_CASES, load_case  # noqa: E402
 from lesionvol.measure import mask_volume_ml  # noqa: E402
 from lesionvol.segment import segment_hips  # noqa: E402
 from lesionvol.segment.head import DOME_MARROW_MIN, fat_level  # noqa: E402
+from lesionvol.sequence import classify_contrast  # noqa: E402
 
 CROP_WIDTH_MM = 180.0
 MOVE_ANGLES_DEG = (8.0, -6.0, 10.0)
@@ -55,7 +62,14 @@ SHADE_CENTRE = -0.25
 NOISE_OF_FAT = 0.06
 COARSE_IN_PLANE_MM = 1.5
 CONTRAST_POWER = 1.4
-COPIES = ("crop", "moved", "shaded", "noisy", "coarse", "contrast")
+HIPFIELD_MM = (130.0, 220.0)        # square in-plane field (left-right x foot-head)
+HIPFIELD_OFFSET_MM = 25.0           # its centre off the head, at most ...
+HIPFIELD_KEEP_MM = 36.0             # ... keeping this much (a 24 mm head and 12 mm) inside it
+HIPFIELD_SLAB_MM = (25.0, 50.0)     # slices kept in front of and behind the head
+#: The labelled head's centre for placing a field: the largest ball within this of the femur's top (within
+#: LABEL_HEAD_DEPTH_MM it lies in the trochanter on one development femur).
+HIPFIELD_LABEL_DEPTH_MM = 35.0
+COPIES = ("crop", "hipfield", "moved", "shaded", "noisy", "coarse", "contrast")
 
 
 def crop_around(image: sitk.Image, x_mm: float, width_mm: float = CROP_WIDTH_MM) -> sitk.Image:
@@ -70,6 +84,33 @@ def crop_around(image: sitk.Image, x_mm: float, width_mm: float = CROP_WIDTH_MM)
     index, new_size = [0, 0, 0], list(size)
     index[k], new_size[k] = lo, hi - lo
     return sitk.RegionOfInterest(image, new_size, index)
+
+
+def cut_box(image: sitk.Image, centre_mm: np.ndarray, half_mm: np.ndarray) -> sitk.Image:
+    """The image cut to ``centre_mm`` ± ``half_mm`` along each LPS axis (a grid along the LPS axes)."""
+    d = np.asarray(image.GetDirection()).reshape(3, 3)
+    size, spacing = np.asarray(image.GetSize()), np.asarray(image.GetSpacing())
+    lo, hi = [0, 0, 0], [int(n) for n in size]
+    for axis in range(3):
+        k = int(np.argmax(np.abs(d[axis])))          # index axis running along this LPS axis
+        step = spacing[k] * d[axis, k]
+        ends = sorted((centre_mm[axis] + sign * half_mm[axis] - image.GetOrigin()[axis]) / step for sign in (-1, 1))
+        lo[k], hi[k] = max(0, int(np.floor(ends[0]))), min(int(size[k]), int(np.ceil(ends[1])) + 1)
+    return sitk.RegionOfInterest(image, [b - a for a, b in zip(lo, hi)], lo)
+
+
+def hip_fields(image: sitk.Image, label: sitk.Image, seed: int):
+    """Dedicated one-hip fields cut from a pelvis scan: (side, image, label) for the right then the left hip."""
+    heads = label_heads(label, HIPFIELD_LABEL_DEPTH_MM)
+    rng = np.random.default_rng(seed)
+    for side in ("right", "left"):
+        width = rng.uniform(*HIPFIELD_MM)
+        off = max(0.0, min(HIPFIELD_OFFSET_MM, width / 2 - HIPFIELD_KEEP_MM))
+        ox, oz = rng.uniform(-off, off, 2)
+        front, back = rng.uniform(*HIPFIELD_SLAB_MM, 2)
+        centre = heads[side][:3] + np.array([ox, (back - front) / 2, oz])   # LPS +y is posterior
+        half = np.array([width / 2, (front + back) / 2, width / 2])
+        yield side, cut_box(image, centre, half), cut_box(label, centre, half)
 
 
 def moved(image: sitk.Image, label: sitk.Image) -> tuple[sitk.Image, sitk.Image]:
@@ -153,13 +194,16 @@ def contrast(image: sitk.Image) -> sitk.Image:
     return out
 
 
-def copies(image: sitk.Image, label: sitk.Image, ref: dict, kinds, seed: int):
+def copies(image: sitk.Image, label: sitk.Image, ref: dict, kinds, seed: int, field_seed: int):
     """Each copy of one scan of the given kinds: (kind, name, image, label, its label heads, sides expected)."""
     both = ["right", "left"]
     if "crop" in kinds:
         for side in both:
             x = ref[side][0]
             yield "crop", f"crop-{side}", crop_around(image, x), crop_around(label, x), ref, [side]
+    if "hipfield" in kinds:
+        for side, img, lab in hip_fields(image, label, field_seed):
+            yield "hipfield", f"field-{side}", img, lab, ref, [side]
     if "moved" in kinds:
         img, lab = moved(image, label)
         yield "moved", "moved", img, lab, label_heads(lab), both
@@ -175,7 +219,9 @@ def copies(image: sitk.Image, label: sitk.Image, ref: dict, kinds, seed: int):
 
 
 def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict, expect: list[str]) -> dict:
-    """Run segment_hips on one copy, print a row per expected side and per false head."""
+    """Run segment_hips on one copy, print a row per expected side and per false head, with the contrast the
+    image alone reads (``analyze`` refuses one read T2 or fat-suppressed)."""
+    contrast = classify_contrast(image)[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -184,11 +230,12 @@ def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict,
             segs, why = {}, str(exc)
         else:
             why = ""
-    out = dict(expected=len(expect), found=0, false=0, clean=0, dice=[], domes=[])
+    out = dict(expected=len(expect), found=0, false=0, clean=0, dice=[], domes=[], refused_contrast=contrast
+               in ("T2", "STIR/fat-suppressed"))
     for side in sorted(set(expect) | set(segs)):
         seg = segs.get(side)
         if seg is None:
-            print(f"{case:4d} {name:10} {side:5} {'no':>5}  {why[:100]}")
+            print(f"{case:4d} {name:11} {side:5} {'no':>5}  {contrast:7} {why[:100]}")
             continue
         sc = head_scores(seg, label, ref)
         on = sc["on_head"].get(side, False) and side in expect
@@ -199,9 +246,9 @@ def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict,
             out["clean"] += lv <= 0.1
             out["dice"].append(sc["dice"])
             out["domes"].append(seg.head_fit.quality["dome_marrow_fraction"])
-        print(f"{case:4d} {name:10} {side:5} {'yes' if on else 'FALSE':>5} {sc['d_ref'].get(side, np.inf):6.1f} "
+        print(f"{case:4d} {name:11} {side:5} {'yes' if on else 'FALSE':>5} {sc['d_ref'].get(side, np.inf):6.1f} "
               f"{sc['dice']:5.3f} {sc['vol_pct']:+6.1f} {mask_volume_ml(seg.head):7.1f} {lv:6.2f} "
-              f"{seg.head_fit.quality['dome_marrow_fraction']:5.2f}")
+              f"{seg.head_fit.quality['dome_marrow_fraction']:5.2f} {contrast}")
     return out
 
 
@@ -209,15 +256,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, nargs="*", default=list(DEV_CASES))
     ap.add_argument("--copies", nargs="*", choices=COPIES, default=list(COPIES))
+    ap.add_argument("--seed", type=int, default=5000,
+                    help="draws the one-hip fields (seed + case); 5000 was looked at while changing the method")
     args = ap.parse_args(argv)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
-    print(f"{'case':>4} {'copy':10} {'side':5} {'found':>5} {'dC mm':>6} {'Dice':>5} {'vol%':>6} {'head mL':>7} "
-          f"{'les mL':>6} {'dome':>5}")
+    print(f"{'case':>4} {'copy':11} {'side':5} {'found':>5} {'dC mm':>6} {'Dice':>5} {'vol%':>6} {'head mL':>7} "
+          f"{'les mL':>6} {'dome':>5} contrast")
     totals: dict[str, dict] = {}
     for case in args.cases:
         image, label, _ = load_case(case)
         ref = label_heads(label)
-        for kind, name, img, lab, heads, expect in copies(image, label, ref, args.copies, case):
+        for kind, name, img, lab, heads, expect in copies(image, label, ref, args.copies, case, args.seed + case):
             totals.setdefault(kind, []).append(score(name, case, img, lab, heads, expect))
         sys.stdout.flush()
     print()
@@ -229,7 +278,8 @@ def main(argv=None) -> int:
         print(f"{name}: {found}/{n} heads found on their labelled femur, {sum(r['false'] for r in rows)} false heads; "
               f"lesion <= 0.1 mL on {sum(r['clean'] for r in rows)}/{found}; "
               f"Dice near the head median {np.median(dice) if dice else float('nan'):.3f}; head_size_doubtful on "
-              f"{(domes < DOME_MARROW_MIN).sum()} (dome marrow fraction min {np.nanmin(domes) if len(domes) else np.nan:.2f})")
+              f"{(domes < DOME_MARROW_MIN).sum()} (dome marrow fraction min {np.nanmin(domes) if len(domes) else np.nan:.2f}); "
+              f"read T2 or fat-suppressed from the image alone: {sum(r['refused_contrast'] for r in rows)} of {len(rows)} copies")
     return 0
 
 
