@@ -779,6 +779,30 @@ def test_a_one_hip_field_with_fat_bright_beside_the_coil_finds_its_head(monkeypa
         segment_hips(image)
 
 
+def test_a_one_hip_field_gets_its_side_from_the_neck_not_the_fossa_fat(monkeypatch):
+    """Real anatomy (tests/data/README.md): a one-hip field (118 x 118 x 12 voxels) of a real coronal T1 pelvis moved
+    onto a follow-up grid (6.5 mm slices).  No midline is in view, so the side is read off the neck.  Medially, the fat
+    of the acetabular fossa reads as bright along its narrow channel as the neck does along its axis (1.00 either
+    way), and the left head was returned as a right one.  Over the 25 deg around each axis the neck's opening reads
+    brighter (NECK_SIDE_TIE).  Before this the field also failed with a numpy ValueError: a candidate's fit had moved
+    off the field's slices; that candidate is now refused and the next one tried."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.segment import head as head_module
+
+    data = Path(__file__).parent / "data"
+    name = "real_t1_moved_left_hip_field"
+    meta = json.loads((data / f"{name}.json").read_text())
+    image = sitk.ReadImage(str(data / f"{name}.nii.gz"))
+    segs = segment_hips(image)
+    assert list(segs) == ["left"]
+    assert np.linalg.norm(segs["left"].centre_mm - np.array(meta["head_centre_on_whole_moved_scan_mm"])) < 1.0
+    assert mask_volume_ml(segs["left"].head) == pytest.approx(meta["head_on_whole_moved_scan_ml"], rel=0.03)
+    monkeypatch.setattr(head_module, "NECK_SIDE_TIE", 0.0)         # the brighter axis alone, as before
+    assert list(segment_hips(image)) == ["right"]
+
+
 def test_a_head_whose_dome_a_lesion_hides_is_flagged(normal_b, tmp_path, capsys):
     """Real anatomy (tests/data/README.md): a 13.6 mL lesion with an intermediate centre (0.45 of marrow) over the
     dome, on 5.2 mm coronal slices.  It hides the marrow surface under the dome (found on 0.01 of the rays to it),

@@ -363,6 +363,14 @@ NECK_CONE_DEG = 15.0
 #: (development scans).
 NECK_OPENING_DEG = 40.0
 NECK_OPENING_ROUNDS = 5
+#: Side from the neck when no midline or side is known: the side whose neck is brighter along its axis, unless
+#: the two read within NECK_SIDE_TIE of each other; then the side whose neck opening is bright over more of
+#: the directions within NECK_SIDE_OPENING_DEG of its axis.  The fat of the acetabular fossa can read as bright
+#: as a neck along a narrow channel medially (a real left head in a one-hip field of a follow-up copy: 1.00
+#: either way, returned as a right head); within 25 deg the true neck read 0.11-0.57 brighter on all 77 heads
+#: measured (the development scans, and one-hip fields cut from them and from follow-up copies of them).
+NECK_SIDE_TIE = 0.05
+NECK_SIDE_OPENING_DEG = 25.0
 #: Neck radius: in planes perpendicular to the axis at NECK_RADIUS_AT × R from the centre (beyond
 #: the cut, inside the ball: there the cross-section is the neck's), NECK_RADIUS_RAYS rays from the
 #: axis find where marrow falls below INNER_LEVEL (the marrow surface, searched between
@@ -775,6 +783,8 @@ def _edges(rays: _Rays, centre: np.ndarray, R: float, r_in: float | None) -> _Ed
     """Outer and inner surface points seen from ``centre`` for a head of radius R."""
     max_h = MAX_SLICE_HEIGHT_FRACTION * R
     prof, h, ks = rays.profiles(centre, max_h)
+    if not len(h):      # the fit moved off the slices (a candidate at a thin field's front or back)
+        raise NoFemoralHeadError("the candidate head lies outside the image's slices")
     level = _outer_level(prof[_central(h)], R)
     n_s, n_a, _ = prof.shape
     flat = prof.reshape(n_s * n_a, -1)
@@ -884,6 +894,13 @@ def neck_axis(image: sitk.Image, fat: float, centre: np.ndarray, R: float,
     head's sphere; with ``side`` ("left"/"right") known, the neck is looked for laterally only.
     The axis is None when no bright neck leaves the head.
     """
+    axis, bright_fraction, _ = _neck(image, fat, centre, R, side)
+    return axis, bright_fraction
+
+
+def _neck(image: sitk.Image, fat: float, centre: np.ndarray, R: float,
+          side: str | None) -> tuple[np.ndarray | None, float, float]:
+    """:func:`neck_axis`, and the bright fraction over the directions within NECK_SIDE_OPENING_DEG of the axis."""
     from scipy.ndimage import map_coordinates
 
     grid = Grid.of(image)
@@ -917,7 +934,7 @@ def neck_axis(image: sitk.Image, fat: float, centre: np.ndarray, R: float,
     best = int(np.argmax(np.where(inferior, cone_frac, -1.0)))
     w = np.where(inferior, np.clip(frac - NECK_MIN_BRIGHT_FRACTION, 0, None), 0.0) ** 2
     if w[cone[best]].sum() <= 0:
-        return None, 0.0
+        return None, 0.0, 0.0
 
     def weighted_mean(sel: np.ndarray) -> np.ndarray:
         a = (w[sel, None] * dirs[sel]).sum(0)
@@ -933,18 +950,24 @@ def neck_axis(image: sitk.Image, fat: float, centre: np.ndarray, R: float,
     axis = brightest
     for _ in range(NECK_OPENING_ROUNDS):
         axis = weighted_mean(dirs @ axis > math.cos(math.radians(NECK_OPENING_DEG)))
-    return axis, bright_fraction
+    return axis, bright_fraction, float(frac[dirs @ axis > math.cos(math.radians(NECK_SIDE_OPENING_DEG))].mean())
 
 
 def lateral_neck_axis(image: sitk.Image, fat: float, centre: np.ndarray, R: float,
                       side: str | None = None) -> tuple[np.ndarray | None, float]:
     """:func:`neck_axis` looked for laterally: on ``side``, or when it is None on either side, the
-    brighter taken.  (Looked for in every direction, the neck of a real right head ran into the pubis,
-    bright on 0.83 of its axis against the true neck's 1.00, and the head was returned as the left.)
+    brighter taken (where both are about as bright, the one with the brighter opening: NECK_SIDE_TIE).
+    (Looked for in every direction, the neck of a real right head ran into the pubis, bright on 0.83 of
+    its axis against the true neck's 1.00, and the head was returned as the left.)
     """
     if side is not None:
         return neck_axis(image, fat, centre, R, side)
-    return max((neck_axis(image, fat, centre, R, s) for s in ("right", "left")), key=lambda found: found[1])
+    right, left = (_neck(image, fat, centre, R, s) for s in ("right", "left"))
+    if abs(right[1] - left[1]) < NECK_SIDE_TIE:
+        best = right if right[2] >= left[2] else left
+    else:
+        best = right if right[1] >= left[1] else left
+    return best[0], best[1]
 
 
 def _circle_fit(points: np.ndarray) -> tuple[np.ndarray, float]:
