@@ -13,6 +13,10 @@ find each visible head there too and return nothing else.  Copies per scan:
   images it: square in plane, 130–220 mm (left–right × foot–head), its centre up to 25 mm off the
   labelled head (keeping 12 mm beyond a 24 mm head inside), and 25–50 mm of slices in front of and
   behind the head; drawn at random per case and side (``--seed``).  Expected: that head only.
+* ``moved-field-right`` / ``moved-field-left`` (copy ``movedfield``): the same on a follow-up copy: the scan moved
+  by a random rigid motion onto another grid (``registration_stress.moved_real_copy``, seeded ``--seed`` + 40000
+  + case: 4-12 deg, 4-6.5 mm slices, noise, intensity x3 on odd cases), then cut to one-hip fields of 100-160 mm
+  (the label moved with it).  Expected: that head only, with its side.
 * ``moved``: the whole scan resampled (linear; the label nearest-neighbour) through a known rigid
   motion (rotations 8°, −6°, 10° about the field centre, shift 6, −8, 4 mm) onto a coronal grid
   tilted by that motion, 1.0 × 1.0 mm in plane and 4.0 mm slices at other positions.  Expected:
@@ -48,6 +52,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from evaluate import head_scores, label_heads  # noqa: E402
 from pelvic_project import DEV_CASES, load_case  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent.parent))
+from registration_stress import moved_real_copy  # noqa: E402
+
 from lesionvol.measure import mask_volume_ml  # noqa: E402
 from lesionvol.segment import segment_hips  # noqa: E402
 from lesionvol.segment.head import DOME_MARROW_MIN, fat_level  # noqa: E402
@@ -66,10 +73,12 @@ HIPFIELD_MM = (130.0, 220.0)        # square in-plane field (left-right x foot-h
 HIPFIELD_OFFSET_MM = 25.0           # its centre off the head, at most ...
 HIPFIELD_KEEP_MM = 36.0             # ... keeping this much (a 24 mm head and 12 mm) inside it
 HIPFIELD_SLAB_MM = (25.0, 50.0)     # slices kept in front of and behind the head
+MOVEDFIELD_MM = (100.0, 160.0)      # the one-hip fields of a follow-up copy (tighter)
+MOVEDFIELD_SEED = 40000             # added to --seed for the follow-up copy's motion and grid
 #: The labelled head's centre for placing a field: the largest ball within this of the femur's top (within
 #: LABEL_HEAD_DEPTH_MM it lies in the trochanter on one development femur).
 HIPFIELD_LABEL_DEPTH_MM = 35.0
-COPIES = ("crop", "hipfield", "moved", "shaded", "noisy", "coarse", "contrast")
+COPIES = ("crop", "hipfield", "movedfield", "moved", "shaded", "noisy", "coarse", "contrast")
 
 
 def crop_around(image: sitk.Image, x_mm: float, width_mm: float = CROP_WIDTH_MM) -> sitk.Image:
@@ -99,12 +108,12 @@ def cut_box(image: sitk.Image, centre_mm: np.ndarray, half_mm: np.ndarray) -> si
     return sitk.RegionOfInterest(image, [b - a for a, b in zip(lo, hi)], lo)
 
 
-def hip_fields(image: sitk.Image, label: sitk.Image, seed: int):
+def hip_fields(image: sitk.Image, label: sitk.Image, seed: int, width_mm: tuple[float, float] = HIPFIELD_MM):
     """Dedicated one-hip fields cut from a pelvis scan: (side, image, label) for the right then the left hip."""
     heads = label_heads(label, HIPFIELD_LABEL_DEPTH_MM)
     rng = np.random.default_rng(seed)
     for side in ("right", "left"):
-        width = rng.uniform(*HIPFIELD_MM)
+        width = rng.uniform(*width_mm)
         off = max(0.0, min(HIPFIELD_OFFSET_MM, width / 2 - HIPFIELD_KEEP_MM))
         ox, oz = rng.uniform(-off, off, 2)
         front, back = rng.uniform(*HIPFIELD_SLAB_MM, 2)
@@ -204,6 +213,12 @@ def copies(image: sitk.Image, label: sitk.Image, ref: dict, kinds, seed: int, fi
     if "hipfield" in kinds:
         for side, img, lab in hip_fields(image, label, field_seed):
             yield "hipfield", f"field-{side}", img, lab, ref, [side]
+    if "movedfield" in kinds:
+        img, truth, _, _ = moved_real_copy(image, MOVEDFIELD_SEED + field_seed, triple=seed % 2 == 1)
+        lab = sitk.Resample(label, img, truth.GetInverse(), sitk.sitkNearestNeighbor, 0, label.GetPixelID())
+        heads = label_heads(lab)
+        for side, fimg, flab in hip_fields(img, lab, MOVEDFIELD_SEED + field_seed, MOVEDFIELD_MM):
+            yield "movedfield", f"moved-field-{side}", fimg, flab, heads, [side]
     if "moved" in kinds:
         img, lab = moved(image, label)
         yield "moved", "moved", img, lab, label_heads(lab), both
@@ -235,7 +250,7 @@ def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict,
     for side in sorted(set(expect) | set(segs)):
         seg = segs.get(side)
         if seg is None:
-            print(f"{case:4d} {name:11} {side:5} {'no':>5}  {contrast:7} {why[:100]}")
+            print(f"{case:4d} {name:17} {side:5} {'no':>5}  {contrast:7} {why[:100]}")
             continue
         sc = head_scores(seg, label, ref)
         on = sc["on_head"].get(side, False) and side in expect
@@ -246,7 +261,7 @@ def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict,
             out["clean"] += lv <= 0.1
             out["dice"].append(sc["dice"])
             out["domes"].append(seg.head_fit.quality["dome_marrow_fraction"])
-        print(f"{case:4d} {name:11} {side:5} {'yes' if on else 'FALSE':>5} {sc['d_ref'].get(side, np.inf):6.1f} "
+        print(f"{case:4d} {name:17} {side:5} {'yes' if on else 'FALSE':>5} {sc['d_ref'].get(side, np.inf):6.1f} "
               f"{sc['dice']:5.3f} {sc['vol_pct']:+6.1f} {mask_volume_ml(seg.head):7.1f} {lv:6.2f} "
               f"{seg.head_fit.quality['dome_marrow_fraction']:5.2f} {contrast}")
     return out
@@ -257,10 +272,11 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", type=int, nargs="*", default=list(DEV_CASES))
     ap.add_argument("--copies", nargs="*", choices=COPIES, default=list(COPIES))
     ap.add_argument("--seed", type=int, default=5000,
-                    help="draws the one-hip fields (seed + case); 5000 was looked at while changing the method")
+                    help="draws the one-hip fields (seed + case) and the follow-up copies of movedfield (seed + "
+                         "40000 + case); hipfield 5000 and movedfield 1000 (in part) were looked at while changing the method")
     args = ap.parse_args(argv)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
-    print(f"{'case':>4} {'copy':11} {'side':5} {'found':>5} {'dC mm':>6} {'Dice':>5} {'vol%':>6} {'head mL':>7} "
+    print(f"{'case':>4} {'copy':17} {'side':5} {'found':>5} {'dC mm':>6} {'Dice':>5} {'vol%':>6} {'head mL':>7} "
           f"{'les mL':>6} {'dome':>5} contrast")
     totals: dict[str, dict] = {}
     for case in args.cases:
