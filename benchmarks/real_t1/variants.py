@@ -83,16 +83,7 @@ COPIES = ("crop", "hipfield", "movedfield", "moved", "shaded", "noisy", "coarse"
 
 def crop_around(image: sitk.Image, x_mm: float, width_mm: float = CROP_WIDTH_MM) -> sitk.Image:
     """The image cut to ``width_mm`` along the patient's left-right axis, centred on ``x_mm``."""
-    d = np.asarray(image.GetDirection()).reshape(3, 3)
-    k = int(np.argmax(np.abs(d[0])))                # index axis running left-right
-    size = list(image.GetSize())
-    step = image.GetSpacing()[k] * d[0, k]          # mm of LPS x per index along k
-    x0 = image.GetOrigin()[0]
-    ends = sorted([(x_mm - width_mm / 2 - x0) / step, (x_mm + width_mm / 2 - x0) / step])
-    lo, hi = max(0, int(np.floor(ends[0]))), min(size[k], int(np.ceil(ends[1])) + 1)
-    index, new_size = [0, 0, 0], list(size)
-    index[k], new_size[k] = lo, hi - lo
-    return sitk.RegionOfInterest(image, new_size, index)
+    return cut_box(image, np.array([x_mm, 0.0, 0.0]), np.array([width_mm / 2, 1e9, 1e9]))
 
 
 def cut_box(image: sitk.Image, centre_mm: np.ndarray, half_mm: np.ndarray) -> sitk.Image:
