@@ -724,6 +724,51 @@ def test_a_seed_point_finds_a_head_whose_lesion_misleads_the_vote():
         assert seg.head_fit.quality["dome_marrow_fraction"] < DOME_MARROW_MIN
 
 
+def test_a_head_whose_large_lesion_draws_the_vote_up_is_found_from_below(monkeypatch):
+    """Real anatomy (tests/data/README.md): a one-hip crop of a real scan with a 45 % lesion of intermediate centre
+    (0.40 of marrow) at the dome, as large as necrosis gets before collapse.  Its band votes for a sphere too and
+    draws the vote's peaks up, and from them no head is found: the head was refused.  While a head is missing, each
+    candidate is now tried once more from 5 mm below it (RESTART_BELOW_MM): the head is found 2.0 mm from its centre
+    without the lesion, and, as the lesion hides its dome, flagged head_size_doubtful (measured 37.4 mL for 34.4;
+    lesion 18.6 mL for 16.0)."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.segment import head as head_module
+    from lesionvol.segment.head import DOME_MARROW_MIN, NoFemoralHeadError, find_heads
+
+    data = Path(__file__).parent / "data"
+    name = "real_t1_implanted_right_hip_large_intermediate"
+    meta = json.loads((data / f"{name}.json").read_text())
+    image = sitk.ReadImage(str(data / f"{name}.nii.gz"))
+    (fit,) = find_heads(image)
+    assert fit.side == "right"
+    assert np.linalg.norm(fit.centre_mm - meta["head_fit"]["centre_mm"]) < 3.0
+    assert fit.quality["dome_marrow_fraction"] < DOME_MARROW_MIN
+    seg = segment_hip(image)
+    assert mask_volume_ml(seg.head) == pytest.approx(meta["head_true_ml"], rel=0.12)
+    monkeypatch.setattr(head_module, "RESTART_BELOW_MM", 0.0)
+    with pytest.raises(NoFemoralHeadError):
+        find_heads(image)
+
+
+def test_a_fat_centred_lesion_past_the_head_centre_is_read_whole(monkeypatch):
+    """Real anatomy (tests/data/README.md): a fat-centred lesion of 48 % (21.75 mL) on 5.2 mm coronal slices, its
+    band passing beyond the head centre.  The band's in-plane centroid then lies on the far side of the centre from
+    the plate it caps, so "away from the centre" pointed at the healthy marrow: that was cut off instead, the centre
+    joined the healthy marrow through the slab where the band runs along the slices, and the lesion read 0.00 mL,
+    unflagged.  Where the band is a cup whose sphere holds the head centre from the plate's side, its hollow side
+    decides: measured 21.45 mL, reported as continued by its band (flagged)."""
+    from lesionvol.segment import lesion as lesion_module
+
+    image, fit, true_ml = _real_implanted_head("real_t1_implanted_left_head_large_fat")
+    masks = lesion_module.segment_masks(image, fit)
+    assert mask_volume_ml(masks.lesion_enclosed) == pytest.approx(true_ml, rel=0.05)
+    assert mask_volume_ml(masks.band_continued) > 0.2 * true_ml
+    monkeypatch.setattr(lesion_module, "CAPPED_CUP_OUTER_FRACTION", np.inf)     # no cup holds the centre
+    assert mask_volume_ml(lesion_module.segment_masks(image, fit).lesion_enclosed) < 0.1 * true_ml
+
+
 def test_a_round_structure_without_a_marrow_surface_is_not_returned_as_a_head(monkeypatch):
     """Real anatomy (tests/data/README.md): a one-hip crop of the same moved scan with the 26 % intermediate-centred
     lesion.  Its head is refused (the lesion hides it), and the next candidate, 44 mm lateral and inferior of it (the

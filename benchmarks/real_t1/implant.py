@@ -8,7 +8,7 @@ real trabecular texture, noise, partial volume and 5.2 mm slices kept:
 
 * where: a ball of radius ``r`` centred on the head's surface in a random direction around the
   weight-bearing dome (anterosuperior and a little lateral, +-20 deg), so that it reaches the
-  articular surface as ONFH does; ``r`` is solved for a random LF of 4-35 % on the fitted sphere;
+  articular surface as ONFH does; ``r`` is solved for a random LF of 4-35 % (``--lf-pct LO HI``) on the fitted sphere;
 * what: inside the head, a demarcating band (1.5-3.5 mm inside the ball's margin) at 0.12-0.25 of
   the marrow signal, and a centre that keeps its fat signal (Mitchell class A) or drops to
   0.35-0.6 of it (intermediate); each voxel's share of band and centre is integrated on a 3 x 3 x 7
@@ -139,6 +139,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, nargs="*", default=list(DEV_CASES))
     ap.add_argument("--seed", type=int, default=500)
+    ap.add_argument("--lf-pct", type=float, nargs=2, default=(4.0, 35.0), metavar=("LO", "HI"),
+                    help="draw each lesion's LF (%% of the head) uniformly in [LO, HI] (default 4 35)")
     ap.add_argument("--halo-mm", type=float, default=0.0,
                     help="marrow oedema this thick around each lesion, in the head (0.45-0.65 of marrow)")
     ap.add_argument("--moved", type=int, default=None, metavar="SEED",
@@ -152,7 +154,8 @@ def main(argv=None) -> int:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
     warnings.simplefilter("ignore")
     seg = ClassicalSegmenter()
-    print(f"seed {args.seed}, cases {args.cases}" + (f", oedema halo {args.halo_mm:g} mm" if args.halo_mm else "")
+    print(f"seed {args.seed}, cases {args.cases}, LF {args.lf_pct[0]:g}-{args.lf_pct[1]:g} %"
+          + (f", oedema halo {args.halo_mm:g} mm" if args.halo_mm else "")
           + (f", on copies moved onto a follow-up grid (seed {args.moved} + case)" if args.moved is not None else "")
           + (", the lesion written before the move" if args.moved is not None and args.moved_after else ""))
     print(f"{'case':>4} {'side':5} {'LF%':>5} {'band':>4} {'bsig':>4} {'csig':>4} {'truth':>6} {'got':>6} {'err%':>6} "
@@ -171,7 +174,7 @@ def main(argv=None) -> int:
         implanted, plan = image, {}
         for side in sorted(fits):
             f = fits[side]
-            lf = float(rng.uniform(4, 35))
+            lf = float(rng.uniform(*args.lf_pct))
             band = float(rng.uniform(1.5, 3.5))
             bsig = float(rng.uniform(0.12, 0.25))
             csig = 1.0 if rng.random() < 0.5 else float(rng.uniform(0.35, 0.6))
