@@ -757,15 +757,15 @@ def test_a_fat_centred_lesion_past_the_head_centre_is_read_whole(monkeypatch):
     band passing beyond the head centre.  The band's in-plane centroid then lies on the far side of the centre from
     the plate it caps, so "away from the centre" pointed at the healthy marrow: that was cut off instead, the centre
     joined the healthy marrow through the slab where the band runs along the slices, and the lesion read 0.00 mL,
-    unflagged.  Where the band is a cup whose sphere holds the head centre from the plate's side, its hollow side
-    decides: measured 21.45 mL, reported as continued by its band (flagged)."""
+    unflagged.  Where the band is a cup whose sphere holds the head centre from above (the weight-bearing dome),
+    its hollow side decides: measured 21.45 mL, reported as continued by its band (flagged)."""
     from lesionvol.segment import lesion as lesion_module
 
     image, fit, true_ml = _real_implanted_head("real_t1_implanted_left_head_large_fat")
     masks = lesion_module.segment_masks(image, fit)
     assert mask_volume_ml(masks.lesion_enclosed) == pytest.approx(true_ml, rel=0.05)
     assert mask_volume_ml(masks.band_continued) > 0.2 * true_ml
-    monkeypatch.setattr(lesion_module, "CAPPED_CUP_OUTER_FRACTION", np.inf)     # no cup holds the centre
+    monkeypatch.setattr(lesion_module, "CAPPED_CUP_MIN_UP", np.inf)     # no cup holds the centre
     assert mask_volume_ml(lesion_module.segment_masks(image, fit).lesion_enclosed) < 0.1 * true_ml
 
 

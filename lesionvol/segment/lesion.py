@@ -177,12 +177,12 @@ CAPPED_SLAB_MM = 3.5
 #: The hollow side decides too wherever the cup's sphere holds the head centre: a lesion past the centre has its
 #: band beyond it, on the far side from the plate it caps (implant.py --seed 23 --lf-pct 30 50: a fat-centred
 #: lesion of 48 % read 0.00 mL for 21.75, its healthy marrow cut off instead and the centre joined to it).
-#: Its own centre must then lie at least CAPPED_CUP_OUTER_FRACTION x R out, as a lesion's at the plate does (that
-#: lesion's 20.7-21.7 mm for R 22.2): without that, dark voxels low in a small lesion's head made cups centred
-#: 10 mm from the centre holding it, and seed 1 cases 2 left and 10 left read +554 and +381 %; everywhere, without
-#: the centre held, the same.
+#: The cup's own centre must then lie above the head centre (its superior component at least CAPPED_CUP_MIN_UP),
+#: as a band around the weight-bearing dome does: dark voxels low in a head made cups centred 5-10 mm below the
+#: centre that held it, and seed 1 cases 2 left and 10 left (lesions of 7 and 8 %) read +554 and +381 %; taken
+#: everywhere, the hollow side did the same.
 CAPPED_CENTRED_MM = 5.0
-CAPPED_CUP_OUTER_FRACTION = 0.6
+CAPPED_CUP_MIN_UP = 0.5
 CAPPED_CUP_MIN_VOXELS = 50
 CAPPED_CUP_MAX_RADIUS_MM = 40.0
 CAPPED_CUP_MAX_RMS_MM = 2.0
@@ -442,7 +442,7 @@ def marrow_model(image: sitk.Image, fit: HeadFit, head_full: np.ndarray | None =
     n_strict = ndimage.gaussian_filter(v, strict_sigma) / (level * np.maximum(expected, MIN_EXPECTED))
     near_neck = interior & (t > fit.junction_mm - NECK_CONTACT_MM)
     thick_mm = float(spacing_zyx[~fine].min()) if not fine.all() else 0.0
-    capped = _band_capped(n, d, _slice_normal(grid), interior, near_neck, fine, thick_mm, fit.radius_mm)
+    capped = _band_capped(n, d, _slice_normal(grid), interior, near_neck, fine, thick_mm)
     surely = interior & (n_strict >= MARROW_LEVEL) & ~capped
     lab, nlab = _marrow_components(surely, fine)
     marrow = np.zeros_like(surely)
@@ -472,7 +472,7 @@ def _slice_normal(grid: Grid) -> np.ndarray:
 
 
 def _band_capped(n: np.ndarray, d: np.ndarray, normal: np.ndarray, interior: np.ndarray, near_neck: np.ndarray,
-                 fine: np.ndarray, thick_mm: float, radius_mm: float) -> np.ndarray:
+                 fine: np.ndarray, thick_mm: float) -> np.ndarray:
     """On a stack of thick slices, the in-plane pieces of marrow-zone voxels above DARK_LEVEL (holes
     filled) that a dark band cuts off from the rest of their slice: a dark in-plane component of at least
     CAPPED_MIN_RIM_VOXELS touches the piece and another one, the piece lying beyond it towards the plate and
@@ -492,27 +492,26 @@ def _band_capped(n: np.ndarray, d: np.ndarray, normal: np.ndarray, interior: np.
     >>> _, y, x = np.mgrid[0:1, -12:13, -12:13].astype(float); r = np.hypot(x, y)
     >>> n = np.where(np.abs(y + 3) < 1.5, 0.1, 1.0)                  # a dark band across the upper disc
     >>> d = np.stack([0 * x, y, x], -1); inside = r < 11              # (x, y, z) offsets; slices across x
-    >>> capped = _band_capped(n, d, np.array([1.0, 0, 0]), inside, inside & (y > 8), np.array([False, True, True]), 5.0, 11.0)
+    >>> capped = _band_capped(n, d, np.array([1.0, 0, 0]), inside, inside & (y > 8), np.array([False, True, True]), 5.0)
     >>> bool(capped[0, -9 + 12, 12]), bool(capped[0, 5 + 12, 12])   # beyond the band / the neck's side
     (True, False)
     >>> gap = n.copy(); gap[0, 8:11, 2:4] = 1.0                      # the band leaves 2 voxels where it meets the rim
-    >>> bool(_band_capped(gap, d, np.array([1.0, 0, 0]), inside, inside & (y > 8), np.array([False, True, True]), 5.0, 11.0)[0, 3, 12])
+    >>> bool(_band_capped(gap, d, np.array([1.0, 0, 0]), inside, inside & (y > 8), np.array([False, True, True]), 5.0)[0, 3, 12])
     True
     """
     if fine.all() or thick_mm < CAPPED_SLAB_MM:
         return np.zeros(n.shape, bool)
     in_plane = _within_axes(fine)
     bright = interior & (n >= DARK_LEVEL)
-    capped = _capped_pieces(bright, d, normal, interior, near_neck, in_plane, radius_mm)
+    capped = _capped_pieces(bright, d, normal, interior, near_neck, in_plane)
     # a band that leaves a gap of a voxel or two where it meets the plate cuts its centre off once the gap is
     # closed (an in-plane opening), on slices where nothing was cut off without it
-    opened = _capped_pieces(ndimage.binary_opening(bright, in_plane), d, normal, interior, near_neck, in_plane,
-                            radius_mm)
+    opened = _capped_pieces(ndimage.binary_opening(bright, in_plane), d, normal, interior, near_neck, in_plane)
     return capped | (opened & ~capped.any(axis=tuple(np.flatnonzero(fine)), keepdims=True))
 
 
 def _capped_pieces(bright: np.ndarray, d: np.ndarray, normal: np.ndarray, interior: np.ndarray,
-                   near_neck: np.ndarray, in_plane: np.ndarray, radius_mm: float) -> np.ndarray:
+                   near_neck: np.ndarray, in_plane: np.ndarray) -> np.ndarray:
     """:func:`_band_capped` for one map of the bright marrow zone: the pieces of ``bright`` it caps."""
     capped = np.zeros(bright.shape, bool)
     d_plane = d - (d @ normal)[..., None] * normal
@@ -537,7 +536,7 @@ def _capped_pieces(bright: np.ndarray, d: np.ndarray, normal: np.ndarray, interi
         c_band = d_plane[sel].mean(0)
         w = int(whole[sel][0])
         if w not in cups:
-            cups[w] = _cup_in_plane(d[whole == w], normal, radius_mm)
+            cups[w] = _cup_in_plane(d[whole == w], normal)
         cup = cups[w]
         centred = np.linalg.norm(c_band) < CAPPED_CENTRED_MM
         towards = cup[0] - c_band if cup is not None and (centred or cup[1]) else c_band
@@ -553,11 +552,10 @@ def _capped_pieces(bright: np.ndarray, d: np.ndarray, normal: np.ndarray, interi
     return capped
 
 
-def _cup_in_plane(d_band: np.ndarray, normal: np.ndarray, radius_mm: float) -> tuple[np.ndarray, bool] | None:
+def _cup_in_plane(d_band: np.ndarray, normal: np.ndarray) -> tuple[np.ndarray, bool] | None:
     """The in-plane offset from the head centre of the centre of a sphere through a band's voxels (``d_band``:
     offsets from the head centre, mm), i.e. its hollow side, and whether that sphere holds the head centre from
-    the plate's side (its own centre at least CAPPED_CUP_OUTER_FRACTION of the head's ``radius_mm`` out), when
-    the band is a cup whose axis lies within 45° of the slice plane: at least CAPPED_CUP_MIN_VOXELS
+    above (its own centre's superior component at least CAPPED_CUP_MIN_UP), when the band is a cup whose axis lies within 45° of the slice plane: at least CAPPED_CUP_MIN_VOXELS
     voxels, a sphere radius within CAPPED_CUP_MAX_RADIUS_MM and RMS residual within CAPPED_CUP_MAX_RMS_MM, and
     at least CAPPED_CUP_IN_PLANE of the sphere centre's offset within the plane.  None otherwise.
 
@@ -565,10 +563,10 @@ def _cup_in_plane(d_band: np.ndarray, normal: np.ndarray, radius_mm: float) -> t
     -------
     >>> u = np.random.default_rng(0).normal(size=(400, 3)); u /= np.linalg.norm(u, axis=1)[:, None]
     >>> band = np.array([0.0, 0.0, 20.0]) + 15.0 * u[u[:, 2] < -0.5]    # the bottom of a ball on the head's top
-    >>> hollow, holds_centre = _cup_in_plane(band, np.array([0.0, 1.0, 0.0]), 20.0)   # coronal slices
+    >>> hollow, holds_centre = _cup_in_plane(band, np.array([0.0, 1.0, 0.0]))   # coronal slices
     >>> hollow.round(1).tolist(), holds_centre                           # towards the top; 15 mm < 20 mm
     ([0.0, 0.0, 20.0], False)
-    >>> _cup_in_plane(band, np.array([0.0, 0.0, 1.0]), 20.0) is None     # axial slices: along the normal
+    >>> _cup_in_plane(band, np.array([0.0, 0.0, 1.0])) is None           # axial slices: along the normal
     True
     """
     pts = np.asarray(d_band, float)
@@ -581,7 +579,7 @@ def _cup_in_plane(d_band: np.ndarray, normal: np.ndarray, radius_mm: float) -> t
             np.linalg.norm(c_plane) < CAPPED_CUP_IN_PLANE * np.linalg.norm(c):
         return None
     out = float(np.linalg.norm(c))
-    return c_plane.astype(np.float32), bool(rho > out >= CAPPED_CUP_OUTER_FRACTION * radius_mm)
+    return c_plane.astype(np.float32), bool(rho > out and c[2] >= CAPPED_CUP_MIN_UP * out)   # LPS +z: superior
 
 
 def _marrow_components(surely: np.ndarray, fine: np.ndarray) -> tuple[np.ndarray, int]:
