@@ -204,9 +204,10 @@ SEED_SEARCH_RADIUS_MM = 30.0
 #: While a head is missing after every candidate was tried (none found, or one side of a field that shows
 #: both hips), each candidate is tried once more from this far below it (LPS -z).  A large lesion's band at
 #: the weight-bearing dome votes too and draws the peak up: written into the real development heads
-#: (``benchmarks/real_t1/implant.py --seed 23 --lf-pct 30 50``), 6 of 30 heads with lesions of 30-50 % were
-#: refused, their peaks 2-7 mm above the true centres (mostly superior); from 5 mm below, 4 of the 5 peaks
-#: tried led to the head.
+#: (``benchmarks/real_t1/implant.py --seed 23 --lf-pct 30 50``), 6 of 30 heads with lesions of 30-50 % and
+#: intermediate centres were refused; the peaks nearest them lay 2-7 mm off the true centres, most of it upwards,
+#: and the fits from them failed.  With this second pass all 6 were found (each flagged ``head_size_doubtful``).
+#: Only while a head is missing, so that a scan whose heads are found is read exactly as before.
 RESTART_BELOW_MM = 5.0
 
 # --- 2. sphere fit from in-plane ray profiles
