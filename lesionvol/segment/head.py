@@ -1299,7 +1299,8 @@ def _fit_candidate(image: sitk.Image, start_mm: np.ndarray, fat: float | None, s
 def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | None = None) -> list[HeadFit]:
     """Every femoral head in the image (at most one per side), best first.
 
-    Raises :class:`NoFemoralHeadError` when there is none.
+    The vote's peaks are tried best first; while a head is still missing after all of them, each is tried once
+    more from RESTART_BELOW_MM below it.  Raises :class:`NoFemoralHeadError` when there is none.
 
     Example
     -------
