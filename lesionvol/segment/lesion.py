@@ -573,6 +573,9 @@ def _cup_in_plane(d_band: np.ndarray, normal: np.ndarray) -> tuple[np.ndarray, b
     ([0.0, 0.0, 20.0], False)
     >>> _cup_in_plane(band, np.array([0.0, 0.0, 1.0])) is None           # axial slices: along the normal
     True
+    >>> past = np.array([0.0, 0.0, 20.0]) + 26.0 * u[u[:, 2] < -0.5]     # a lesion past the centre: 26 mm > 20 mm
+    >>> _cup_in_plane(past, np.array([0.0, 1.0, 0.0]))[1]
+    True
     """
     pts = np.asarray(d_band, float)
     if len(pts) < CAPPED_CUP_MIN_VOXELS:
