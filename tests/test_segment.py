@@ -994,3 +994,21 @@ def test_a_small_dark_spot_near_the_head_neck_junction_is_not_a_lesion(normal_b,
     assert mask_volume_ml(segment_hip(spot).lesion) == 0.0
     monkeypatch.setattr(lesion_module, "JUNCTION_ZONE_FRACTION", 0.35)
     assert mask_volume_ml(segment_hip(spot).lesion) > 0.15                    # measured 0.21 mL
+
+
+def test_a_marrow_level_read_off_a_large_lesion_is_read_again_from_the_marrow_zone(monkeypatch):
+    """Real anatomy (tests/data/README.md): a 43 % lesion with an intermediate centre (0.49 of marrow) written into a
+    real head, 17.90 mL.  The head found on that scan read its marrow level near where it was first looked for, in
+    the lesion: the healthy marrow reads 1.76 times it, above the range the marrow model is fitted in, so the model
+    was fitted to the lesion and the lesion read as marrow: 0.11 mL (-99.4 %, flagged only by its fill).  More than
+    MARROW_ABOVE_RANGE_MAX of the marrow zone reading above that range re-reads the level there: 16.17 mL (-9.7 %)."""
+    from lesionvol.segment import lesion as lesion_module
+
+    image, fit, true_ml = _real_implanted_head("real_t1_implanted_right_head_marrow_level_low")
+
+    def lesion_ml():
+        return mask_volume_ml(lesion_module.segment_masks(image, fit).lesion_enclosed)
+
+    assert lesion_ml() == pytest.approx(true_ml, rel=0.12)
+    monkeypatch.setattr(lesion_module, "MARROW_ABOVE_RANGE_MAX", 1.0)        # the fit's level, always
+    assert lesion_ml() < 0.1 * true_ml
