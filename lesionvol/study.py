@@ -99,7 +99,8 @@ DEFINITIONS = {
     "lesion_band_continued_ml": "segmented (enclosed) lesions: the part of the lesion continued from its band's shape "
                                 "(a sphere fitted to the band's margin seen on other slices) where slices at least "
                                 "3.5 mm thick did not show the band and what it encloses read as marrow (an intermediate "
-                                "centre: as marrow or oedema); included in lesion_volume_ml",
+                                "centre: as marrow or oedema) or lay in the plate shell of the head's end slices; "
+                                "included in lesion_volume_ml",
     "lesion_band_continued": f"True when lesion_band_continued_ml exceeds {100 * MAX_BAND_CONTINUED_FRACTION:g} % of the "
                              "lesion: that much of it is inferred from its band's shape, not seen (lesions written into "
                              "real heads that read -14 to -63 % without it read +0.1 to -24 % with it, and on a fresh "
