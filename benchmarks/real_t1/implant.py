@@ -32,8 +32,8 @@ real trabecular texture, noise, partial volume and 5.2 mm slices kept:
 Per hip: the head found on the implanted scan (or not), its volume against the scan without the
 lesion, the lesion volume against truth (%), LF against truth LF (points), and the flags ``analyze``
 would raise (``lesion_margin_doubtful``, ``lesion_on_thick_slices``, ``lesion_fill_doubtful``,
-``lesion_band_continued``, and ``head_size_doubtful`` from the head's dome marrow fraction, also shown; the
-summary gives that fraction for the same heads without the lesion).  Seed ``--seed + case``
+``lesion_band_continued``, ``lesion_extent_doubtful``, and ``head_size_doubtful`` from the head's dome marrow fraction, also shown, and the two
+heads' radii; the summary gives that fraction for the same heads without the lesion).  Seed ``--seed + case``
 draws each scan's lesions: pick one no run has used for figures the method was not tuned on, at least 15 away
 from every seed used (seeds 1-24 were used one apart, so neighbouring seeds share lesion draws shifted by one case:
 seed 24 case 7 drew seed 23 case 8's lesion, into another head).  ``--lf-pct`` changes only each LF, not the rest.
@@ -151,8 +151,9 @@ def main(argv=None) -> int:
                     help="with --moved: write the lesion on the scan's own grid, then move the implanted scan")
     args = ap.parse_args(argv)
     from lesionvol.segment.lesion import LESION_FILL_MIN, lesion_fill_ratio
-    from lesionvol.segment.head import DOME_MARROW_MIN
-    from lesionvol.study import MAX_BAND_CONTINUED_FRACTION, MAX_MARGIN_OEDEMA_FRACTION, thick_slice_reason
+    from lesionvol.segment.head import DOME_MARROW_MIN, HEAD_PAIR_RADIUS_MAX_MM, head_size_doubt
+    from lesionvol.study import (MAX_BAND_CONTINUED_FRACTION, MAX_BAND_SPHERE_MARROW_FRACTION,
+                                 MAX_MARGIN_OEDEMA_FRACTION, thick_slice_reason)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
     warnings.simplefilter("ignore")
     seg = ClassicalSegmenter()
@@ -208,17 +209,21 @@ def main(argv=None) -> int:
             oedema = mask_volume_ml(s1.masks["oedema"]) if "oedema" in s1.masks else 0.0
             fill = lesion_fill_ratio(s1.lesion, f1)
             continued = mask_volume_ml(s1.masks["band_continued"])
+            left_out = mask_volume_ml(s1.masks["band_sphere_marrow"])
             dome = f1.quality["dome_marrow_fraction"]
+            size_doubt = bool(head_size_doubt(dome, f1.quality.get("radius_minus_other_side_mm")))
             flags = [r for r in (f"margin oedema {oedema:.1f} mL" if oedema > MAX_MARGIN_OEDEMA_FRACTION * les else "",
                                  thick_slice_reason(implanted) if les > 0 else "",
                                  f"fills {fill:.2f}" if fill is not None and fill < LESION_FILL_MIN else "",
                                  f"continued {continued:.1f} mL" if continued > MAX_BAND_CONTINUED_FRACTION * les
                                  else "",
-                                 "head size" if dome < DOME_MARROW_MIN else "") if r]
+                                 f"left out {left_out:.1f} mL" if left_out > MAX_BAND_SPHERE_MARROW_FRACTION * les
+                                 else "",
+                                 "head size" if size_doubt else "") if r]
             errs.append(err)
             dlfs.append(lf_got - lf_true)
             heads.append(100 * (head1 / head0 - 1))
-            heads_flagged.append(dome < DOME_MARROW_MIN)
+            heads_flagged.append(size_doubt)
             if abs(err) > 10:
                 flagged_big.append(bool(flags))
             print(f"{case:4d} {side:5} {lf:5.1f} {band:4.1f} {bsig:4.2f} {csig:4.2f} {truth:6.2f} {les:6.2f} "
@@ -240,7 +245,8 @@ def main(argv=None) -> int:
               f"min {np.nanmin(normal_domes):.2f}; flagged {(np.asarray(normal_domes) < DOME_MARROW_MIN).sum()} "
               f"of {len(normal_domes)}")
         hd, fl = np.abs(heads), np.asarray(heads_flagged)
-        print(f"  head size flag (dome marrow fraction < {DOME_MARROW_MIN:g}): {fl.sum()} heads; head change over 5 %: "
+        print(f"  head size flag (dome marrow fraction < {DOME_MARROW_MIN:g}, or the two heads' radii more than "
+              f"{HEAD_PAIR_RADIUS_MAX_MM:g} mm apart): {fl.sum()} heads; head change over 5 %: "
               f"{(hd > 5).sum()} (flagged {(fl & (hd > 5)).sum()}), over 10 %: {(hd > 10).sum()} "
               f"(flagged {(fl & (hd > 10)).sum()}); flagged heads within 5 %: {(fl & (hd <= 5)).sum()}")
     return 0

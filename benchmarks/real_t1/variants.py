@@ -57,7 +57,7 @@ from registration_stress import moved_real_copy  # noqa: E402
 
 from lesionvol.measure import mask_volume_ml  # noqa: E402
 from lesionvol.segment import segment_hips  # noqa: E402
-from lesionvol.segment.head import DOME_MARROW_MIN, fat_level  # noqa: E402
+from lesionvol.segment.head import fat_level, head_size_doubt  # noqa: E402
 from lesionvol.sequence import classify_contrast  # noqa: E402
 
 CROP_WIDTH_MM = 180.0
@@ -236,7 +236,7 @@ def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict,
             segs, why = {}, str(exc)
         else:
             why = ""
-    out = dict(expected=len(expect), found=0, false=0, clean=0, dice=[], domes=[], refused_contrast=contrast
+    out = dict(expected=len(expect), found=0, false=0, clean=0, dice=[], domes=[], pair_mm=[], doubtful=0, refused_contrast=contrast
                in ("T2", "STIR/fat-suppressed"))
     for side in sorted(set(expect) | set(segs)):
         seg = segs.get(side)
@@ -251,10 +251,14 @@ def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict,
         if on:
             out["clean"] += lv <= 0.1
             out["dice"].append(sc["dice"])
-            out["domes"].append(seg.head_fit.quality["dome_marrow_fraction"])
+            q = seg.head_fit.quality
+            out["domes"].append(q["dome_marrow_fraction"])
+            out["pair_mm"].append(abs(q.get("radius_minus_other_side_mm", np.nan)))
+            out["doubtful"] += bool(head_size_doubt(q["dome_marrow_fraction"], q.get("radius_minus_other_side_mm")))
         print(f"{case:4d} {name:17} {side:5} {'yes' if on else 'FALSE':>5} {sc['d_ref'].get(side, np.inf):6.1f} "
               f"{sc['dice']:5.3f} {sc['vol_pct']:+6.1f} {mask_volume_ml(seg.head):7.1f} {lv:6.2f} "
-              f"{seg.head_fit.quality['dome_marrow_fraction']:5.2f} {contrast}")
+              f"{seg.head_fit.quality['dome_marrow_fraction']:5.2f} "
+              f"{seg.head_fit.quality.get('radius_minus_other_side_mm', np.nan):+5.2f} {contrast}")
     return out
 
 
@@ -268,7 +272,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
     print(f"{'case':>4} {'copy':17} {'side':5} {'found':>5} {'dC mm':>6} {'Dice':>5} {'vol%':>6} {'head mL':>7} "
-          f"{'les mL':>6} {'dome':>5} contrast")
+          f"{'les mL':>6} {'dome':>5} {'dR mm':>5} contrast")
     totals: dict[str, dict] = {}
     for case in args.cases:
         image, label, _ = load_case(case)
@@ -282,10 +286,12 @@ def main(argv=None) -> int:
         found = sum(r["found"] for r in rows)
         dice = [d for r in rows for d in r["dice"]]
         domes = np.array([d for r in rows for d in r["domes"]])
+        pair = np.array([d for r in rows for d in r["pair_mm"]])
         print(f"{name}: {found}/{n} heads found on their labelled femur, {sum(r['false'] for r in rows)} false heads; "
               f"lesion <= 0.1 mL on {sum(r['clean'] for r in rows)}/{found}; "
               f"Dice near the head median {np.median(dice) if dice else float('nan'):.3f}; head_size_doubtful on "
-              f"{(domes < DOME_MARROW_MIN).sum()} (dome marrow fraction min {np.nanmin(domes) if len(domes) else np.nan:.2f}); "
+              f"{sum(r['doubtful'] for r in rows)} (dome marrow fraction min {np.nanmin(domes) if len(domes) else np.nan:.2f}, "
+              f"the two heads' radii up to {np.nanmax(pair) if np.isfinite(pair).any() else np.nan:.2f} mm apart); "
               f"read T2 or fat-suppressed from the image alone: {sum(r['refused_contrast'] for r in rows)} of {len(rows)} copies")
     return 0
 

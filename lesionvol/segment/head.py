@@ -291,6 +291,15 @@ MIN_MARROW_SURFACE_FRACTION = 0.2
 #: off (-21 to +24 %) read 0.01-0.24, and 22 others that read within 5 % read below 0.25 too; the same heads
 #: without the lesion read 0.73 or more, normal phantom heads (family B) 0.72-0.97.
 DOME_MARROW_MIN = 0.25
+#: A person's two femoral heads are nearly the same size: in 80 pairs of femurs of adults aged 20-40 their diameters
+#: differed by less than 2 mm (Young et al., Clin Orthop Relat Res 2013;471:1593), in 345 pairs on CT by 0.3 mm on
+#: average (Laumonerie et al., Bone Joint J 2018;100-B:839).  Where both heads are found on one scan and their
+#: fitted radii differ by more than this (mm), one of the two is off, and both heads' sizes are doubtful.  The 15
+#: real development scans' heads differ by 0.50 mm at most.  Lesions written into them (implant.py seeds 1, 2,
+#: 1200, 1300, 1500, 2000; 86 pairs): of the 9 pairs with a head more than 10 % off in volume, 5 differ by more
+#: than 1 mm (1.3-4.1 mm; 4 of them not flagged by the dome), and none of the 69 pairs whose heads both read within
+#: 5 % does.
+HEAD_PAIR_RADIUS_MAX_MM = 1.0
 #: Head radius: median distance of the outer points within this distance of the outer fit.
 RADIUS_INLIER_MM = 2.0
 #: A head needs its outer surface (or its marrow surface, when that gives the centre) on at least
@@ -825,6 +834,34 @@ def _dome_marrow_fraction(e: _Edges, centre: np.ndarray, r_in: float) -> float:
         return float("nan")
     on_sphere = np.abs(np.linalg.norm(e.inner - centre, axis=1) - r_in) < RADIUS_INLIER_MM
     return int((e.inner_up & e.inner_resolved & on_sphere).sum()) / e.n_up_resolved
+
+
+def head_size_doubt(dome_marrow_fraction: float | None, radius_minus_other_side_mm: float | None) -> str | None:
+    """Why a fitted head's size is doubtful ("" when nothing says so; None when neither figure is known).
+
+    Its marrow surface is hidden under the dome (``dome_marrow_fraction`` below ``DOME_MARROW_MIN``), or its
+    radius differs from that of the other head found on the same scan by more than ``HEAD_PAIR_RADIUS_MAX_MM``
+    (``HeadFit.quality["radius_minus_other_side_mm"]``, mm).
+
+    Example
+    -------
+    >>> head_size_doubt(0.8, -0.3), head_size_doubt(None, None)
+    ('', None)
+    >>> print(head_size_doubt(0.8, -2.14))
+    the head's radius is 2.1 mm smaller than the other head's on the same scan (a person's two differ by less than 1 mm)
+    """
+    known = [x for x in (dome_marrow_fraction, radius_minus_other_side_mm) if x is not None and not math.isnan(x)]
+    if not known:
+        return None
+    reasons = []
+    if dome_marrow_fraction is not None and dome_marrow_fraction < DOME_MARROW_MIN:
+        reasons.append(f"the marrow surface under the dome was found on {dome_marrow_fraction:.2f} of the rays to it "
+                       "(a lesion there hides it)")
+    if radius_minus_other_side_mm is not None and abs(radius_minus_other_side_mm) > HEAD_PAIR_RADIUS_MAX_MM:
+        reasons.append(f"the head's radius is {abs(radius_minus_other_side_mm):.1f} mm "
+                       f"{'larger' if radius_minus_other_side_mm > 0 else 'smaller'} than the other head's on the "
+                       f"same scan (a person's two differ by less than {HEAD_PAIR_RADIUS_MAX_MM:g} mm)")
+    return "; ".join(reasons)
 
 
 def _up(d: np.ndarray) -> np.ndarray:
@@ -1365,6 +1402,10 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
                     continue
                 best[fit.side] = fit       # candidates come best first
                 break
+    if len(best) == 2:
+        right, left = best["right"], best["left"]
+        right.quality["radius_minus_other_side_mm"] = right.radius_mm - left.radius_mm
+        left.quality["radius_minus_other_side_mm"] = left.radius_mm - right.radius_mm
     if not best:
         why = reasons[0] if reasons else "no bright spherical structure"
         raise NoFemoralHeadError(f"no femoral head found in the image ({why}); is this a hip MRI? "

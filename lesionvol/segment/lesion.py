@@ -294,9 +294,10 @@ SHELL_ACROSS_MM = 1.5
 @dataclass
 class HipMasks:
     """uint8 masks on the image grid: anatomical head, sphere head, enclosed and dark lesion, the
-    marrow oedema trimmed next to the lesion (within OEDEMA_NEAR_VOXELS; not lesion), and the part of the
+    marrow oedema trimmed next to the lesion (within OEDEMA_NEAR_VOXELS; not lesion), the part of the
     enclosed lesion continued from its band's shape where thick slices did not show the band
-    (:func:`_band_surface_completion`; lesion)."""
+    (:func:`_band_surface_completion`; lesion), and the marrow inside that shape next to a lesion not so
+    continued (``band_sphere_marrow``; not lesion: a margin seen along the slices stopped it)."""
 
     head_anatomical: sitk.Image
     head_sphere: sitk.Image
@@ -304,6 +305,7 @@ class HipMasks:
     lesion_dark: sitk.Image
     oedema: sitk.Image
     band_continued: sitk.Image
+    band_sphere_marrow: sitk.Image
 
 
 def _paste(shape_zyx, lo, hi, roi: np.ndarray, reference: sitk.Image) -> sitk.Image:
@@ -771,9 +773,12 @@ def _beyond_seen_margin(edge_mm: np.ndarray, out_mm: np.ndarray, c: np.ndarray, 
 
 
 def _band_surface_completion(lesion: np.ndarray, m: MarrowModel, grid: Grid, fit: HeadFit,
-                             oedema: np.ndarray) -> np.ndarray:
+                             oedema: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Head voxels that a lesion's band encloses but that read as healthy marrow or oedema, or lie in the plate shell
-    the marrow model leaves out, on slices at least CAPPED_SLAB_MM thick (see BAND_FIT_ROUNDS for the numbers).
+    the marrow model leaves out, on slices at least CAPPED_SLAB_MM thick (see BAND_FIT_ROUNDS for the numbers); and
+    the marrow-zone voxels inside the band's sphere, joined to a lesion that is not so continued and on no healthy
+    side of a margin seen where the sphere crosses the slices: where a margin seen along them stopped it, the lesion
+    may read small (``HipMasks.band_sphere_marrow``, ``lesionvol.study.MAX_BAND_SPHERE_MARROW_FRACTION``).
 
     Per lesion component: a sphere fitted to its margin against the healthy marrow (:func:`_band_sphere`).
     When it fits, its centre is not mostly dark (a dark centre cannot read as marrow) and the marrow-zone voxels
@@ -793,14 +798,17 @@ def _band_surface_completion(lesion: np.ndarray, m: MarrowModel, grid: Grid, fit
     >>> scan = make_visit(VisitSpec(lesions=(lesion_for_fraction(23.0, 20.0),)), seed=1)   # 3 mm slices
     >>> fit = find_heads(scan.image)[0]
     >>> m = marrow_model(scan.image, fit)
-    >>> bool(_band_surface_completion(m.interior & ~m.marrow, m, Grid.of(scan.image), fit, m.marrow & False).any())
-    False
+    >>> continued, left_out = _band_surface_completion(m.interior & ~m.marrow, m, Grid.of(scan.image), fit,
+    ...                                                m.marrow & False)
+    >>> bool(continued.any()), bool(left_out.any())
+    (False, False)
     """
     fine = _fine_axes(grid)
     thick_mm = grid.spacing_mm[::-1][~fine]
     out = np.zeros_like(lesion)
+    left_out = np.zeros_like(lesion)
     if not lesion.any() or not thick_mm.size or thick_mm.min() < CAPPED_SLAB_MM:
-        return out
+        return out, left_out
     slab_mm = float(thick_mm.min())
     across = np.outer((np.arange(BAND_SLAB_SAMPLES) + 0.5) / BAND_SLAB_SAMPLES - 0.5,
                       slab_mm * _slice_normal(grid)).astype(np.float32)
@@ -832,7 +840,9 @@ def _band_surface_completion(lesion: np.ndarray, m: MarrowModel, grid: Grid, fit
         decided = joined(within & m.interior & ~(beyond_across | beyond_along))
         if decided.sum() >= BAND_MIN_MISSING * (decided.sum() + comp.sum()):
             out |= joined(within & ~beyond_across)
-    return out
+        else:
+            left_out |= joined(within & m.interior & ~beyond_across)
+    return out, left_out
 
 
 def _shell_across_slices(lesion: np.ndarray, m: MarrowModel, grid: Grid) -> np.ndarray:
@@ -939,6 +949,7 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
     lab, nlab = ndimage.label(enclosed)
     oedema = np.zeros_like(enclosed)
     continued = np.zeros_like(enclosed)
+    left_out = np.zeros_like(enclosed)
     if nlab:
         sizes = ndimage.sum_labels(enclosed, lab, np.arange(1, nlab + 1)) * voxel_mm3
         at_plate = ndimage.binary_dilation(shell) & enclosed
@@ -953,7 +964,7 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
         enclosed = _without_small(enclosed, min_lesion_mm3 / voxel_mm3)
         enclosed |= _through_slice_edge(enclosed, m, grid)
         enclosed |= _in_plane_edge(enclosed, m, grid, oedema)
-        continued = _band_surface_completion(enclosed, m, grid, fit, oedema)
+        continued, left_out = _band_surface_completion(enclosed, m, grid, fit, oedema)
         enclosed |= continued & interior
         oedema &= ndimage.binary_dilation(enclosed, iterations=OEDEMA_NEAR_VOXELS) & ~enclosed
     dark_core = _without_small(enclosed & interior & (m.n < DARK_LEVEL),
@@ -970,4 +981,5 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
         lesion_dark=_paste(shape, lo, hi, (dark_full & head).astype(np.uint8), image),
         oedema=_paste(shape, lo, hi, oedema.astype(np.uint8), image),
         band_continued=_paste(shape, lo, hi, (continued & head).astype(np.uint8), image),
+        band_sphere_marrow=_paste(shape, lo, hi, (left_out & head & ~enc_full).astype(np.uint8), image),
     )
