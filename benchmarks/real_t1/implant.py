@@ -32,8 +32,9 @@ real trabecular texture, noise, partial volume and 5.2 mm slices kept:
 Per hip: the head found on the implanted scan (or not), its volume against the scan without the
 lesion, the lesion volume against truth (%), LF against truth LF (points), and the flags ``analyze``
 would raise (``lesion_margin_doubtful``, ``lesion_on_thick_slices``, ``lesion_fill_doubtful``,
-``lesion_band_continued``, ``lesion_extent_doubtful``, and ``head_size_doubtful`` from the head's dome marrow fraction, also shown, and the two
-heads' radii; the summary gives that fraction for the same heads without the lesion).  Seed ``--seed + case``
+``lesion_band_continued``, ``lesion_extent_doubtful``, and ``head_size_doubtful`` from the head's dome marrow
+fraction, also shown, and the two heads' radii; the summary gives that fraction for the same heads without the
+lesion).  Seed ``--seed + case``
 draws each scan's lesions: pick one no run has used for figures the method was not tuned on, at least 15 away
 from every seed used (seeds 1-24 were used one apart, so neighbouring seeds share lesion draws shifted by one case:
 seed 24 case 7 drew seed 23 case 8's lesion, into another head).  ``--lf-pct`` changes only each LF, not the rest.

@@ -236,8 +236,8 @@ def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict,
             segs, why = {}, str(exc)
         else:
             why = ""
-    out = dict(expected=len(expect), found=0, false=0, clean=0, dice=[], domes=[], pair_mm=[], doubtful=0, refused_contrast=contrast
-               in ("T2", "STIR/fat-suppressed"))
+    out = dict(expected=len(expect), found=0, false=0, clean=0, dice=[], domes=[], pair_mm=[], doubtful=0,
+               refused_contrast=contrast in ("T2", "STIR/fat-suppressed"))
     for side in sorted(set(expect) | set(segs)):
         seg = segs.get(side)
         if seg is None:
