@@ -40,7 +40,8 @@ How (classical, intensity-scale free: every level is relative to the marrow/fat 
    with a rise out of it on at least 30 % of the rays (and, without a seed point, marrow signal
    inside at all), the outer surface is found on at least 40 % of the rays in slices that resolve
    it (thick slices smear the cap), the radius is 15–33 mm, the plate is 0.3–5 mm thick, a neck
-   bright along at least 75 % of its axis leaves it inferiorly without a cortical rim between, and
+   bright along at least 75 % of its axis leaves it inferiorly (but at least 20° from straight down: not
+   the shaft below the greater trochanter) without a cortical rim between, and
    bone marrow (the acetabular roof) lies above it beyond its rim on at least 60 % of the upward
    rays; otherwise :class:`NoFemoralHeadError`.  In a field showing both hips the side is
    where the head lies (left or right of the body's midline; nothing within 40 mm of the midline
@@ -367,6 +368,13 @@ NECK_MAX_SUPERIOR_COMPONENT = -0.2
 #: position, only directions whose lateral component exceeds this count; bright bone leaving the
 #: head medially is the pelvis (ischium, pubis), not a neck.
 NECK_MIN_LATERAL_COMPONENT = 0.2
+#: ... but never steeply: the neck leaves the head at least NECK_MIN_FROM_INFERIOR_DEG from straight down.
+#: The shaft runs about 7° off vertical and the adult neck–shaft angle is about 128° (coxa valga from
+#: about 140°), so a neck runs about 45° from straight down, 33° at 140° (phantom family B reads 180° − the
+#: angle − 7° exactly: 23° at 150°, 15° at 160°).  The 30 development heads read 46–75°.  The greater
+#: trochanter, taken for a head where a large lesion hid the head itself, has only the shaft below it:
+#: 16° (lesions of LF 30–50 % written into real heads, implant.py seed 2000 case 6 right and case 14 left).
+NECK_MIN_FROM_INFERIOR_DEG = 20.0
 #: Where it leaves the head (from NECK_THROUGH_MM[0] inside to NECK_THROUGH_MM[1] outside the
 #: surface) a neck direction never falls below NECK_NO_RIM_LEVEL × marrow: no cortical rim there
 #: (real scans: the rim reads 0.3–0.45 of marrow; fat or muscle beyond a rim is not a neck).  Only
@@ -1290,6 +1298,10 @@ def _fit_from(image: sitk.Image, rays: _Rays, centre: np.ndarray, R: float, r_in
     if side is None:
         side = "right" if axis[0] < 0 else "left"     # the neck runs laterally; LPS +x is patient left
     axis, rn = _neck_section(rays, centre, R, axis)
+    from_inferior_deg = math.degrees(math.acos(float(np.clip(-axis[2], -1.0, 1.0))))    # LPS +z is superior
+    if from_inferior_deg < NECK_MIN_FROM_INFERIOR_DEG:
+        raise NoFemoralHeadError(f"no femoral head: the bone leaving the round structure runs {from_inferior_deg:.0f}° "
+                                 "from straight down, as the shaft below the greater trochanter does, not a neck")
     quality["neck_radius_mm"] = rn if rn is not None else float("nan")
     junction = junction_distance_mm(R, rn) if junction_fraction is None else junction_fraction * R
     return HeadFit(centre, R, r_in, axis, junction, side, fat, quality)
