@@ -20,9 +20,7 @@ model fitted to the head's marrow):
   reach the plate; the **dark** lesion is its low-signal part.
 
 Then the lesions found lose the marrow oedema around them (intermediate signal, 0.42–0.65 of
-marrow, reached from the healthy marrow within the slice plane without crossing the band; where the
-oedema left next to them exceeds 5 % of their volume, they sit in a halo and are trimmed again, the
-voxels next to the band that the halo reaches being halo too) and, on
+marrow, reached from the healthy marrow within the slice plane without crossing the band) and, on
 slices at least 2.5 mm thick, gain the slab next to them across the slices when it reads below
 0.65 (band and a bright centre together in one slab); on slices at least 3.5 mm thick, also the
 ring next to them within the slice plane below 0.65 (a band smeared by the slab).  Small
@@ -277,19 +275,9 @@ SEEN_MARGIN_MAX_ACROSS = 0.5
 #: partial-volume rim (0.66-0.8) of a fat-bright centre (lesions 2-3 % small).
 OEDEMA_LEVELS = (0.42, 0.65)
 #: The oedema trimmed within this many voxels of the lesion is reported (``HipMasks.oedema``): where
-#: it is large, the lesion's outer margin next to it is uncertain (family B's oedema halo: 2.71 mL next
-#: to a 12.4 mL lesion read as 14.0 mL; its other lesions: at most 0.01 mL).
+#: it is large, the lesion's outer margin next to it is uncertain (family B's oedema halo: 1.65 mL next
+#: to a 12.4 mL lesion read as 16.8 mL; its other lesions: at most 0.01 mL).
 OEDEMA_NEAR_VOXELS = 2
-#: Where the oedema left next to the lesions exceeds HALO_MIN_FRACTION of them, they sit in a halo of marrow oedema,
-#: and they are trimmed again reading it as a halo (:func:`_oedema`): a voxel next to the band is kept as lesion only
-#: within the slice plane (across thick slices the slab next to the band is halo), not where the halo lies beyond it
-#: in the plane (its partial volume is band and halo, not band and marrow), and the slab across the slices is gained
-#: only where it is not halo.  Phantom family B's halo lesion held 12 %, its other lesions 1.4 % at most (the
-#: standard set); lesions written into the real development heads without a halo 7.7 % at most (implant.py seeds 1,
-#: 2 and 13; the two above 5 %, intermediate centres, read closer to the truth trimmed again: -5.5 -> -2.8 % and
-#: -6.6 -> -3.6 %), with a 5 mm halo up to 9.5 % (seed 1; 9 of 59 above 5 %).  Trimming every lesion so read
-#: 1-9 % off lesions without a halo (real seed 1: signed median -1.2 -> -4.4 %).
-HALO_MIN_FRACTION = 0.05
 #: The plate shell above a lesion is lesion where the lesion's margin, continued along each radius, says so
 #: (:func:`_extend_into_shell`).  On slices at least THICK_SLAB_MM thick, near the head's front and back across them,
 #: that radius runs across the slices and meets the marrow zone only in the next slab: the shell there is a ring
@@ -679,21 +667,15 @@ def _within_axes(axes: np.ndarray) -> np.ndarray:
     return structure
 
 
-def _oedema(m: MarrowModel, grid: Grid, halo: bool = False) -> np.ndarray:
+def _oedema(m: MarrowModel, grid: Grid) -> np.ndarray:
     """Intermediate-signal marrow (within OEDEMA_LEVELS) reached from the healthy marrow within
-    the fine axes without crossing the band: marrow oedema outside a lesion, not lesion.  With
-    ``halo``, read as a halo around the lesions (HALO_MIN_FRACTION)."""
+    the fine axes without crossing the band: marrow oedema outside a lesion, not lesion."""
     in_plane = _within_axes(_fine_axes(grid))
     through = m.interior & ~m.marrow & (m.n >= OEDEMA_LEVELS[0]) & (m.n < OEDEMA_LEVELS[1])
     reached = ndimage.binary_propagation(m.marrow, structure=in_plane, mask=through | m.marrow) & ~m.marrow
     # a voxel next to the band (in the plane: its partial-volume rim; across slices: a slab holding
-    # some of it) is lesion up to DARK_LEVEL, not oedema; in a halo only within the plane, and not where
-    # the halo lies beyond it there
-    near_band = ndimage.binary_dilation(m.interior & (m.n < OEDEMA_LEVELS[0]), in_plane if halo else None)
-    oedema = reached & ~near_band
-    if halo:
-        oedema |= reached & ndimage.binary_dilation(oedema, in_plane)
-    return oedema
+    # some of it) is lesion up to DARK_LEVEL, not oedema
+    return reached & ~ndimage.binary_dilation(m.interior & (m.n < OEDEMA_LEVELS[0]))
 
 
 def _without_small(mask: np.ndarray, min_voxels: float) -> np.ndarray:
@@ -940,23 +922,6 @@ def lesion_fill_ratio(lesion: sitk.Image, fit: HeadFit) -> float | None:
     return float(volume / max(segment, 1e-6))
 
 
-def _trimmed(kept: np.ndarray, m: MarrowModel, grid: Grid, fit: HeadFit, min_voxels: float,
-             halo: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The kept lesion components without the oedema around them (:func:`_oedema`, trimmed after the checks, so
-    that trimming never turns a rejected component into a lesion), with their through-slice and in-plane edges and
-    what their band encloses (:func:`_band_surface_completion`): the lesions, the band's continuation, the marrow
-    left in its sphere and the oedema next to the lesions."""
-    oedema = _oedema(m, grid, halo)
-    enclosed = _without_small(kept & ~oedema, min_voxels)
-    edge = _through_slice_edge(enclosed, m, grid)
-    enclosed |= edge & ~oedema if halo else edge
-    enclosed |= _in_plane_edge(enclosed, m, grid, oedema)
-    continued, left_out = _band_surface_completion(enclosed, m, grid, fit, oedema)
-    enclosed |= continued & m.interior
-    oedema &= ndimage.binary_dilation(enclosed, iterations=OEDEMA_NEAR_VOXELS) & ~enclosed
-    return enclosed, continued, left_out, oedema
-
-
 def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MIN_LESION_MM3) -> HipMasks:
     """Head (anatomical and sphere) and lesion (enclosed and dark) masks for one fitted head.
 
@@ -992,10 +957,16 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
         reach[np.unique(lab[at_plate])] = True
         keep = np.r_[False, (sizes >= min_lesion_mm3) & reach[1:]]
         keep[1:] &= _encloses_marrow(lab, nlab, keep, m.d, m.r, fit, voxel_mm3)
-        enclosed, continued, left_out, oedema = _trimmed(keep[lab], m, grid, fit, min_lesion_mm3 / voxel_mm3)
-        if oedema.sum() > HALO_MIN_FRACTION * enclosed.sum():       # the lesions sit in a halo of oedema
-            enclosed, continued, left_out, oedema = _trimmed(keep[lab], m, grid, fit, min_lesion_mm3 / voxel_mm3,
-                                                             halo=True)
+        # the lesions found lose the oedema around them (trimmed after the checks, so that trimming
+        # never turns a rejected component into a lesion) and gain their through-slice edge
+        oedema = _oedema(m, grid)
+        enclosed = keep[lab] & ~oedema
+        enclosed = _without_small(enclosed, min_lesion_mm3 / voxel_mm3)
+        enclosed |= _through_slice_edge(enclosed, m, grid)
+        enclosed |= _in_plane_edge(enclosed, m, grid, oedema)
+        continued, left_out = _band_surface_completion(enclosed, m, grid, fit, oedema)
+        enclosed |= continued & interior
+        oedema &= ndimage.binary_dilation(enclosed, iterations=OEDEMA_NEAR_VOXELS) & ~enclosed
     dark_core = _without_small(enclosed & interior & (m.n < DARK_LEVEL),
                                min_lesion_mm3 * DARK_MIN_SIZE_FRACTION / voxel_mm3)
     enc_full = enclosed | _extend_into_shell(enclosed, interior, shell, m.p, fit, m.depth, grid, lo)
