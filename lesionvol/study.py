@@ -24,8 +24,8 @@ from lesionvol.inputs import AnalysisOptions, LoadedVisit, Visit, load_visit, vi
 from lesionvol.io import Scan, as_binary_mask
 from lesionvol.location import LOCATION_DEFINITIONS, describe_location, infer_side
 from lesionvol.register import REGISTRATION_DEFINITIONS
-from lesionvol.segment.head import (ARTICULAR_PLATE_MM, DOME_MARROW_MIN, HEAD_PAIR_RADIUS_MAX_MM, MAX_RESOLVED_PLATE_MM,
-                                    head_size_doubt)
+from lesionvol.segment.head import (ARTICULAR_PLATE_MM, DOME_MARROW_MIN, HEAD_PAIR_RADIUS_MAX_MM,
+                                    HEAD_RADIUS_PLAUSIBLE_MM, MAX_RESOLVED_PLATE_MM, head_size_doubt)
 from lesionvol.segment.lesion import LESION_FILL_MIN, lesion_fill_ratio
 from lesionvol.sequence import check_t1
 from lesionvol.measure import (
@@ -139,8 +139,11 @@ DEFINITIONS = {
                           "of the 3 more than 5 % off, the one more than 10 % off among them, and 6 within 5 %; normal "
                           "heads read 0.72 or more) or head_radius_minus_other_side_mm is beyond "
                           f"±{HEAD_PAIR_RADIUS_MAX_MM:g} mm (one of the two heads is off: on 86 such pairs, 5 of the 9 "
-                          "with a head more than 10 % off and none of the 69 with both within 5 %); the head may read "
-                          "too small or too large: check the head outline",
+                          "with a head more than 10 % off and none of the 69 with both within 5 %) or the fitted radius "
+                          f"lies outside {HEAD_RADIUS_PLAUSIBLE_MM[0]:g}-{HEAD_RADIUS_PLAUSIBLE_MM[1]:g} mm (an adult "
+                          "head is 38-54 mm across; a 15 mm sphere inside a real head with a large lesion, fitted from "
+                          "a seed point, read no lesion); the head may read too small or too large: check the head "
+                          "outline",
     "head_size_doubtful_reason": "why head_size_doubtful is True",
     "lesion_outside_head_ml": f"lesion voxels outside the head mask (QC); a lesion with more than "
                               f"{100 * MAX_LESION_OUTSIDE_FRACTION:g} % of its volume outside is refused",
@@ -215,6 +218,7 @@ class Timepoint:
     band_sphere_marrow_ml: float | None = None  # segmented enclosed lesions, see DEFINITIONS
     head_dome_marrow_fraction: float | None = None  # segmented heads, see DEFINITIONS
     head_radius_minus_other_side_mm: float | None = None  # segmented heads with the other one found, see DEFINITIONS
+    head_radius_mm: float | None = None  # segmented heads: the fitted sphere's radius (head_size_doubtful)
 
     def take_segmentation_quality(self, seg: HipSegmentation, *, head: bool = True, lesion: bool = True) -> None:
         """Keep the segmenter's definitions and quality figures for the masks of ``seg`` this visit uses:
@@ -225,6 +229,7 @@ class Timepoint:
             if seg.head_fit is not None:
                 self.head_dome_marrow_fraction = seg.head_fit.quality.get("dome_marrow_fraction")
                 self.head_radius_minus_other_side_mm = seg.head_fit.quality.get("radius_minus_other_side_mm")
+                self.head_radius_mm = seg.head_fit.radius_mm
         if lesion:
             self.lesion_definition = seg.lesion_definition
             if "oedema" in seg.masks:
@@ -374,7 +379,8 @@ class StudyResult:
             spacing = tp.scan.image.GetSpacing()
             segmented_lesion = tp.margin_oedema_ml is not None and v.lesion_volume_ml > 0
             thick_reason = thick_slice_reason(tp.scan.image) if segmented_lesion else ""
-            size_doubt = head_size_doubt(tp.head_dome_marrow_fraction, tp.head_radius_minus_other_side_mm)
+            size_doubt = head_size_doubt(tp.head_dome_marrow_fraction, tp.head_radius_minus_other_side_mm,
+                                         tp.head_radius_mm)
             row = {
                 "timepoint": tp.label,
                 "days": tp.days,
@@ -458,6 +464,7 @@ class StudyResult:
         else:
             tp.head_dome_marrow_fraction = None   # read off the segmented head's fit, not the reader's
             tp.head_radius_minus_other_side_mm = None
+            tp.head_radius_mm = None
         tp.volumes = measure_volumes(tp.lesion, tp.head)
         edges = _acetabular_edges(self.timepoints, self.options.acetabular_edge_mm)
         _locate([tp], tp.location.get("location_side", ""), [edges[index]])

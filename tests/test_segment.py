@@ -982,6 +982,30 @@ def test_two_heads_whose_sizes_disagree_on_one_scan_are_both_flagged(left_radius
             if flagged else []), side
 
 
+@pytest.mark.parametrize("radius_mm, flagged", [(16.5, True), (19.5, False)])
+def test_a_head_smaller_than_an_adults_is_flagged(radius_mm, flagged):
+    """An adult femoral head is 38-54 mm across (radius 19-27 mm; HEAD_RADIUS_PLAUSIBLE_MM allows 1 mm of fit error).
+    A fitted radius outside that makes the head's size doubtful even where no other head was found to compare it
+    with: from a seed point at the centre of a real head with a 38 % lesion of intermediate centre (implant.py seed
+    2600, case 3 right), a 15.1 mm sphere inside the 21.9 mm head passed every other check and read no lesion.
+    Second phantom family, one normal right head: 16.5 mm is found and flagged, saying why (measured 16.6 mm);
+    19.5 mm is not flagged."""
+    from lesionvol.io import Scan
+    from lesionvol.phantom_b import Hip, HipScanSpec, make_hip_scan
+    from lesionvol.study import segmentation_checks
+
+    spec = HipScanSpec(right=Hip("right", head_radius_mm=radius_mm, lesion=None), field="right", anatomy_seed=2,
+                       spacing_mm=(0.9, 0.9, 3.0))
+    image, _ = make_hip_scan(spec, seed=2)
+    seg = segment_hip(image)
+    fitted = seg.head_fit.radius_mm
+    assert fitted == pytest.approx(radius_mm, abs=0.3)
+    assert segmentation_checks(Scan(image), seg) == ([
+        f"the head's fitted radius, {fitted:.1f} mm, lies outside an adult femoral head's (18-28 mm: 38-54 mm across, "
+        "with 1 mm of fit error): the head may read too small or too large; check the head's outline"]
+        if flagged else [])
+
+
 @pytest.fixture(scope="module")
 def normal_b():
     """Family B, a normal right head (R 24 mm, no lesion) on 0.9 x 0.9 x 3 mm coronal slices."""

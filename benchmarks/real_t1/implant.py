@@ -212,7 +212,7 @@ def main(argv=None) -> int:
             continued = mask_volume_ml(s1.masks["band_continued"])
             left_out = mask_volume_ml(s1.masks["band_sphere_marrow"])
             dome = f1.quality["dome_marrow_fraction"]
-            size_doubt = bool(head_size_doubt(dome, f1.quality.get("radius_minus_other_side_mm")))
+            size_doubt = bool(head_size_doubt(dome, f1.quality.get("radius_minus_other_side_mm"), f1.radius_mm))
             flags = [r for r in (f"margin oedema {oedema:.1f} mL" if oedema > MAX_MARGIN_OEDEMA_FRACTION * les else "",
                                  thick_slice_reason(implanted) if les > 0 else "",
                                  f"fills {fill:.2f}" if fill is not None and fill < LESION_FILL_MIN else "",

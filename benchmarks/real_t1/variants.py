@@ -254,7 +254,8 @@ def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict,
             q = seg.head_fit.quality
             out["domes"].append(q["dome_marrow_fraction"])
             out["pair_mm"].append(abs(q.get("radius_minus_other_side_mm", np.nan)))
-            out["doubtful"] += bool(head_size_doubt(q["dome_marrow_fraction"], q.get("radius_minus_other_side_mm")))
+            out["doubtful"] += bool(head_size_doubt(q["dome_marrow_fraction"], q.get("radius_minus_other_side_mm"),
+                                                    seg.head_fit.radius_mm))
         print(f"{case:4d} {name:17} {side:5} {'yes' if on else 'FALSE':>5} {sc['d_ref'].get(side, np.inf):6.1f} "
               f"{sc['dice']:5.3f} {sc['vol_pct']:+6.1f} {mask_volume_ml(seg.head):7.1f} {lv:6.2f} "
               f"{seg.head_fit.quality['dome_marrow_fraction']:5.2f} "

@@ -301,6 +301,13 @@ DOME_MARROW_MIN = 0.25
 #: than 1 mm (1.3-4.1 mm; 4 of them not flagged by the dome), and none of the 69 pairs whose heads both read within
 #: 5 % does.
 HEAD_PAIR_RADIUS_MAX_MM = 1.0
+#: An adult femoral head is 38-54 mm across (domain.md): radius 19-27 mm.  A fitted radius more than 1 mm outside
+#: that (the fit's own error: phantom family B's 27 mm heads read up to 27.07 mm) makes the head's size doubtful,
+#: also where no other head was found to compare it with.  The 30 real development heads and their 210 copies read
+#: 19.4-26.4 mm.  From a seed point at the centre of a real head with a 38 % intermediate-centred lesion written into
+#: it (implant.py seed 2600, LF 30-50 %, case 3 right, both heads missed without a seed), a 15.1 mm sphere inside
+#: the head was fitted with no lesion in it (the head is 21.9 mm); it passed every other check.
+HEAD_RADIUS_PLAUSIBLE_MM = (18.0, 28.0)
 #: Head radius: median distance of the outer points within this distance of the outer fit.
 RADIUS_INLIER_MM = 2.0
 #: A head needs its outer surface (or its marrow surface, when that gives the centre) on at least
@@ -844,24 +851,33 @@ def _dome_marrow_fraction(e: _Edges, centre: np.ndarray, r_in: float) -> float:
     return int((e.inner_up & e.inner_resolved & on_sphere).sum()) / e.n_up_resolved
 
 
-def head_size_doubt(dome_marrow_fraction: float | None, radius_minus_other_side_mm: float | None) -> str | None:
-    """Why a fitted head's size is doubtful ("" when nothing says so; None when neither figure is known).
+def head_size_doubt(dome_marrow_fraction: float | None, radius_minus_other_side_mm: float | None,
+                    radius_mm: float | None = None) -> str | None:
+    """Why a fitted head's size is doubtful ("" when nothing says so; None when no figure is known).
 
-    Its marrow surface is hidden under the dome (``dome_marrow_fraction`` below ``DOME_MARROW_MIN``), or its
+    Its marrow surface is hidden under the dome (``dome_marrow_fraction`` below ``DOME_MARROW_MIN``), its
     radius differs from that of the other head found on the same scan by more than ``HEAD_PAIR_RADIUS_MAX_MM``
-    (``HeadFit.quality["radius_minus_other_side_mm"]``, mm).
+    (``HeadFit.quality["radius_minus_other_side_mm"]``, mm), or its fitted radius (``radius_mm``) lies outside
+    ``HEAD_RADIUS_PLAUSIBLE_MM``, an adult head's.
 
     Example
     -------
-    >>> head_size_doubt(0.8, -0.3), head_size_doubt(None, None)
+    >>> head_size_doubt(0.8, -0.3, 22.0), head_size_doubt(None, None)
     ('', None)
     >>> print(head_size_doubt(0.8, -2.14))
     the head's radius is 2.1 mm smaller than the other head's on the same scan (a person's two differ by less than 1 mm)
+    >>> print(head_size_doubt(0.6, None, 15.1))
+    the head's fitted radius, 15.1 mm, lies outside an adult femoral head's (18-28 mm: 38-54 mm across, with 1 mm of fit error)
     """
-    known = [x for x in (dome_marrow_fraction, radius_minus_other_side_mm) if x is not None and not math.isnan(x)]
+    known = [x for x in (dome_marrow_fraction, radius_minus_other_side_mm, radius_mm)
+             if x is not None and not math.isnan(x)]
     if not known:
         return None
     reasons = []
+    lo_mm, hi_mm = HEAD_RADIUS_PLAUSIBLE_MM
+    if radius_mm is not None and not lo_mm <= radius_mm <= hi_mm:
+        reasons.append(f"the head's fitted radius, {radius_mm:.1f} mm, lies outside an adult femoral head's "
+                       f"({lo_mm:g}-{hi_mm:g} mm: 38-54 mm across, with 1 mm of fit error)")
     if dome_marrow_fraction is not None and dome_marrow_fraction < DOME_MARROW_MIN:
         reasons.append(f"the marrow surface under the dome was found on {dome_marrow_fraction:.2f} of the rays to it "
                        "(a lesion there hides it)")
