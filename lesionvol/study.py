@@ -26,7 +26,8 @@ from lesionvol.location import LOCATION_DEFINITIONS, describe_location, infer_si
 from lesionvol.register import REGISTRATION_DEFINITIONS
 from lesionvol.segment.head import (ARTICULAR_PLATE_MM, DOME_MARROW_MIN, HEAD_PAIR_RADIUS_MAX_MM,
                                     HEAD_RADIUS_PLAUSIBLE_MM, MAX_RESOLVED_PLATE_MM, head_size_doubt)
-from lesionvol.segment.lesion import LESION_FILL_MIN, lesion_fill_ratio
+from lesionvol.segment.lesion import (LESION_FILL_MIN, MARGIN_BAND_GAP_MM, MARGIN_OEDEMA_SIGNAL, MarginReading,
+                                      lesion_fill_ratio)
 from lesionvol.sequence import check_t1
 from lesionvol.measure import (
     MAX_LESION_OUTSIDE_FRACTION,
@@ -91,9 +92,18 @@ DEFINITIONS = {
     "margin_oedema_ml": "segmented lesions: marrow oedema (intermediate T1 signal reached from healthy marrow "
                         "without crossing the band) next to the lesion, which the lesion excludes; empty for a "
                         "lesion drawn by the user",
-    "lesion_margin_doubtful": f"True when margin_oedema_ml exceeds {100 * MAX_MARGIN_OEDEMA_FRACTION:g} % of the lesion: "
-                              "its outer margin next to the oedema is uncertain (a 6 mm oedema halo in phantom family "
-                              "B read +36 to +50 %); check it",
+    "lesion_margin_signal": "segmented (enclosed) lesions: the median signal of the lesion's margin against the "
+                            "healthy marrow within the slice plane (x the local marrow); a margin at the band's outer "
+                            "edge reads about half of marrow or less, marrow oedema taken in reads more",
+    "lesion_margin_band_gap_mm": "segmented (enclosed) lesions: the median distance within the slice plane from that "
+                                 "margin to the lesion's band (below 0.3 of marrow); empty when no band lies within "
+                                 f"{MARGIN_BAND_GAP_MM[1] + 1:g} mm of it",
+    "lesion_margin_doubtful": f"True when margin_oedema_ml exceeds {100 * MAX_MARGIN_OEDEMA_FRACTION:g} % of the lesion, "
+                              f"or when lesion_margin_signal is at least {MARGIN_OEDEMA_SIGNAL:g} with "
+                              f"lesion_margin_band_gap_mm {MARGIN_BAND_GAP_MM[0]:g}-{MARGIN_BAND_GAP_MM[1]:g} mm (marrow "
+                              "oedema taken into the lesion outside its band): its outer margin may hold oedema (a "
+                              "6 mm oedema halo in phantom family B read +36 to +50 %, 3 mm halos around lesions "
+                              "written into real heads +24 % (median)); check it",
     "lesion_on_thick_slices": f"True when a segmented lesion was measured on slices thicker than "
                               f"{MAX_LESION_SLICE_MM:g} mm, or than {MAX_LESION_AXIAL_SLICE_MM:g} mm when they are "
                               "axial: where its band lies within one slice it can read as marrow, so the lesion may "
@@ -213,6 +223,7 @@ class Timepoint:
     contrast: tuple[str, str] = ("unknown", "")  # (kind, reason) from lesionvol.sequence
     dicom_series: str | None = None  # the series chosen in a DICOM folder of several (Visit.series)
     margin_oedema_ml: float | None = None  # segmented lesions: the oedema next to it (mL), see DEFINITIONS
+    lesion_margin: MarginReading | None = None  # segmented enclosed lesions, see DEFINITIONS
     lesion_fill_ratio: float | None = None  # segmented enclosed lesions, see DEFINITIONS
     band_continued_ml: float | None = None  # segmented enclosed lesions, see DEFINITIONS
     band_sphere_marrow_ml: float | None = None  # segmented enclosed lesions, see DEFINITIONS
@@ -222,7 +233,7 @@ class Timepoint:
 
     def take_segmentation_quality(self, seg: HipSegmentation, *, head: bool = True, lesion: bool = True) -> None:
         """Keep the segmenter's definitions and quality figures for the masks of ``seg`` this visit uses:
-        its ``head`` (dome marrow fraction), its ``lesion`` (margin oedema, fill ratio, band continued,
+        its ``head`` (dome marrow fraction), its ``lesion`` (margin oedema and margin, fill ratio, band continued,
         marrow left in the band's sphere)."""
         if head:
             self.head_definition = seg.head_definition
@@ -234,6 +245,7 @@ class Timepoint:
             self.lesion_definition = seg.lesion_definition
             if "oedema" in seg.masks:
                 self.margin_oedema_ml = mask_volume_ml(seg.masks["oedema"])
+            self.lesion_margin = seg.lesion_margin
             if seg.head_fit is not None and seg.lesion_definition == "enclosed":
                 self.lesion_fill_ratio = lesion_fill_ratio(seg.lesion, seg.head_fit)
                 if "band_continued" in seg.masks:
@@ -307,6 +319,8 @@ def row_checks(row: dict) -> list[str]:
     ['1.60 mL of marrow oedema next to the 16.80 mL lesion: its outer margin may hold some of it']
     >>> row_checks({"lesion_volume_ml": 16.8, "lesion_margin_doubtful": False})
     []
+    >>> row_checks({"lesion_margin_doubtful": "True", "lesion_margin_signal": "0.55", "lesion_margin_band_gap_mm": "2.3"})
+    ["the lesion's margin reads 0.55 of marrow with its band 2.3 mm inside it: it may hold marrow oedema taken in with it (too large)"]
     """
     def ml(key: str) -> str:  # two decimals; empty when missing
         return format_cell(row.get(key), 2)
@@ -315,8 +329,16 @@ def row_checks(row: dict) -> list[str]:
     if is_set(row.get("mask_at_fov_edge")):
         checks.append(f"{row.get('mask_at_fov_edge_reason')} (the volume may be short)")
     if is_set(row.get("lesion_margin_doubtful")):
-        checks.append(f"{ml('margin_oedema_ml')} mL of marrow oedema next to the {ml('lesion_volume_ml')} mL lesion: "
-                      "its outer margin may hold some of it")
+        try:
+            margin = MarginReading(float(row["lesion_margin_signal"]), float(row["lesion_margin_band_gap_mm"]))
+        except (KeyError, TypeError, ValueError):      # missing or empty
+            margin = None
+        if margin is not None and margin.holds_oedema:
+            checks.append(f"the lesion's margin reads {margin.signal:.2f} of marrow with its band {margin.band_gap_mm:.1f} "
+                          "mm inside it: it may hold marrow oedema taken in with it (too large)")
+        else:
+            checks.append(f"{ml('margin_oedema_ml')} mL of marrow oedema next to the {ml('lesion_volume_ml')} mL "
+                          "lesion: its outer margin may hold some of it")
     if is_set(row.get("lesion_on_thick_slices")):
         checks.append(f"the lesion was measured on {row.get('lesion_on_thick_slices_reason')}: where its band lies "
                       "within a slice it can read as marrow, so it may read small")
@@ -381,6 +403,7 @@ class StudyResult:
             thick_reason = thick_slice_reason(tp.scan.image) if segmented_lesion else ""
             size_doubt = head_size_doubt(tp.head_dome_marrow_fraction, tp.head_radius_minus_other_side_mm,
                                          tp.head_radius_mm)
+            margin = tp.lesion_margin if segmented_lesion else None
             row = {
                 "timepoint": tp.label,
                 "days": tp.days,
@@ -403,8 +426,11 @@ class StudyResult:
                 "mask_at_fov_edge": bool(v.head_fov_edges or v.lesion_fov_edges),
                 "mask_at_fov_edge_reason": v.fov_edge_reason(),
                 "margin_oedema_ml": tp.margin_oedema_ml,
+                "lesion_margin_signal": None if margin is None else margin.signal,
+                "lesion_margin_band_gap_mm": None if margin is None else margin.band_gap_mm,
                 "lesion_margin_doubtful": (None if tp.margin_oedema_ml is None else
-                                           tp.margin_oedema_ml > MAX_MARGIN_OEDEMA_FRACTION * v.lesion_volume_ml),
+                                           tp.margin_oedema_ml > MAX_MARGIN_OEDEMA_FRACTION * v.lesion_volume_ml
+                                           or margin is not None and margin.holds_oedema),
                 "lesion_on_thick_slices": None if tp.margin_oedema_ml is None else bool(thick_reason),
                 "lesion_on_thick_slices_reason": thick_reason,
                 "lesion_fill_ratio": tp.lesion_fill_ratio,
@@ -458,6 +484,7 @@ class StudyResult:
         setattr(tp, kind, as_binary_mask(mask, tp.scan.image, name=f"the corrected {kind} mask of {tp.label}"))
         if kind == "lesion":
             tp.margin_oedema_ml = None      # measured next to the segmented lesion, not the reader's
+            tp.lesion_margin = None
             tp.lesion_fill_ratio = None
             tp.band_continued_ml = None
             tp.band_sphere_marrow_ml = None

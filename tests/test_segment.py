@@ -308,6 +308,36 @@ def test_oedema_at_the_lesion_margin_flags_it():
     assert mask_volume_ml(seg.masks["oedema"]) < 0.02 * mask_volume_ml(seg.lesion)
 
 
+def test_oedema_taken_into_the_lesion_flags_its_margin():
+    """Real anatomy (tests/data/README.md): the same 7.16 mL fat-centred lesion written into a real head, with 3 mm
+    of marrow oedema around its band and without.  The halo is taken in almost whole (+26.9 %), and the oedema left
+    next to the lesion is only 1.4 % of it, under the 2 % that flags a margin; the lesion's margin then reads 0.55 of
+    marrow with its band 2.0 mm inside it, and the row flags the margin.  Without the halo the lesion reads -1.1 %,
+    its margin 0.46 with the band 0.9 mm inside (one voxel: the band's own edge), and nothing is flagged."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.inputs import Visit
+    from lesionvol.study import analyze_scans, row_checks
+
+    data = Path(__file__).parent / "data"
+    rows = {}
+    for name in ("oedema_halo", "no_halo"):
+        stem = f"real_t1_implanted_left_head_{name}"
+        true_ml = json.loads((data / f"{stem}.json").read_text())["lesion_true_ml"]
+        rows[name] = analyze_scans([Visit(sitk.ReadImage(str(data / f"{stem}.nii.gz")))]).rows()[0]
+        rows[name]["error"] = rows[name]["lesion_volume_ml"] / true_ml - 1
+    halo, clean = rows["oedema_halo"], rows["no_halo"]
+    assert halo["error"] > 0.2 and halo["margin_oedema_ml"] < 0.02 * halo["lesion_volume_ml"]
+    assert halo["lesion_margin_signal"] > 0.54 and 1.8 < halo["lesion_margin_band_gap_mm"] < 2.5
+    assert halo["lesion_margin_doubtful"] is True
+    assert row_checks(halo) == ["the lesion's margin reads 0.55 of marrow with its band 2.0 mm inside it: it may hold "
+                                "marrow oedema taken in with it (too large)"]
+    assert abs(clean["error"]) < 0.03
+    assert clean["lesion_margin_signal"] < 0.5 and clean["lesion_margin_band_gap_mm"] < 1.0
+    assert clean["lesion_margin_doubtful"] is False
+
+
 def test_a_fat_centred_lesion_on_5_mm_slices_is_not_read_as_marrow():
     """Family B, a 20 % fat-centred lesion on 5 mm coronal slices: where the band lies within a slice, that
     slice read surely-marrow on 1-3 voxels next to the centre and joined it to the healthy marrow of the next

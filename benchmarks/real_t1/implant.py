@@ -31,7 +31,8 @@ real trabecular texture, noise, partial volume and 5.2 mm slices kept:
 
 Per hip: the head found on the implanted scan (or not), its volume against the scan without the
 lesion, the lesion volume against truth (%), LF against truth LF (points), and the flags ``analyze``
-would raise (``lesion_margin_doubtful``, ``lesion_on_thick_slices``, ``lesion_fill_doubtful``,
+would raise (``lesion_margin_doubtful``: ``margin oedema`` for the oedema trimmed next to the lesion, ``margin``
+for a margin that reads like oedema with the band mm inside it; ``lesion_on_thick_slices``, ``lesion_fill_doubtful``,
 ``lesion_band_continued``, ``lesion_extent_doubtful``, and ``head_size_doubtful`` from the head's dome marrow
 fraction, also shown, and the two heads' radii; the summary gives that fraction for the same heads without the
 lesion).  Seed ``--seed + case``
@@ -138,6 +139,27 @@ def implant(image: sitk.Image, head: sitk.Image, centre: np.ndarray, radius: flo
     return out, float(f_ball.sum() * np.prod(image.GetSpacing()) / 1000.0)
 
 
+def implant_heads(image: sitk.Image, fits: dict, heads: dict, rng: np.random.Generator,
+                  halo_rng: np.random.Generator, lf_pct: tuple[float, float],
+                  halo_mm: float = 0.0) -> tuple[sitk.Image, dict]:
+    """Draw a lesion for each fitted head (``fits``/``heads``: HeadFit and head mask per side, both from the scan
+    without lesions) and write them all in, sides in alphabetical order; return the implanted image and, per side,
+    (LF %, band mm, band signal, centre signal, true lesion mL, head mL)."""
+    implanted, plan = image, {}
+    for side in sorted(fits):
+        f = fits[side]
+        lf = float(rng.uniform(*lf_pct))
+        band = float(rng.uniform(1.5, 3.5))
+        bsig = float(rng.uniform(0.12, 0.25))
+        csig = 1.0 if rng.random() < 0.5 else float(rng.uniform(0.35, 0.6))
+        u = dome_direction(side, rng)
+        hsig = float(halo_rng.uniform(*HALO_SIGNAL)) if halo_mm else 1.0
+        implanted, truth = implant(implanted, heads[side], np.asarray(f.centre_mm), f.radius_mm, u, lf,
+                                   band, bsig, csig, rng, halo_mm, hsig)
+        plan[side] = (lf, band, bsig, csig, truth, mask_volume_ml(heads[side]))
+    return implanted, plan
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, nargs="*", default=list(DEV_CASES))
@@ -175,18 +197,8 @@ def main(argv=None) -> int:
         fits = {f.side: f for f in seg.heads(image)}
         base = {side: seg.from_fit(image, f) for side, f in fits.items()}
         normal_domes += [f.quality["dome_marrow_fraction"] for f in fits.values()]
-        implanted, plan = image, {}
-        for side in sorted(fits):
-            f = fits[side]
-            lf = float(rng.uniform(*args.lf_pct))
-            band = float(rng.uniform(1.5, 3.5))
-            bsig = float(rng.uniform(0.12, 0.25))
-            csig = 1.0 if rng.random() < 0.5 else float(rng.uniform(0.35, 0.6))
-            u = dome_direction(side, rng)
-            hsig = float(halo_rng.uniform(*HALO_SIGNAL)) if args.halo_mm else 1.0
-            implanted, truth = implant(implanted, base[side].head, np.asarray(f.centre_mm), f.radius_mm, u, lf,
-                                       band, bsig, csig, rng, args.halo_mm, hsig)
-            plan[side] = (lf, band, bsig, csig, truth, mask_volume_ml(base[side].head))
+        implanted, plan = implant_heads(image, fits, {side: s.head for side, s in base.items()}, rng, halo_rng,
+                                        args.lf_pct, args.halo_mm)
         if args.moved is not None and args.moved_after:
             implanted = moved_real_copy(implanted, args.moved + case, triple=False)[0]
         try:
@@ -213,7 +225,10 @@ def main(argv=None) -> int:
             left_out = mask_volume_ml(s1.masks["band_sphere_marrow"])
             dome = f1.quality["dome_marrow_fraction"]
             size_doubt = bool(head_size_doubt(dome, f1.quality.get("radius_minus_other_side_mm"), f1.radius_mm))
+            margin = s1.lesion_margin
             flags = [r for r in (f"margin oedema {oedema:.1f} mL" if oedema > MAX_MARGIN_OEDEMA_FRACTION * les else "",
+                                 f"margin {margin.signal:.2f}, band {margin.band_gap_mm:.1f} mm in"
+                                 if margin is not None and margin.holds_oedema else "",
                                  thick_slice_reason(implanted) if les > 0 else "",
                                  f"fills {fill:.2f}" if fill is not None and fill < LESION_FILL_MIN else "",
                                  f"continued {continued:.1f} mL" if continued > MAX_BAND_CONTINUED_FRACTION * les

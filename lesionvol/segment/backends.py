@@ -20,7 +20,7 @@ import SimpleITK as sitk
 
 from lesionvol.errors import InputError
 from lesionvol.segment.head import HeadFit, NoFemoralHeadError, find_heads
-from lesionvol.segment.lesion import segment_masks
+from lesionvol.segment.lesion import MarginReading, segment_masks
 
 __all__ = ["HipSegmentation", "Segmenter", "ClassicalSegmenter", "MaskSegmenter", "OnnxSegmenter",
            "SIDES", "HEAD_DEFINITIONS", "LESION_DEFINITIONS"]
@@ -37,7 +37,8 @@ class HipSegmentation:
     ``head_definition``: "anatomical" (ball cut at the head–neck junction) or "sphere"
     (sphere-equivalent head); ``lesion_definition``: "enclosed" (everything inside the
     demarcating band) or "dark" (low-signal only).  ``method`` names the segmenter and version;
-    ``head_fit`` holds the fitted sphere (classical method) and ``masks`` the other definitions.
+    ``head_fit`` holds the fitted sphere (classical method), ``masks`` the other definitions and
+    ``lesion_margin`` how an enclosed lesion meets the healthy marrow (classical method).
 
     Example
     -------
@@ -54,6 +55,7 @@ class HipSegmentation:
     method: str
     head_fit: HeadFit | None = None
     masks: dict[str, sitk.Image] = field(default_factory=dict, repr=False)
+    lesion_margin: MarginReading | None = None
 
     @property
     def centre_mm(self) -> np.ndarray | None:
@@ -122,7 +124,8 @@ class ClassicalSegmenter:
                  "lesion_enclosed": m.lesion_enclosed, "lesion_dark": m.lesion_dark, "oedema": m.oedema,
                  "band_continued": m.band_continued, "band_sphere_marrow": m.band_sphere_marrow}
         return HipSegmentation(masks[f"head_{head_definition}"], masks[f"lesion_{lesion_definition}"],
-                               fit.side, head_definition, lesion_definition, self.name, fit, masks)
+                               fit.side, head_definition, lesion_definition, self.name, fit, masks,
+                               m.margin if lesion_definition == "enclosed" else None)
 
     def segment(self, image: sitk.Image, *, side: str = "auto", head_definition: str = "anatomical",
                 lesion_definition: str = "enclosed", seed_mm=None) -> HipSegmentation:
