@@ -306,6 +306,15 @@ def is_set(value: object) -> bool:
     return str(value).strip().lower() in ("true", "1", "yes")
 
 
+def _number(value: object) -> float | None:
+    """A number cell in memory or read back from CSV; None when missing, empty or not a number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
 def row_checks(row: dict) -> list[str]:
     """What a reader should check in one row of :meth:`StudyResult.rows`, a phrase per flag raised: a mask at
     the edge of the field, a lesion margin next to marrow oedema, a lesion on thick slices, a lesion that may be its
@@ -329,16 +338,15 @@ def row_checks(row: dict) -> list[str]:
     if is_set(row.get("mask_at_fov_edge")):
         checks.append(f"{row.get('mask_at_fov_edge_reason')} (the volume may be short)")
     if is_set(row.get("lesion_margin_doubtful")):
-        try:
-            margin = MarginReading(float(row["lesion_margin_signal"]), float(row["lesion_margin_band_gap_mm"]))
-        except (KeyError, TypeError, ValueError):      # missing or empty
-            margin = None
-        if margin is not None and margin.holds_oedema:
-            checks.append(f"the lesion's margin reads {margin.signal:.2f} of marrow with its band {margin.band_gap_mm:.1f} "
-                          "mm inside it: it may hold marrow oedema taken in with it (too large)")
-        else:
-            checks.append(f"{ml('margin_oedema_ml')} mL of marrow oedema next to the {ml('lesion_volume_ml')} mL "
-                          "lesion: its outer margin may hold some of it")
+        signal, gap = _number(row.get("lesion_margin_signal")), _number(row.get("lesion_margin_band_gap_mm"))
+        taken_in = signal is not None and MarginReading(signal, gap).holds_oedema
+        oedema, lesion = _number(row.get("margin_oedema_ml")), _number(row.get("lesion_volume_ml"))
+        if not taken_in or (oedema is not None and lesion is not None and oedema > MAX_MARGIN_OEDEMA_FRACTION * lesion):
+            checks.append(f"{ml('margin_oedema_ml')} mL of marrow oedema next to the {ml('lesion_volume_ml')} mL lesion: "
+                          "its outer margin may hold some of it")
+        if taken_in:
+            checks.append(f"the lesion's margin reads {signal:.2f} of marrow with its band {gap:.1f} mm inside it: it may "
+                          "hold marrow oedema taken in with it (too large)")
     if is_set(row.get("lesion_on_thick_slices")):
         checks.append(f"the lesion was measured on {row.get('lesion_on_thick_slices_reason')}: where its band lies "
                       "within a slice it can read as marrow, so it may read small")

@@ -649,9 +649,11 @@ def test_a_lesion_left_short_of_its_band_sphere_is_flagged():
     lesion_ml, left_out_ml = mask_volume_ml(seg.lesion), mask_volume_ml(seg.masks["band_sphere_marrow"])
     assert 0.85 * true_ml < lesion_ml < 0.95 * true_ml                              # measured -10.5 %
     assert 0.08 * lesion_ml < left_out_ml < 1.5 * (true_ml - lesion_ml)             # measured 0.87 mL
-    assert segmentation_checks(Scan(image), seg) == [
-        f"the lesion's band, continued as a sphere, holds {left_out_ml:.2f} mL of marrow next to the {lesion_ml:.2f} mL "
-        "lesion that thick slices leave undecided: the lesion may read small; check its margin across the slices"]
+    # its margin also reads 0.53 of marrow with the band 2.9 mm inside, as oedema taken in does: that check is raised
+    # too (one of the lesions without oedema the margin rule flags, benchmarks/results/real_t1_implant.txt)
+    assert (f"the lesion's band, continued as a sphere, holds {left_out_ml:.2f} mL of marrow next to the {lesion_ml:.2f} "
+            "mL lesion that thick slices leave undecided: the lesion may read small; check its margin across the slices"
+            in segmentation_checks(Scan(image), seg))
     for other in ("left_head", "left_head_large_fat", "left_head_thin_band", "right_head_marrow_level_low",
                   "right_hip_large_intermediate"):
         image, fit, _ = _real_implanted_head(f"real_t1_implanted_{other}")

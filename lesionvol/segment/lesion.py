@@ -284,13 +284,14 @@ OEDEMA_NEAR_VOXELS = 2
 #: MARGIN_BAND_LEVEL) lies some mm inside it; a lesion's own margin is its band's outer edge, within a voxel or two
 #: of the band (:func:`margin_reading`).  Where the margin's median reads at least MARGIN_OEDEMA_SIGNAL and the band
 #: lies a median MARGIN_BAND_GAP_MM inside it, the margin may hold oedema (``lesionvol.study``:
-#: ``lesion_margin_doubtful``).  Lesions written into the real development heads (implant.py; 15 runs, 335 lesions
-#: without a halo, 146 with one): with a 3 mm halo (seed 14) the margin reads 0.52-0.56 with the band 1.8-3.8 mm
-#: inside, and 15 of its 17 errors over 10 % that no other flag raised are flagged (0.52 would flag all 17, but 8 %
-#: of the lesions without a halo instead of 5 %: their margins read up to 0.54); with 5 mm, 8 of 8; 8 mm halos read
-#: 3-18 mm (not flagged this way; most are by the trimmed oedema); without a halo 16 of 335 are flagged, 5 of
-#: them within 10 % and not flagged otherwise.  Phantom family B: its standard set and thick-slice sweep (seeds
-#: 900-923) up to 0.52 (empirical).
+#: ``lesion_margin_doubtful``).  Lesions written into the real development heads (implant.py; 14 runs and 412
+#: lesions without a halo, 4 runs with one): with a 3 mm halo (seed 14) the margin reads 0.52-0.56 with the band
+#: 1.8-3.8 mm inside, and 15 of its 17 errors over 10 % that no other flag raised are flagged (0.52 would flag all 17,
+#: but 8 % of the lesions without a halo instead of 6 %: their margins read up to 0.54); with 5 mm, 8 of 8; 8 mm
+#: halos put the band 3-18 mm inside (most are flagged by the oedema trimmed next to them); without a halo 25 of 412
+#: are flagged, 8 of them within 10 % and not flagged otherwise.  Fresh draws, not used to set it: a 3 mm halo 6 of 9,
+#: a 5 mm halo 4 of 4; without a halo 7 of 120 flagged, 3 of them within 10 % and not flagged otherwise.  Phantom
+#: family B: its standard set and thick-slice sweep (seeds 900-923) read up to 0.52 and none is flagged (empirical).
 MARGIN_OEDEMA_SIGNAL = 0.53
 MARGIN_BAND_LEVEL = 0.3
 MARGIN_BAND_GAP_MM = (1.5, 4.5)
