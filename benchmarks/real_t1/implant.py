@@ -32,7 +32,7 @@ real trabecular texture, noise, partial volume and 5.2 mm slices kept:
 Per hip: the head found on the implanted scan (or not), its volume against the scan without the
 lesion, the lesion volume against truth (%), LF against truth LF (points), and the flags ``analyze``
 would raise (``lesion_margin_doubtful``: ``margin oedema`` for the oedema trimmed next to the lesion, ``margin``
-for a margin that reads like oedema with the band mm inside it; ``lesion_on_thick_slices``, ``lesion_fill_doubtful``,
+for a margin that reads like oedema, its band some mm inside it; ``lesion_on_thick_slices``, ``lesion_fill_doubtful``,
 ``lesion_band_continued``, ``lesion_extent_doubtful``, and ``head_size_doubtful`` from the head's dome marrow
 fraction, also shown, and the two heads' radii; the summary gives that fraction for the same heads without the
 lesion).  Seed ``--seed + case``
