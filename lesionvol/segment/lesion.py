@@ -1049,5 +1049,5 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
         oedema=_paste(shape, lo, hi, oedema.astype(np.uint8), image),
         band_continued=_paste(shape, lo, hi, (continued & head).astype(np.uint8), image),
         band_sphere_marrow=_paste(shape, lo, hi, (left_out & head & ~enc_full).astype(np.uint8), image),
-        margin=margin_reading(enclosed & interior, m, grid) if enclosed.any() else None,
+        margin=margin_reading(enclosed, m, grid),     # enclosed lies in the marrow zone; None when empty
     )
