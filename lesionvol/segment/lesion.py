@@ -307,7 +307,7 @@ MARGIN_BAND_GAP_MM = (1.5, 4.5)
 #: moved; with a 3 mm halo, seed 14: median +24.2 -> -1.2 %, 27 -> 6 of 30 over 10 %; 5 mm, seed 1: +35.5 -> +3.6 %,
 #: 27 -> 5; phantom family B's 6 mm halo +37.6 -> +6.9 %; empirical).
 OEDEMA_PROFILE_BIN_MM = 0.5
-OEDEMA_PROFILE_DEPTH_MM = 8.0
+OEDEMA_PROFILE_DEPTH_MM = 12.0
 OEDEMA_PROFILE_MIN_VOXELS = 10
 PROFILE_MAX_ACROSS = 0.3
 OEDEMA_OUTSIDE_MIN_MM = 1.0
