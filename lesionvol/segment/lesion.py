@@ -295,17 +295,20 @@ OEDEMA_NEAR_VOXELS = 2
 MARGIN_OEDEMA_SIGNAL = 0.53
 MARGIN_BAND_LEVEL = 0.3
 MARGIN_BAND_GAP_MM = (1.5, 4.5)
-#: Oedema taken in is then taken out again (:func:`_band_edge_under_oedema`, :func:`_beyond_band_edge`; reported with the trimmed oedema, so such a
-#: lesion stays flagged).  The band's outer edge is read off the lesion's radial profile: the median signal per
-#: OEDEMA_PROFILE_BIN_MM shell inwards from its margin, down to OEDEMA_PROFILE_DEPTH_MM, about the sphere through the
-#: margin (:func:`_band_sphere`), over the voxels where that sphere crosses the slices (its normal's component across
-#: them below PROFILE_MAX_ACROSS; a bin of fewer than OEDEMA_PROFILE_MIN_VOXELS reads nothing).  Oedema taken in reads
-#: within OEDEMA_LEVELS from the margin inwards for at least OEDEMA_OUTSIDE_MIN_MM, and the band deeper in at least
-#: OEDEMA_PROFILE_CONTRAST below it; the band's edge is where the profile first falls half-way.  A lesion's own margin
-#: is its band's partial-volume edge: it falls below OEDEMA_LEVELS within a bin (lesions written into the real
-#: development heads without a halo, implant.py seeds 1-3, 13, 25, 1500, LF 30-50 % seeds 1200, 2000: none of 236
-#: moved; with a 3 mm halo, seed 14: median +24.2 -> -1.2 %, 27 -> 6 of 30 over 10 %; 5 mm, seed 1: +35.5 -> +3.6 %,
-#: 27 -> 5; phantom family B's 6 mm halo +37.6 -> +6.9 %; empirical).
+#: Oedema taken in is then taken out again (:func:`_band_edge_under_oedema`, :func:`_beyond_band_edge`), and reported
+#: with the oedema trimmed next to the lesion, so the lesion stays flagged.  The band's outer edge is read off the
+#: lesion's radial profile: the median signal per OEDEMA_PROFILE_BIN_MM shell inwards from its margin, down to
+#: OEDEMA_PROFILE_DEPTH_MM, about the sphere through the margin (:func:`_band_sphere`), over the voxels where that
+#: sphere crosses the slices (its normal's component across them below PROFILE_MAX_ACROSS; a bin of fewer than
+#: OEDEMA_PROFILE_MIN_VOXELS reads nothing).  Oedema taken in reads within OEDEMA_LEVELS from the margin inwards for at
+#: least OEDEMA_OUTSIDE_MIN_MM, over a band at least OEDEMA_PROFILE_CONTRAST darker, the two spanning at least
+#: OEDEMA_PROFILE_MIN_MM; the band's edge is where the profile first falls half-way.  A lesion's own margin is its
+#: band's partial-volume edge: it falls below OEDEMA_LEVELS within a bin, or a thin band read from its fat centre's
+#: side spans less.  Lesions written into the real development heads (implant.py): with a 3 mm halo (seed 14) median
+#: error +24.2 -> -1.2 %, over 10 %: 27 -> 6 of 30; 5 mm (seed 1) +35.5 -> +3.6 %, 27 -> 3; 8 mm (seed 14) +60.4 ->
+#: +32.5 %; fresh draws, run once: 3 mm 28.0 -> 5.3 % (absolute median), 5 mm 35.5 -> 7.3 %, 3 mm on moved copies
+#: 21.2 -> 5.0 %; without a halo none of 118 lesions moved (seeds 1, 2940, 3040, LF 30-50 % 2960).  Phantom family B's
+#: 6 mm halo +37.6 -> +6.9 % (empirical).
 OEDEMA_PROFILE_BIN_MM = 0.5
 OEDEMA_PROFILE_DEPTH_MM = 12.0
 OEDEMA_PROFILE_MIN_VOXELS = 10
@@ -402,8 +405,8 @@ def _band_edge_under_oedema(lesion: np.ndarray, m: MarrowModel, grid: Grid,
     The edge is read off the lesion's radial profile about the sphere through its margin (:func:`_band_sphere`):
     the median signal per OEDEMA_PROFILE_BIN_MM shell, inwards from the margin, over the voxels where the sphere
     crosses the slices.  Oedema taken in reads within OEDEMA_LEVELS from the margin inwards for at least
-    OEDEMA_OUTSIDE_MIN_MM, over a band at least OEDEMA_PROFILE_CONTRAST darker; the edge is where the profile first
-    falls half-way from one to the other.
+    OEDEMA_OUTSIDE_MIN_MM, over a band at least OEDEMA_PROFILE_CONTRAST darker, the two spanning at least
+    OEDEMA_PROFILE_MIN_MM; the edge is where the profile first falls half-way from one to the other.
 
     Example
     -------
