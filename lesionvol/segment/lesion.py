@@ -397,6 +397,26 @@ def margin_reading(lesion: np.ndarray, m: MarrowModel, grid: Grid) -> MarginRead
     return MarginReading(signal, gap if gap <= MARGIN_BAND_GAP_MM[1] + 1.0 else None)
 
 
+def _slab_mostly_inside(points_mm: np.ndarray, centre_mm: np.ndarray, radius_mm: float, grid: Grid) -> np.ndarray:
+    """Per point (mm, float32): does more than half of its slab (BAND_SLAB_SAMPLES points across the thick slices;
+    the point itself on an isotropic grid) lie inside the sphere (``centre_mm``, ``radius_mm``)?
+
+    Example
+    -------
+    >>> g = Grid(np.array([1.0, 1.0, 4.0]), np.zeros(3), np.eye(3), np.array([10, 10, 10]))
+    >>> pts = np.array([[0, 0, 9.0], [0, 0, 11.0]], np.float32)      # slabs 7-11 and 9-13 mm, sphere radius 10
+    >>> _slab_mostly_inside(pts, np.zeros(3), 10.0, g).tolist()
+    [True, False]
+    """
+    normal = _slice_normal(grid)
+    slab_mm = float(grid.spacing_mm[::-1][~_fine_axes(grid)].min()) if normal.any() else 0.0
+    across = np.outer((np.arange(BAND_SLAB_SAMPLES) + 0.5) / BAND_SLAB_SAMPLES - 0.5,
+                      slab_mm * normal).astype(np.float32)
+    inside = sum((np.linalg.norm(points_mm + t - np.asarray(centre_mm, np.float32), axis=1) < radius_mm)
+                 .astype(np.int8) for t in across)
+    return inside > BAND_SLAB_SAMPLES / 2
+
+
 def _band_edge_under_oedema(lesion: np.ndarray, m: MarrowModel, grid: Grid,
                             fit: HeadFit) -> tuple[np.ndarray, float] | None:
     """Where a lesion took in marrow oedema outside its band: the centre (mm) and radius (mm) of its band's outer
@@ -461,14 +481,9 @@ def _beyond_band_edge(lesion: np.ndarray, m: MarrowModel, grid: Grid, centre_mm:
     """Lesion voxels reading MARGIN_BAND_LEVEL up to OEDEMA_LEVELS[1] whose slab lies mostly outside the sphere
     (``centre_mm``, ``radius_mm``) of the band's outer edge (:func:`_band_edge_under_oedema`), joined to the healthy
     marrow: marrow oedema taken into the lesion."""
-    normal = _slice_normal(grid)
-    slab_mm = float(grid.spacing_mm[::-1][~_fine_axes(grid)].min()) if normal.any() else 0.0
-    across = ((np.arange(BAND_SLAB_SAMPLES) + 0.5) / BAND_SLAB_SAMPLES - 0.5) * slab_mm
     cand = lesion & (m.n >= MARGIN_BAND_LEVEL) & (m.n < OEDEMA_LEVELS[1])
-    off = m.p[cand] - centre_mm.astype(np.float32)
-    beyond = sum((np.linalg.norm(off + t * normal, axis=1) > radius_mm).astype(np.int8) for t in across)
     outside = np.zeros_like(lesion)
-    outside[cand] = beyond > BAND_SLAB_SAMPLES / 2
+    outside[cand] = ~_slab_mostly_inside(m.p[cand], centre_mm, radius_mm, grid)
     return ndimage.binary_propagation(outside & ndimage.binary_dilation(m.marrow), mask=outside)
 
 
@@ -974,8 +989,6 @@ def _band_surface_completion(lesion: np.ndarray, m: MarrowModel, grid: Grid, fit
     if not lesion.any() or not thick_mm.size or thick_mm.min() < CAPPED_SLAB_MM:
         return out, left_out
     slab_mm = float(thick_mm.min())
-    across = np.outer((np.arange(BAND_SLAB_SAMPLES) + 0.5) / BAND_SLAB_SAMPLES - 0.5,
-                      slab_mm * _slice_normal(grid)).astype(np.float32)
     edge, out_mm = _boundary_points(lesion, m, grid, _within_axes(fine))
     edge_mm = m.p[edge] + 0.5 * out_mm                     # half-way to the healthy neighbours
     lab, nlab = ndimage.label(lesion)
@@ -992,10 +1005,8 @@ def _band_surface_completion(lesion: np.ndarray, m: MarrowModel, grid: Grid, fit
                 (deep.any() and (m.n[deep] < DARK_LEVEL).mean() >= BAND_DARK_CENTRE_SHARE):
             continue
         cand = m.head & ~lesion & (dist < rho + slab_mm) & ~(oedema & (dist > rho - BAND_CENTRE_INSET_MM))
-        inside = sum((np.linalg.norm(m.p[cand] + t - c.astype(np.float32), axis=1) < rho).astype(np.int8)
-                     for t in across)
         within = np.zeros_like(cand)
-        within[cand] = inside > BAND_SLAB_SAMPLES / 2
+        within[cand] = _slab_mostly_inside(m.p[cand], c, rho, grid)
 
         beyond_across, beyond_along = _beyond_seen_margin(e, o, c, rho, grid, m)
 
