@@ -141,7 +141,8 @@ def write_study(result: StudyResult, out_dir: str | os.PathLike, overwrite: bool
     """Write all outputs of a study into ``out_dir`` atomically; return the folder.
 
     Layout: ``volumes.csv``, ``summary.json``, ``masks/<tp>_{lesion,head}.nii.gz`` (and both as
-    one 3D Slicer segmentation ``masks/<tp>.seg.nrrd``),
+    one 3D Slicer segmentation ``masks/<tp>.seg.nrrd``; for a segmented lesion also the marrow oedema
+    next to it, ``masks/<tp>_oedema.nii.gz``),
     ``transforms/<tp>.tfm`` (follow-ups), ``change/<tp>_{regenerated,new}.nii.gz``
     (baseline space), ``qc/<tp>.png``, ``report.html`` (one self-contained page for sign-off) and
     the ``.lesionvol`` marker; a ``corrections/`` folder
@@ -163,6 +164,8 @@ def write_study(result: StudyResult, out_dir: str | os.PathLike, overwrite: bool
         for tp in result.timepoints:
             write_image(tp.lesion, tmp / "masks" / f"{tp.label}_lesion.nii.gz")
             write_image(tp.head, tmp / "masks" / f"{tp.label}_head.nii.gz")
+            if tp.oedema is not None:
+                write_image(tp.oedema, tmp / "masks" / f"{tp.label}_oedema.nii.gz")
             write_segments(tmp / "masks" / f"{tp.label}.seg.nrrd", {"head": tp.head, "lesion": tp.lesion})
             if tp.transform is not None:
                 sitk.WriteTransform(tp.transform, str(tmp / "transforms" / f"{tp.label}.tfm"))

@@ -228,6 +228,7 @@ class Timepoint:
     contrast: tuple[str, str] = ("unknown", "")  # (kind, reason) from lesionvol.sequence
     dicom_series: str | None = None  # the series chosen in a DICOM folder of several (Visit.series)
     margin_oedema_ml: float | None = None  # segmented lesions: the oedema next to it (mL), see DEFINITIONS
+    oedema: sitk.Image | None = None  # segmented lesions: that oedema as a 0/1 mask on the scan's grid
     lesion_margin: MarginReading | None = None  # segmented enclosed lesions, see DEFINITIONS
     lesion_fill_ratio: float | None = None  # segmented enclosed lesions, see DEFINITIONS
     band_continued_ml: float | None = None  # segmented enclosed lesions, see DEFINITIONS
@@ -249,7 +250,8 @@ class Timepoint:
         if lesion:
             self.lesion_definition = seg.lesion_definition
             if "oedema" in seg.masks:
-                self.margin_oedema_ml = mask_volume_ml(seg.masks["oedema"])
+                self.oedema = seg.masks["oedema"]
+                self.margin_oedema_ml = mask_volume_ml(self.oedema)
             self.lesion_margin = seg.lesion_margin
             if seg.head_fit is not None and seg.lesion_definition == "enclosed":
                 self.lesion_fill_ratio = lesion_fill_ratio(seg.lesion, seg.head_fit)
@@ -497,6 +499,7 @@ class StudyResult:
         setattr(tp, kind, as_binary_mask(mask, tp.scan.image, name=f"the corrected {kind} mask of {tp.label}"))
         if kind == "lesion":
             tp.margin_oedema_ml = None      # measured next to the segmented lesion, not the reader's
+            tp.oedema = None
             tp.lesion_margin = None
             tp.lesion_fill_ratio = None
             tp.band_continued_ml = None

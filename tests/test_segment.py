@@ -292,17 +292,23 @@ def test_family_b_oedema_halo_is_not_lesion():
     assert mask_volume_ml(seg.lesion) == pytest.approx(truth.lesion_volume_ml, rel=0.10)
 
 
-def test_oedema_at_the_lesion_margin_flags_it():
+def test_oedema_at_the_lesion_margin_flags_it(tmp_path):
     """The oedema trimmed next to the lesion above is reported (margin_oedema_ml, measured 4.00 mL next to
-    13.25 mL) and above 2 % of the lesion the row says its margin is doubtful; next to a lesion without a halo
-    (5 mm slices, 30 %) it is 0.00 mL of 22 mL."""
+    13.25 mL), written as a mask beside the lesion's for the reader to check, and above 2 % of the lesion the
+    row says its margin is doubtful; next to a lesion without a halo (5 mm slices, 30 %) it is 0.00 mL of 22 mL."""
     from lesionvol.inputs import Visit
+    from lesionvol.io import read_mask
+    from lesionvol.report import write_study
     from lesionvol.study import analyze_scans
 
     image, _, _ = _family_b(9, side="left", R=26.0, pct=18.0, halo=6.0)
-    row = analyze_scans([Visit(image)]).rows()[0]
+    result = analyze_scans([Visit(image)])
+    row = result.rows()[0]
     assert row["margin_oedema_ml"] > 0.05 * row["lesion_volume_ml"]      # 30 %: flagged at 2 % with room
     assert row["lesion_margin_doubtful"] is True
+    write_study(result, tmp_path / "out")
+    written = read_mask(tmp_path / "out" / "masks" / "t0_oedema.nii.gz")
+    assert mask_volume_ml(written) == pytest.approx(row["margin_oedema_ml"], abs=1e-6)
     clean, _, _ = _family_b(3, R=27.0, pct=30.0, spacing_mm=(0.8, 0.8, 5.0))
     seg = segment_hip(clean)
     assert mask_volume_ml(seg.masks["oedema"]) < 0.02 * mask_volume_ml(seg.lesion)

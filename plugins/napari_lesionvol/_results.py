@@ -1,7 +1,8 @@
 """The layers of a run in the viewer, and the corrections painted into them.
 
 After a run: each visit's lesion and head masks in Labels layers (the layers the masks were
-taken from, or new ones for segmented masks), the follow-ups resampled into baseline space
+taken from, or new ones for segmented masks), the marrow oedema next to a segmented lesion
+(cyan; what ``margin_oedema_ml`` counts), the follow-ups resampled into baseline space
 and their change overlays (residual yellow, regenerated green, new magenta). Painting or
 erasing in a mask layer marks it; :meth:`ResultLayers.apply_edits` carries the painted
 voxels to the native mask and re-measures with the core.
@@ -41,6 +42,8 @@ from napari_lesionvol._run import RunOutcome
 
 #: Painting is re-measured once the brush has rested this long.
 EDIT_DELAY_MS = 150
+#: The marrow oedema next to a segmented lesion (``margin_oedema_ml``): shown, not measured.
+OEDEMA_COLOR = (0.0, 0.85, 0.85, 1.0)
 
 
 def _digest(array: np.ndarray) -> str:
@@ -53,9 +56,20 @@ def _hex(rgba) -> str:
 
 def legend() -> QLabel:
     """What the colours of the mask and change layers mean."""
-    entries = ((LESION_COLOR, "lesion"), (CHANGE_COLORS[RESIDUAL], "residual"),
+    entries = ((LESION_COLOR, "lesion"), (OEDEMA_COLOR, "oedema next to it"), (CHANGE_COLORS[RESIDUAL], "residual"),
                (CHANGE_COLORS[REGENERATED], "regenerated"), (CHANGE_COLORS[NEW], "new (baseline space)"))
     return QLabel(" &nbsp; ".join(f"<span style='color:{_hex(color)}'>■</span> {text}" for color, text in entries))
+
+
+def oedema_name(label: str) -> str:
+    """The name of the layer showing the marrow oedema next to a visit's segmented lesion.
+
+    Example
+    -------
+    >>> oedema_name("baseline")
+    'baseline oedema next to lesion'
+    """
+    return f"{label} oedema next to lesion"
 
 
 class ResultLayers:
@@ -90,6 +104,7 @@ class ResultLayers:
                     callback = partial(self._on_edit, tp.label, kind)
                     emitter.connect(callback)
                     self._connections.append((emitter, callback))
+            self._oedema_layer(tp)
         for tp, in_base in zip(session.timepoints[1:], outcome.followups_in_baseline):
             derived = {f"{tp.label} in {base.label} space": ("image", in_base),
                        f"{tp.label} change": ("labels", change_label_image(tp) if tp.change is not None else None)}
@@ -104,6 +119,8 @@ class ResultLayers:
                 self.viewer.layers[image_layer].visible = False
             for kind in MASK_KINDS:
                 self._layers[(tp.label, kind)].visible = False
+            if oedema_name(tp.label) in self.viewer.layers:
+                self.viewer.layers[oedema_name(tp.label)].visible = False
         self._layers[(base.label, "lesion")].visible = True
 
     def layer(self, label: str, kind: str):
@@ -141,6 +158,23 @@ class ResultLayers:
             return layer
         return self.viewer.add_labels(data, name=name, metadata={META_KEY: meta}, colormap=labels_colormap(kind),
                                       opacity=0.6 if kind == "lesion" else 0.3, **layer_transform(display))
+
+    def _oedema_layer(self, tp):
+        """Show the marrow oedema next to a visit's segmented lesion, or remove an earlier run's layer
+        when there is none (it would show a lesion's margin that is no longer measured)."""
+        name = oedema_name(tp.label)
+        if tp.oedema is None or not sitk.GetArrayViewFromImage(tp.oedema).any():
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+            return None
+        display, how = to_display(tp.oedema, is_label=True)
+        meta = display_meta(tp.oedema, display, how, derived=True, source=tp.scan.source)
+        data = sitk.GetArrayFromImage(display).astype(np.uint8)
+        if name in self.viewer.layers:
+            self.viewer.layers.remove(name)  # its grid may differ from the earlier run's
+        return self.viewer.add_labels(data, name=name, metadata={META_KEY: meta}, opacity=0.5,
+                                      colormap={None: (0.0, 0.0, 0.0, 0.0), 1: OEDEMA_COLOR},
+                                      **layer_transform(display))
 
     def _derived_layer(self, name: str, kind: str, image: sitk.Image, base):
         """A layer on the baseline's display grid (derived layers keep their source's geometry)."""

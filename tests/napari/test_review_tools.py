@@ -194,3 +194,48 @@ def test_head_from_click_refuses_a_t2_image_unless_allowed(tmp_path):
     with pytest.raises(JobError, match="does not look T1-weighted: T2.*allow non t1"):
         run(AnalysisOptions())
     assert isinstance(run(AnalysisOptions(allow_non_t1=True)), SeededMasks)
+
+
+# -- the oedema next to a segmented lesion, shown for the margin check --------------------------------
+def test_oedema_next_to_a_segmented_lesion_is_shown_and_goes_with_a_clean_run(make_viewer, slot_errors):
+    """A lesion with a 6 mm marrow-oedema halo (phantom family B) is flagged ``lesion_margin_doubtful``; the
+    reader checks its outer margin against the oedema, so the oedema the row counts (``margin_oedema_ml``,
+    4.00 mL next to 13.25 mL) is a layer of its own, voxel for voxel.  A run on the same hip without the halo
+    has none, and the earlier run's layer goes (it would outline a margin no longer measured)."""
+    from lesionvol.measure import mask_volume_ml
+    from lesionvol.phantom_b import Hip, HipScanSpec, Lesion, make_hip_scan
+    from napari_lesionvol._geometry import mask_from_layer
+    from napari_lesionvol._reader import image_layer_data
+    from napari_lesionvol._results import oedema_name
+
+    def hip_scan(halo_mm: float) -> sitk.Image:
+        hip = Hip("left", head_radius_mm=26.0, lesion=Lesion(pct_of_head=18.0, oedema_halo_mm=halo_mm, shape_seed=9),
+                  neck_shaft_deg=130.0, anteversion_deg=13.0)
+        return make_hip_scan(HipScanSpec(left=hip, field="left", anatomy_seed=9), seed=9)[0]
+
+    viewer = make_viewer()
+    halo = hip_scan(6.0)
+    data, attributes, kind = image_layer_data(halo, "hip", extra_meta={"source": "hip"})
+    viewer._add_layer_from_data(data, attributes, kind)
+    widget = _dock(viewer)
+    widget.register_box.setChecked(False)
+    widget.run_button.click()
+    wait_until(lambda: widget.session is not None and widget.run_button.isEnabled(), 60, "the run")
+    row, tp = widget.table_rows()[0], widget.session.timepoints[0]
+    assert row["lesion_margin_doubtful"] is True and row["margin_oedema_ml"] > 0.2 * row["lesion_volume_ml"]
+    layer = viewer.layers[oedema_name("hip")]
+    assert layer.visible
+    shown, _ = mask_from_layer(layer.data, layer.metadata["lesionvol"], layer.scale, layer.translate, layer.rotate,
+                               halo)
+    assert _dice(shown, tp.oedema) == 1.0
+    assert mask_volume_ml(shown) == pytest.approx(row["margin_oedema_ml"], abs=1e-6)
+    assert not (sitk.GetArrayViewFromImage(shown) & sitk.GetArrayViewFromImage(tp.lesion)).any()
+
+    viewer.layers["hip"].data = image_layer_data(hip_scan(0.0), "hip")[0]  # same grid, no halo
+    widget.set_series(["hip"], [None], [None])  # segment again, not measure the masks shown
+    widget.run_button.click()
+    wait_until(lambda: widget.session is not None and widget.session.timepoints[0] is not tp
+               and widget.run_button.isEnabled(), 60, f"the second run ({widget.status.text()})")
+    assert widget.table_rows()[0]["margin_oedema_ml"] == 0.0
+    assert oedema_name("hip") not in viewer.layers
+    assert not slot_errors, slot_errors
