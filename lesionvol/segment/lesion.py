@@ -316,6 +316,7 @@ PROFILE_MAX_ACROSS = 0.3
 OEDEMA_OUTSIDE_MIN_MM = 1.0
 OEDEMA_PROFILE_CONTRAST = 0.15
 OEDEMA_PROFILE_MIN_MM = 2.0
+OEDEMA_PROFILE_LEVELS = (0.42, 0.65)
 #: The plate shell above a lesion is lesion where the lesion's margin, continued along each radius, says so
 #: (:func:`_extend_into_shell`).  On slices at least THICK_SLAB_MM thick, near the head's front and back across them,
 #: that radius runs across the slices and meets the marrow zone only in the next slab: the shell there is a ring
@@ -463,7 +464,7 @@ def _band_edge_under_oedema(lesion: np.ndarray, m: MarrowModel, grid: Grid,
     if not seen.size:
         return None
     run = int(seen[0])
-    while run < len(profile) and OEDEMA_LEVELS[0] <= profile[run] < OEDEMA_LEVELS[1]:      # nan ends it
+    while run < len(profile) and OEDEMA_PROFILE_LEVELS[0] <= profile[run] < OEDEMA_PROFILE_LEVELS[1]:  # nan ends it
         run += 1
     if (run - seen[0]) * step < OEDEMA_OUTSIDE_MIN_MM or np.isnan(profile[run:]).all():
         return None
@@ -481,7 +482,7 @@ def _beyond_band_edge(lesion: np.ndarray, m: MarrowModel, grid: Grid, centre_mm:
     """Lesion voxels reading MARGIN_BAND_LEVEL up to OEDEMA_LEVELS[1] whose slab lies mostly outside the sphere
     (``centre_mm``, ``radius_mm``) of the band's outer edge (:func:`_band_edge_under_oedema`), joined to the healthy
     marrow: marrow oedema taken into the lesion."""
-    cand = lesion & (m.n >= MARGIN_BAND_LEVEL) & (m.n < OEDEMA_LEVELS[1])
+    cand = lesion & (m.n >= MARGIN_BAND_LEVEL) & (m.n < OEDEMA_PROFILE_LEVELS[1])
     outside = np.zeros_like(lesion)
     outside[cand] = ~_slab_mostly_inside(m.p[cand], centre_mm, radius_mm, grid)
     return ndimage.binary_propagation(outside & ndimage.binary_dilation(m.marrow), mask=outside)
