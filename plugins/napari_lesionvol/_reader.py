@@ -18,9 +18,11 @@ import SimpleITK as sitk
 from lesionvol.io import IMAGE_SUFFIXES, read_scan, split_suffix
 from napari_lesionvol._geometry import META_KEY, display_meta, layer_transform, to_display
 
-_MASK_HINTS = ("lesion", "head", "mask", "seg", "label")
+_MASK_HINTS = ("lesion", "head", "oedema", "mask", "seg", "label")
 LESION_COLOR = (1.0, 0.1, 0.1, 1.0)
 HEAD_COLOR = (0.2, 0.6, 1.0, 1.0)
+#: The marrow oedema next to a segmented lesion (``margin_oedema_ml``, ``masks/<tp>_oedema.nii.gz``): shown, not measured.
+OEDEMA_COLOR = (0.0, 0.85, 0.85, 1.0)
 
 
 def _readable(path: str | os.PathLike) -> bool:
@@ -39,8 +41,16 @@ def napari_get_reader(path):
 
 
 def role_of(name: str) -> str | None:
-    """``'lesion'``, ``'head'`` or None, from a layer or file name."""
+    """``'oedema'``, ``'lesion'``, ``'head'`` or None, from a layer or file name.
+
+    Example
+    -------
+    >>> role_of("t0_oedema"), role_of("baseline lesion"), role_of("t1_head"), role_of("scan")
+    ('oedema', 'lesion', 'head', None)
+    """
     lowered = name.lower()
+    if "oedema" in lowered:
+        return "oedema"
     if "lesion" in lowered:
         return "lesion"
     if "head" in lowered:
@@ -60,8 +70,8 @@ def _looks_like_mask(image: sitk.Image, name: str) -> bool:
 
 
 def labels_colormap(role: str | None) -> dict:
-    """Colour of label 1 for a lesion (red) or head (blue) mask; napari's default otherwise."""
-    color = LESION_COLOR if role == "lesion" else HEAD_COLOR
+    """Colour of label 1 for a lesion (red), oedema (cyan) or head (blue) mask."""
+    color = {"lesion": LESION_COLOR, "oedema": OEDEMA_COLOR}.get(role, HEAD_COLOR)
     return {None: (0.0, 0.0, 0.0, 0.0), 1: color}
 
 
@@ -74,7 +84,7 @@ def image_layer_data(image: sitk.Image, name: str, *, is_label: bool = False, ex
     attributes = {"name": name, "metadata": {META_KEY: meta}, **layer_transform(display)}
     if is_label:
         attributes["opacity"] = 0.6 if role == "lesion" else 0.35
-        if role in ("lesion", "head"):
+        if role in ("lesion", "head", "oedema"):
             attributes["colormap"] = labels_colormap(role)
         return array.astype(np.uint8) if array.max(initial=0) <= 255 else array, attributes, "labels"
     values = array[np.isfinite(array)] if array.dtype.kind == "f" else array

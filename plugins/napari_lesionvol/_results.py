@@ -2,7 +2,7 @@
 
 After a run: each visit's lesion and head masks in Labels layers (the layers the masks were
 taken from, or new ones for segmented masks), the marrow oedema next to a segmented lesion
-(cyan; what ``margin_oedema_ml`` counts), the follow-ups resampled into baseline space
+(cyan, ``<visit> oedema``: what ``margin_oedema_ml`` counts), the follow-ups resampled into baseline space
 and their change overlays (residual yellow, regenerated green, new magenta). Painting or
 erasing in a mask layer marks it; :meth:`ResultLayers.apply_edits` carries the painted
 voxels to the native mask and re-measures with the core.
@@ -28,7 +28,7 @@ from napari_lesionvol._geometry import (
     reference_image,
     to_display,
 )
-from napari_lesionvol._reader import LESION_COLOR, labels_colormap
+from napari_lesionvol._reader import LESION_COLOR, OEDEMA_COLOR, labels_colormap
 from napari_lesionvol._review import (
     CHANGE_COLORS,
     MASK_KINDS,
@@ -42,8 +42,6 @@ from napari_lesionvol._run import RunOutcome
 
 #: Painting is re-measured once the brush has rested this long.
 EDIT_DELAY_MS = 150
-#: The marrow oedema next to a segmented lesion (``margin_oedema_ml``): shown, not measured.
-OEDEMA_COLOR = (0.0, 0.85, 0.85, 1.0)
 
 
 def _digest(array: np.ndarray) -> str:
@@ -67,9 +65,9 @@ def oedema_name(label: str) -> str:
     Example
     -------
     >>> oedema_name("baseline")
-    'baseline oedema next to lesion'
+    'baseline oedema'
     """
-    return f"{label} oedema next to lesion"
+    return f"{label} oedema"
 
 
 class ResultLayers:
@@ -173,7 +171,7 @@ class ResultLayers:
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)  # its grid may differ from the earlier run's
         return self.viewer.add_labels(data, name=name, metadata={META_KEY: meta}, opacity=0.5,
-                                      colormap={None: (0.0, 0.0, 0.0, 0.0), 1: OEDEMA_COLOR},
+                                      colormap=labels_colormap("oedema"),
                                       **layer_transform(display))
 
     def _derived_layer(self, name: str, kind: str, image: sitk.Image, base):

@@ -2,6 +2,8 @@
 
 A study folder (``lesionvol analyze --out``, or one ``<subject>_<side>/`` folder of a batch
 output) holds ``volumes.csv``, ``summary.json`` and ``masks/<tp>_{lesion,head}.nii.gz``.
+A segmented lesion's ``masks/<tp>_oedema.nii.gz`` (the marrow oedema next to it) opens too, to
+check its margin by; it is not a mask that is measured or corrected.
 ``summary.json`` names each input image by file name and SHA-256 only (no paths, by design),
 so :func:`open_study` finds each image either among the image layers already open (same
 ``sha256`` in their metadata) or by name in a folder the reader picks (searched recursively,
@@ -50,6 +52,7 @@ class StudyVisit:
     masks: dict[str, object] = field(default_factory=dict)
     #: each mask layer's data as opened (what "edited since opening" compares with)
     opened: dict[str, np.ndarray] = field(default_factory=dict)
+    oedema: object | None = None  # the layer of masks/<tp>_oedema.nii.gz, where the study has one
 
 
 @dataclass
@@ -184,6 +187,9 @@ def open_study(viewer, study_dir: str | os.PathLike, images_dir: str | os.PathLi
             layer = _replace_or_add(viewer, read_layers(str(path))[0], f"{label}_{kind}")
             visit.masks[kind] = layer
             visit.opened[kind] = np.array(layer.data, copy=True)
+        oedema = measured_mask_path(study_dir, label, "oedema")
+        if oedema.is_file():
+            visit.oedema = _replace_or_add(viewer, read_layers(str(oedema))[0], f"{label}_oedema")
         image = _open_image_layer(viewer, visit.sha256) if visit.sha256 else None
         if image is None and images_dir is not None:
             found = find_image(images_dir, visit.file, visit.sha256)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 from _napari_testing import process_events_for, wait_for_worker
 
@@ -140,3 +142,38 @@ def test_doubtful_registrations_come_first_in_the_status_line(make_viewer, tmp_p
     text = widget.status.text()
     assert text.index("Check the registration of t2 (low overlap)") < text.index("Opened out")
     assert widget.table.item(2, 0).text().startswith("\u26a0")
+
+
+def test_a_segmented_study_opens_with_the_oedema_next_to_its_lesion(make_viewer, tmp_path):
+    """`lesionvol analyze` on a hip whose lesion has a 6 mm marrow-oedema halo (phantom family B) writes the
+    oedema next to the lesion (flagged `lesion_margin_doubtful`); reopened for review it is a cyan layer of
+    its own, the voxels written, beside the lesion and head layers that are measured and corrected."""
+    from lesionvol.cli import main
+    from lesionvol.io import write_image
+    from lesionvol.measure import mask_volume_ml
+    from lesionvol.phantom_b import Hip, HipScanSpec, Lesion, make_hip_scan
+    from napari_lesionvol._reader import OEDEMA_COLOR
+    from napari_lesionvol._study_folder import open_study
+
+    hip = Hip("left", head_radius_mm=26.0, lesion=Lesion(pct_of_head=18.0, oedema_halo_mm=6.0, shape_seed=9),
+              neck_shaft_deg=130.0, anteversion_deg=13.0)
+    image, _ = make_hip_scan(HipScanSpec(left=hip, field="left", anatomy_seed=9), seed=9)
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    write_image(image, scans / "hip.nii.gz")
+    out = tmp_path / "out"
+    assert main(["analyze", str(scans / "hip.nii.gz"), "--quiet", "--out", str(out)]) in (0, None)
+    written = read_mask(out / "masks" / "t0_oedema.nii.gz")
+    with open(out / "volumes.csv", encoding="utf-8") as handle:
+        row = next(csv.DictReader(handle))
+    assert row["lesion_margin_doubtful"] == "True"
+    assert mask_volume_ml(written) == pytest.approx(float(row["margin_oedema_ml"]), abs=1e-5)   # 4.00 mL
+    assert float(row["margin_oedema_ml"]) > 0.2 * float(row["lesion_volume_ml"])              # of 13.25 mL
+
+    viewer = make_viewer()
+    study = open_study(viewer, out, scans)
+    layer = study.visits[0].oedema
+    assert layer is not None and layer.name == "t0_oedema" and not study.missing
+    assert tuple(layer.colormap.map(np.array([1]))[0]) == OEDEMA_COLOR
+    assert int((np.asarray(layer.data) != 0).sum()) == int(sitk.GetArrayViewFromImage(written).sum())
+    assert set(study.visits[0].masks) == {"lesion", "head"}
