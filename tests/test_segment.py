@@ -344,6 +344,26 @@ def test_oedema_taken_into_the_lesion_is_taken_out_and_flagged():
     assert clean["lesion_margin_doubtful"] is False
 
 
+def test_a_wide_oedema_halo_reading_near_marrow_is_taken_out_and_flagged():
+    """Real anatomy (tests/data/README.md): a 10.38 mL fat-centred lesion with 8 mm of marrow oedema around its band
+    (written at 0.45-0.65 of marrow; with the marrow's texture the lesion's margin reads 0.63).  Read as lesion whole
+    and flagged by nothing while oedema had to read below 0.65 all the way to the band; the profile now
+    reads it up to 0.8: measured -3.1 % (+51.9 % before, 0.10 mL of oedema), with 3.95 mL of oedema next to the
+    lesion, flagged."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.inputs import Visit
+    from lesionvol.study import analyze_scans
+
+    stem = Path(__file__).parent / "data" / "real_t1_implanted_left_head_wide_halo"
+    true_ml = json.loads(stem.with_suffix(".json").read_text())["lesion_true_ml"]
+    row = analyze_scans([Visit(sitk.ReadImage(f"{stem}.nii.gz"))]).rows()[0]
+    assert row["lesion_volume_ml"] == pytest.approx(true_ml, rel=0.10)         # 10.06 of 10.38 mL
+    assert row["margin_oedema_ml"] > 0.3 * row["lesion_volume_ml"]             # 3.95 mL
+    assert row["lesion_margin_doubtful"] is True
+
+
 def test_a_fat_centred_lesion_on_5_mm_slices_is_not_read_as_marrow():
     """Family B, a 20 % fat-centred lesion on 5 mm coronal slices: where the band lies within a slice, that
     slice read surely-marrow on 1-3 voxels next to the centre and joined it to the healthy marrow of the next
