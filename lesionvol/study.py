@@ -107,7 +107,8 @@ DEFINITIONS = {
                               "oedema taken into the lesion outside its band): its outer margin may hold oedema or "
                               "have lost some lesion with it (a 6 mm oedema halo in phantom family B reads +3 to +7 %, "
                               "+36 to +50 % before the oedema outside the band was taken out; 3 and 5 mm halos around "
-                              "lesions written into real heads read 4-7 % off (median), 3-11 of 30 still over 10 %); "
+                              "lesions written into real heads read 4-10 % off (median), 3-14 of 30 still over 10 %, "
+                              "8 mm halos 17-31 %); "
                               "check it",
     "lesion_on_thick_slices": f"True when a segmented lesion was measured on slices thicker than "
                               f"{MAX_LESION_SLICE_MM:g} mm, or than {MAX_LESION_AXIAL_SLICE_MM:g} mm when they are "

@@ -301,17 +301,19 @@ MARGIN_BAND_GAP_MM = (1.5, 4.5)
 #: OEDEMA_PROFILE_DEPTH_MM, about the sphere through the margin (:func:`_band_sphere`), over the voxels where that
 #: sphere crosses the slices (its normal's component across them below PROFILE_MAX_ACROSS; a shell of fewer than
 #: OEDEMA_PROFILE_MIN_VOXELS reads nothing).  Oedema taken in reads OEDEMA_LEVELS[0] up to OEDEMA_PROFILE_MAX over the
-#: first OEDEMA_OUTSIDE_MIN_MM, over a band where the profile first falls half-way from the oedema to its lowest
-#: shell, at least OEDEMA_PROFILE_CONTRAST lower; margin to band's inner end spans at least OEDEMA_PROFILE_MIN_MM
-#: (:func:`_oedema_over_band`).  What lies beyond that edge is taken out up to OEDEMA_CUT_ABOVE over the oedema's level.  A lesion's own margin is its band's partial-volume edge: it falls below OEDEMA_LEVELS[0]
-#: within the first mm, or a thin band read from its fat centre's side spans less.  Lesions written into the real
-#: development heads (implant.py): with a 3 mm halo (seed 14) median error +24.2 -> -1.2 %, over 10 %: 27 -> 6 of 30;
-#: 5 mm (seed 1) +35.5 -> +3.6 %, 27 -> 3; 8 mm (seed 14) +60.4 -> +32.5 %; fresh draws, run once: 3 mm 28.0 -> 5.3 %
-#: (absolute median), 5 mm 35.5 -> 7.3 %, 3 mm on moved copies 21.2 -> 5.0 %; without a halo none of 205 lesions
-#: moved.  Phantom family B's 6 mm halo +37.6 -> +6.9 %.  The oedema first had to read below OEDEMA_LEVELS[1] all the
-#: way to the band; on real heads a halo at 0.55-0.65 of marrow reads up to 0.73 (the marrow's texture and partial
-#: volume), and 8 mm halos were left whole: with OEDEMA_PROFILE_MAX, 8 mm halos (seed 14) +32.5 -> +19.5 % (absolute
-#: median 32.5 -> 19.5 %), ...FRESH... (empirical).
+#: first OEDEMA_OUTSIDE_MIN_MM, over a band where the profile first falls half-way from the oedema to its lowest shell,
+#: at least OEDEMA_PROFILE_CONTRAST lower; margin to band's inner end spans at least OEDEMA_PROFILE_MIN_MM
+#: (:func:`_oedema_over_band`).  What lies beyond that edge is taken out up to OEDEMA_CUT_ABOVE over the oedema's level.
+#: A lesion's own margin is its band's partial-volume edge: it falls below OEDEMA_LEVELS[0] within the first mm, or a
+#: thin band read from its fat centre's side spans less.  Lesions written into the real development heads (implant.py):
+#: with a 3 mm halo (seed 14) median error +24.2 -> -1.2 %, over 10 %: 27 -> 6 of 30; 5 mm (seed 1) +35.5 -> +3.6 %, 27
+#: -> 3; 8 mm (seed 14) +60.4 -> +32.5 %; fresh draws, run once: 3 mm 28.0 -> 5.3 % (absolute median), 5 mm 35.5 -> 7.3
+#: %, 3 mm on moved copies 21.2 -> 5.0 %; without a halo none of 205 lesions moved.  Phantom family B's 6 mm halo +37.6
+#: -> +6.9 %.  The oedema first had to read within OEDEMA_LEVELS all the way to the band; on real heads a halo at
+#: 0.55-0.65 of marrow reads up to 0.73 (the marrow's texture and partial volume), and wide halos were left whole.  Read
+#: up to OEDEMA_PROFILE_MAX: 8 mm halos (seeds 3240, 3380, 3460) absolute median 33-41 -> 17-31 %, and on a fresh draw
+#: (3600) 41.0 -> 18.9 %, unflagged over 10 % 4 -> 2; 5 mm halos 4.2 -> 4.4 % (fresh 3580; every move within 2.8
+#: points); without a halo none of 168 lesions moved; phantom family B unchanged (empirical).
 OEDEMA_PROFILE_BIN_MM = 0.5
 OEDEMA_PROFILE_DEPTH_MM = 12.0
 OEDEMA_PROFILE_MIN_VOXELS = 10
@@ -467,9 +469,8 @@ def _oedema_over_band(profile: np.ndarray, step_mm: float) -> tuple[int, float] 
     band = band_below(outer)
     first_band = int(np.argmax(band))
     band_end = first_band + int(np.argmin(band[first_band:]))
-    if first_band < outside:
-        return None
-    if outer - floor < OEDEMA_PROFILE_CONTRAST or (band_end - first) * step_mm < OEDEMA_PROFILE_MIN_MM:
+    if first_band < outside or outer - floor < OEDEMA_PROFILE_CONTRAST \
+            or (band_end - first) * step_mm < OEDEMA_PROFILE_MIN_MM:
         return None
     return first_band, max(OEDEMA_LEVELS[1], outer + OEDEMA_CUT_ABOVE)
 

@@ -21,7 +21,8 @@ from napari_lesionvol._geometry import META_KEY, display_meta, layer_transform, 
 _MASK_HINTS = ("lesion", "head", "oedema", "mask", "seg", "label")
 LESION_COLOR = (1.0, 0.1, 0.1, 1.0)
 HEAD_COLOR = (0.2, 0.6, 1.0, 1.0)
-#: The marrow oedema next to a segmented lesion (``margin_oedema_ml``, ``masks/<tp>_oedema.nii.gz``): shown, not measured.
+#: The marrow oedema next to a segmented lesion (``margin_oedema_ml``, ``masks/<tp>_oedema.nii.gz``): shown, not
+#: measured.
 OEDEMA_COLOR = (0.0, 0.85, 0.85, 1.0)
 
 
