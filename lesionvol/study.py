@@ -26,8 +26,8 @@ from lesionvol.location import LOCATION_DEFINITIONS, describe_location, infer_si
 from lesionvol.register import REGISTRATION_DEFINITIONS
 from lesionvol.segment.head import (ARTICULAR_PLATE_MM, DOME_MARROW_MIN, HEAD_PAIR_RADIUS_MAX_MM,
                                     HEAD_RADIUS_PLAUSIBLE_MM, MAX_RESOLVED_PLATE_MM, head_size_doubt)
-from lesionvol.segment.lesion import (LESION_FILL_MIN, MARGIN_BAND_GAP_MM, MARGIN_OEDEMA_SIGNAL, MarginReading,
-                                      lesion_fill_ratio)
+from lesionvol.segment.lesion import (LESION_FILL_MIN, MARGIN_BAND_GAP_MM, MARGIN_OEDEMA_SIGNAL, OEDEMA_PROFILE_MAX,
+                                      MarginReading, lesion_fill_ratio)
 from lesionvol.sequence import check_t1
 from lesionvol.measure import (
     MAX_LESION_OUTSIDE_FRACTION,
@@ -103,7 +103,8 @@ DEFINITIONS = {
                                  f"{MARGIN_BAND_GAP_MM[1] + 1:g} mm of it",
     "lesion_margin_doubtful": f"True when margin_oedema_ml exceeds {100 * MAX_MARGIN_OEDEMA_FRACTION:g} % of the lesion, "
                               f"or when lesion_margin_signal is at least {MARGIN_OEDEMA_SIGNAL:g} with "
-                              f"lesion_margin_band_gap_mm {MARGIN_BAND_GAP_MM[0]:g}-{MARGIN_BAND_GAP_MM[1]:g} mm (marrow "
+                              f"lesion_margin_band_gap_mm {MARGIN_BAND_GAP_MM[0]:g}-{MARGIN_BAND_GAP_MM[1]:g} mm, or "
+                              f"below {OEDEMA_PROFILE_MAX:g} with the band further in or none near it (marrow "
                               "oedema taken into the lesion outside its band): its outer margin may hold oedema or "
                               "have lost some lesion with it (a 6 mm oedema halo in phantom family B reads +3 to +7 %, "
                               "+36 to +50 % before the oedema outside the band was taken out; 3 and 5 mm halos around "
@@ -338,6 +339,8 @@ def row_checks(row: dict) -> list[str]:
     []
     >>> row_checks({"lesion_margin_doubtful": "True", "lesion_margin_signal": "0.55", "lesion_margin_band_gap_mm": "2.3"})
     ["the lesion's margin reads 0.55 of marrow with its band 2.3 mm inside it: it may hold marrow oedema taken in with it (too large)"]
+    >>> row_checks({"lesion_margin_doubtful": True, "lesion_margin_signal": 0.62, "lesion_margin_band_gap_mm": None})
+    ["the lesion's margin reads 0.62 of marrow with no band within 5.5 mm inside it: it may hold marrow oedema taken in with it (too large)"]
     """
     def ml(key: str) -> str:  # two decimals; empty when missing
         return format_cell(row.get(key), 2)
@@ -347,14 +350,17 @@ def row_checks(row: dict) -> list[str]:
         checks.append(f"{row.get('mask_at_fov_edge_reason')} (the volume may be short)")
     if is_set(row.get("lesion_margin_doubtful")):
         signal, gap = _number(row.get("lesion_margin_signal")), _number(row.get("lesion_margin_band_gap_mm"))
-        taken_in = signal is not None and MarginReading(signal, gap).holds_oedema
+        band_unseen = is_set(row.get("lesion_on_thick_slices")) or is_set(row.get("lesion_band_continued"))
+        taken_in = signal is not None and MarginReading(signal, gap).holds_oedema(band_unseen)
         oedema, lesion = _number(row.get("margin_oedema_ml")), _number(row.get("lesion_volume_ml"))
         if not taken_in or (oedema is not None and lesion is not None and oedema > MAX_MARGIN_OEDEMA_FRACTION * lesion):
             checks.append(f"{ml('margin_oedema_ml')} mL of marrow oedema next to the {ml('lesion_volume_ml')} mL lesion: "
                           "its outer margin may hold some of it")
         if taken_in:
-            checks.append(f"the lesion's margin reads {signal:.2f} of marrow with its band {gap:.1f} mm inside it: it may "
-                          "hold marrow oedema taken in with it (too large)")
+            band = f"its band {gap:.1f} mm inside it" if gap is not None else \
+                f"no band within {MARGIN_BAND_GAP_MM[1] + 1:g} mm inside it"
+            checks.append(f"the lesion's margin reads {signal:.2f} of marrow with {band}: it may hold marrow oedema "
+                          "taken in with it (too large)")
     if is_set(row.get("lesion_on_thick_slices")):
         checks.append(f"the lesion was measured on {row.get('lesion_on_thick_slices_reason')}: where its band lies "
                       "within a slice it can read as marrow, so it may read small")
@@ -420,6 +426,8 @@ class StudyResult:
             size_doubt = head_size_doubt(tp.head_dome_marrow_fraction, tp.head_radius_minus_other_side_mm,
                                          tp.head_radius_mm)
             margin = tp.lesion_margin if segmented_lesion else None
+            continued = tp.band_continued_ml is not None and tp.band_continued_ml > MAX_BAND_CONTINUED_FRACTION * \
+                v.lesion_volume_ml
             row = {
                 "timepoint": tp.label,
                 "days": tp.days,
@@ -446,15 +454,15 @@ class StudyResult:
                 "lesion_margin_band_gap_mm": None if margin is None else margin.band_gap_mm,
                 "lesion_margin_doubtful": (None if tp.margin_oedema_ml is None else
                                            tp.margin_oedema_ml > MAX_MARGIN_OEDEMA_FRACTION * v.lesion_volume_ml
-                                           or margin is not None and margin.holds_oedema),
+                                           or margin is not None
+                                           and margin.holds_oedema(bool(thick_reason) or continued)),
                 "lesion_on_thick_slices": None if tp.margin_oedema_ml is None else bool(thick_reason),
                 "lesion_on_thick_slices_reason": thick_reason,
                 "lesion_fill_ratio": tp.lesion_fill_ratio,
                 "lesion_fill_doubtful": (None if tp.lesion_fill_ratio is None else
                                          tp.lesion_fill_ratio < LESION_FILL_MIN),
                 "lesion_band_continued_ml": tp.band_continued_ml,
-                "lesion_band_continued": (None if tp.band_continued_ml is None else
-                                          tp.band_continued_ml > MAX_BAND_CONTINUED_FRACTION * v.lesion_volume_ml),
+                "lesion_band_continued": None if tp.band_continued_ml is None else continued,
                 "lesion_band_sphere_marrow_ml": tp.band_sphere_marrow_ml,
                 "lesion_extent_doubtful": (None if tp.band_sphere_marrow_ml is None else
                                            tp.band_sphere_marrow_ml > MAX_BAND_SPHERE_MARROW_FRACTION

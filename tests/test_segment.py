@@ -364,6 +364,28 @@ def test_a_wide_oedema_halo_reading_near_marrow_is_taken_out_and_flagged():
     assert row["lesion_margin_doubtful"] is True
 
 
+def test_a_wide_oedema_halo_left_in_the_lesion_is_flagged_by_its_margin():
+    """Real anatomy (tests/data/README.md): a 7.11 mL fat-centred lesion with 8 mm of marrow oedema around its band,
+    whose margin's sphere the profile cannot use: the halo stays in (measured +59.2 %, 0.04 mL of oedema next to it).
+    Its margin reads 0.64 of marrow with no band within 5.5 mm inside it, on 5.2 mm slices where the band is seen in
+    the plane: flagged and named in the check (flagged by nothing while the band had to lie 1.5-4.5 mm inside)."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.inputs import Visit
+    from lesionvol.study import analyze_scans, row_checks
+
+    stem = Path(__file__).parent / "data" / "real_t1_implanted_left_head_wide_halo_unread"
+    true_ml = json.loads(stem.with_suffix(".json").read_text())["lesion_true_ml"]
+    row = analyze_scans([Visit(sitk.ReadImage(f"{stem}.nii.gz"))]).rows()[0]
+    assert row["lesion_volume_ml"] > 1.3 * true_ml                              # 11.33 of 7.11 mL: not mended
+    assert row["margin_oedema_ml"] < 0.02 * row["lesion_volume_ml"]             # so not flagged by the oedema
+    assert row["lesion_margin_band_gap_mm"] is None and 0.6 < row["lesion_margin_signal"] < 0.7
+    assert row["lesion_margin_doubtful"] is True
+    assert row_checks(row) == ["the lesion's margin reads 0.64 of marrow with no band within 5.5 mm inside it: it may "
+                               "hold marrow oedema taken in with it (too large)"]
+
+
 def test_a_fat_centred_lesion_on_5_mm_slices_is_not_read_as_marrow():
     """Family B, a 20 % fat-centred lesion on 5 mm coronal slices: where the band lies within a slice, that
     slice read surely-marrow on 1-3 voxels next to the centre and joined it to the healthy marrow of the next

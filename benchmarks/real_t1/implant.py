@@ -227,8 +227,11 @@ def main(argv=None) -> int:
             size_doubt = bool(head_size_doubt(dome, f1.quality.get("radius_minus_other_side_mm"), f1.radius_mm))
             margin = s1.lesion_margin
             flags = [r for r in (f"margin oedema {oedema:.1f} mL" if oedema > MAX_MARGIN_OEDEMA_FRACTION * les else "",
-                                 f"margin {margin.signal:.2f}, band {margin.band_gap_mm:.1f} mm in"
-                                 if margin is not None and margin.holds_oedema else "",
+                                 f"margin {margin.signal:.2f}, band "
+                                 + ("none near" if margin.band_gap_mm is None else f"{margin.band_gap_mm:.1f} mm in")
+                                 if margin is not None and margin.holds_oedema(
+                                     bool(thick_slice_reason(implanted)) or continued > MAX_BAND_CONTINUED_FRACTION * les)
+                                 else "",
                                  thick_slice_reason(implanted) if les > 0 else "",
                                  f"fills {fill:.2f}" if fill is not None and fill < LESION_FILL_MIN else "",
                                  f"continued {continued:.1f} mL" if continued > MAX_BAND_CONTINUED_FRACTION * les
