@@ -28,7 +28,7 @@ from napari_lesionvol._geometry import (
     reference_image,
     to_display,
 )
-from napari_lesionvol._reader import LESION_COLOR, OEDEMA_COLOR, labels_colormap
+from napari_lesionvol._reader import LESION_COLOR, OEDEMA_COLOR, image_layer_data, labels_colormap
 from napari_lesionvol._review import (
     CHANGE_COLORS,
     MASK_KINDS,
@@ -165,14 +165,11 @@ class ResultLayers:
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
             return None
-        display, how = to_display(tp.oedema, is_label=True)
-        meta = display_meta(tp.oedema, display, how, derived=True, source=tp.scan.source)
-        data = sitk.GetArrayFromImage(display).astype(np.uint8)
+        data, attributes, _ = image_layer_data(tp.oedema, name, is_label=True, role="oedema",
+                                               extra_meta={"derived": True, "source": tp.scan.source})
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)  # its grid may differ from the earlier run's
-        return self.viewer.add_labels(data, name=name, metadata={META_KEY: meta}, opacity=0.5,
-                                      colormap=labels_colormap("oedema"),
-                                      **layer_transform(display))
+        return self.viewer.add_labels(data, **{**attributes, "opacity": 0.5})
 
     def _derived_layer(self, name: str, kind: str, image: sitk.Image, base):
         """A layer on the baseline's display grid (derived layers keep their source's geometry)."""
