@@ -25,7 +25,8 @@ from lesionvol.io import Scan, as_binary_mask
 from lesionvol.location import LOCATION_DEFINITIONS, describe_location, infer_side
 from lesionvol.register import REGISTRATION_DEFINITIONS
 from lesionvol.segment.head import (ARTICULAR_PLATE_MM, DOME_MARROW_MIN, HEAD_PAIR_RADIUS_MAX_MM,
-                                    HEAD_RADIUS_PLAUSIBLE_MM, MAX_RESOLVED_PLATE_MM, head_size_doubt)
+                                    HEAD_RADIUS_PLAUSIBLE_MM, MAX_RESOLVED_PLATE_MM, PLATE_TROUGH_REACH_MM,
+                                    RESOLVED_PLATE_TROUGH_MAX, head_size_doubt)
 from lesionvol.segment.lesion import (LESION_FILL_MIN, MARGIN_BAND_GAP_MM, MARGIN_OEDEMA_SIGNAL, OEDEMA_PROFILE_MAX,
                                       MarginReading, lesion_fill_ratio)
 from lesionvol.sequence import check_t1
@@ -168,7 +169,9 @@ DEFINITIONS = {
     "head_definition": "anatomical: the femoral head's bone up to the articular surface (subchondral plate in, "
                        "cartilage and joint out), cut by the plane perpendicular to the neck axis where the neck "
                        "leaves the head's sphere; where the image does not resolve the plate (a dark rim wider than "
-                       f"{MAX_RESOLVED_PLATE_MM:g} mm), the articular surface is taken {ARTICULAR_PLATE_MM:g} mm outside the "
+                       f"{MAX_RESOLVED_PLATE_MM:g} mm, or one averaging plate and cartilage: above "
+                       f"{RESOLVED_PLATE_TROUGH_MAX:g} of marrow everywhere within {PLATE_TROUGH_REACH_MM:g} mm outside "
+                       f"the marrow surface), the articular surface is taken {ARTICULAR_PLATE_MM:g} mm outside the "
                        "marrow surface, the steepest fall from marrow into the rim; sphere: the sphere fitted to that "
                        "surface; or as drawn by the user",
     "lesion_definition": "enclosed: everything inside the outer margin of the low-signal demarcating band, "

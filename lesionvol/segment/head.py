@@ -339,6 +339,16 @@ RIM_MAX = 0.65
 #: crossing marks the marrow surface itself).
 MAX_RESOLVED_PLATE_MM = 2.6
 ARTICULAR_PLATE_MM = 1.0
+#: ... nor is a rim that was rescaled (above RIM_RESCALE_ABOVE) and does not read dark just outside the
+#: marrow surface: a plate the image resolves reads below RESOLVED_PLATE_TROUGH_MAX on the central slices'
+#: median profile within PLATE_TROUGH_REACH_MM of it (phantom family B, plate, cartilage and fluid drawn on
+#: 0.9-1.2 mm pixels: 0.06-0.10), plate and cartilage averaged together read brighter (real T1 heads: 0.09-0.65,
+#: median 0.23), however near the rise out of them lies: a lesion at the dome of a real head made its rim read 2.5
+#: mm wide, and the head was fitted on that rise, 1.5 mm large, +22 % of volume (implant.py seed 3700 case 13
+#: right; the trough read 0.26).  The rise out of such a rim lies beyond the articular surface, so this only
+#: ever brings the surface in.
+RESOLVED_PLATE_TROUGH_MAX = 0.15
+PLATE_TROUGH_REACH_MM = 2.5
 #: The acetabulum: above the head (rays whose superior component exceeds ACETABULUM_MIN_UP) the
 #: rim is followed, within ACETABULUM_REACH_MM of the head surface, by bone marrow again (above
 #: ACETABULUM_MARROW_LEVEL × marrow) on at least ACETABULUM_MIN_FRACTION of the rays (development
@@ -947,6 +957,20 @@ def _median_profile_radius(prof: np.ndarray, h: np.ndarray) -> tuple[float, floa
     return o, i, float(np.percentile(outer, 75))
 
 
+def _plate_trough(rays: _Rays, centre: np.ndarray, r_in: float) -> float:
+    """The darkest level (× marrow) of the central slices' median profile within PLATE_TROUGH_REACH_MM outside
+    the marrow surface's radius ``r_in`` (mm); inf when no slice or sample is there."""
+    prof, h, _ = rays.central_profiles(centre)
+    if not len(h):
+        return float("inf")
+    rho = np.arange(prof.shape[-1]) * RAY_STEP_MM
+    near = prof[_central(h)][..., (rho >= r_in) & (rho <= r_in + PLATE_TROUGH_REACH_MM)]
+    rays_near = near.reshape(-1, near.shape[-1])
+    if not rays_near.size or not np.isfinite(rays_near).any():
+        return float("inf")
+    return float(np.nanmin(np.nanmedian(rays_near, axis=0)))
+
+
 def _rim_width_mm(rays: _Rays, centre: np.ndarray) -> float:
     """Marrow surface to the rise out of the dark rim on the median profile of the central slices (mm);
     0 when the profile shows none."""
@@ -1227,12 +1251,14 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     if radii is None or not (lo_mm - PROFILE_RADIUS_SLACK_MM <= radii[0] <= hi_mm + PROFILE_RADIUS_SLACK_MM):
         raise NoFemoralHeadError("no spherical bone surface (femoral head) was found in the image")
     R, r_in, R_upper = radii
+    rescaled = rim > RIM_RESCALE_ABOVE
     try:
-        fit = _fit_from(image, rays, centre, R, r_in, fat, side, junction_fraction)
+        fit = _fit_from(image, rays, centre, R, r_in, fat, side, junction_fraction, rescaled)
     except NoFemoralHeadError:
         if not (R_upper - R > LESION_SHELL_GAP_MM and R_upper <= hi_mm + PROFILE_RADIUS_SLACK_MM):
             raise
-        fit = _fit_from(image, rays, centre, R_upper, R_upper - DEFAULT_PLATE_MM, fat, side, junction_fraction)
+        fit = _fit_from(image, rays, centre, R_upper, R_upper - DEFAULT_PLATE_MM, fat, side, junction_fraction,
+                        rescaled)
     if require_marrow and fit.quality["inner_fraction"] < MIN_MARROW_SURFACE_FRACTION:
         raise NoFemoralHeadError(f"no marrow inside the round structure's shell (its marrow surface is seen on "
                                  f"{100 * fit.quality['inner_fraction']:.0f} % of the rays)")
@@ -1240,8 +1266,9 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
 
 
 def _fit_from(image: sitk.Image, rays: _Rays, centre: np.ndarray, R: float, r_in: float, fat: float,
-              side: str | None, junction_fraction: float | None) -> HeadFit:
-    """:func:`fit_head` from a start: the centre (mm) and the outer and marrow-surface radii (mm)."""
+              side: str | None, junction_fraction: float | None, rim_rescaled: bool = False) -> HeadFit:
+    """:func:`fit_head` from a start: the centre (mm) and the outer and marrow-surface radii (mm);
+    ``rim_rescaled``: the rim around the marrow read above RIM_RESCALE_ABOVE and was rescaled."""
     lo_mm, hi_mm = HEAD_RADIUS_RANGE_MM
     n_out = n_in = n_rays = 0
     use_inner = agreed = False
@@ -1287,6 +1314,8 @@ def _fit_from(image: sitk.Image, rays: _Rays, centre: np.ndarray, R: float, r_in
     # the rays; the median profile read 2.5 mm, the points found 3.1 mm, and the default plate put the
     # head 1 mm large, +13 % of volume: implant.py seed 19 case 13 left).
     if use_inner and (R - r_in > MAX_RESOLVED_PLATE_MM
+                      or rim_rescaled and R - r_in > ARTICULAR_PLATE_MM
+                      and _plate_trough(rays, centre, r_in) > RESOLVED_PLATE_TROUGH_MAX
                       or lead_inner and _lead_inner_rim_mm(rays, centre, r_in, p_out, fit_out) > MAX_RESOLVED_PLATE_MM):
         R = r_in + ARTICULAR_PLATE_MM
     elif not use_inner and (rim_mm := _rim_width_mm(rays, centre)) > MAX_RESOLVED_PLATE_MM:
