@@ -342,11 +342,12 @@ ARTICULAR_PLATE_MM = 1.0
 #: ... nor is a rim that was rescaled (above RIM_RESCALE_ABOVE) and does not read dark just outside the
 #: marrow surface: a plate the image resolves reads below RESOLVED_PLATE_TROUGH_MAX on the central slices'
 #: median profile within PLATE_TROUGH_REACH_MM of it (phantom family B, plate, cartilage and fluid drawn on
-#: 0.9-1.2 mm pixels: 0.06-0.10), plate and cartilage averaged together read brighter (real T1 heads: 0.09-0.65,
-#: median 0.23), however near the rise out of them lies: a lesion at the dome of a real head made its rim read 2.5
-#: mm wide, and the head was fitted on that rise, 1.5 mm large, +22 % of volume (implant.py seed 3700 case 13
-#: right; the trough read 0.26).  The rise out of such a rim lies beyond the articular surface, so this only
-#: ever brings the surface in.
+#: 0.9-1.2 mm pixels: 0.06-0.10), plate and cartilage averaged together read brighter (real T1 heads with and
+#: without lesions: 0.09-0.65, median 0.23; 0.19-1.22 on the 52 fits this rule reached, those whose rise out
+#: of the rim lay within 2.6 mm), however near the rise out of them lies: a lesion at the dome of a real head
+#: made its rim read 2.5 mm wide, and the head was fitted on that rise, 1.5 mm large, +22 % of volume
+#: (implant.py seed 3700 case 13 right; the trough read 0.26).  The rise out of such a rim lies beyond the
+#: articular surface, so this only ever brings the surface in.
 RESOLVED_PLATE_TROUGH_MAX = 0.15
 PLATE_TROUGH_REACH_MM = 2.5
 #: The acetabulum: above the head (rays whose superior component exceeds ACETABULUM_MIN_UP) the
@@ -966,9 +967,10 @@ def _plate_trough(rays: _Rays, centre: np.ndarray, r_in: float) -> float:
     rho = np.arange(prof.shape[-1]) * RAY_STEP_MM
     near = prof[_central(h)][..., (rho >= r_in) & (rho <= r_in + PLATE_TROUGH_REACH_MM)]
     rays_near = near.reshape(-1, near.shape[-1])
-    if not rays_near.size or not np.isfinite(rays_near).any():
+    seen = np.isfinite(rays_near).any(axis=0)          # radii some ray reaches inside the image
+    if not seen.any():
         return float("inf")
-    return float(np.nanmin(np.nanmedian(rays_near, axis=0)))
+    return float(np.min(np.nanmedian(rays_near[:, seen], axis=0)))
 
 
 def _rim_width_mm(rays: _Rays, centre: np.ndarray) -> float:
