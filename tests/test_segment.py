@@ -866,7 +866,7 @@ def test_a_head_whose_large_lesion_draws_the_vote_up_is_found_from_below(monkeyp
     candidate is now tried once more from 5 mm below it (RESTART_BELOW_MM): the head is found 2.0 mm from its centre
     without the lesion, and, as the lesion hides its dome, flagged head_size_doubtful (measured 37.4 mL for 34.4;
     lesion 18.6 mL for 16.0).  Since the rim that does not read dark outside the marrow surface is taken as
-    unresolved (RESOLVED_PLATE_TROUGH_MAX), the first pass finds it already, 1.9 mm from that centre, its
+    unresolved (RESOLVED_PLATE_TROUGH_MAX), the first pass finds it already, 2.0 mm from that centre, its
     articular surface 1 mm outside a marrow surface the lesion pushes out: 40.5 mL (+17.6 %), flagged all the
     same."""
     import json
