@@ -1268,7 +1268,7 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
 
 
 def _fit_from(image: sitk.Image, rays: _Rays, centre: np.ndarray, R: float, r_in: float, fat: float,
-              side: str | None, junction_fraction: float | None, rim_rescaled: bool = False) -> HeadFit:
+              side: str | None, junction_fraction: float | None, rim_rescaled: bool) -> HeadFit:
     """:func:`fit_head` from a start: the centre (mm) and the outer and marrow-surface radii (mm);
     ``rim_rescaled``: the rim around the marrow read above RIM_RESCALE_ABOVE and was rescaled."""
     lo_mm, hi_mm = HEAD_RADIUS_RANGE_MM

@@ -545,7 +545,7 @@ def _band_edge_under_oedema(lesion: np.ndarray, m: MarrowModel, grid: Grid,
 
 
 def _beyond_band_edge(lesion: np.ndarray, m: MarrowModel, grid: Grid, centre_mm: np.ndarray,
-                      radius_mm: float, upper: float = OEDEMA_LEVELS[1]) -> np.ndarray:
+                      radius_mm: float, upper: float) -> np.ndarray:
     """Lesion voxels reading MARGIN_BAND_LEVEL up to ``upper`` whose slab lies mostly outside the sphere
     (``centre_mm``, ``radius_mm``) of the band's outer edge (:func:`_band_edge_under_oedema`), joined to the healthy
     marrow: marrow oedema taken into the lesion."""
