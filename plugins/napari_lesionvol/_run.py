@@ -11,20 +11,25 @@ Every job (an analysis, a head from a click) can be cancelled: Cancel sets the j
 napari worker to quit. Closing the dock or the viewer does the same through
 :meth:`RunControls.shutdown`; from then on no signal of the job touches a widget or the
 viewer, so a run that ends after the dock is gone adds no layer and cannot take a deleted
-Qt object down with it.
+Qt object down with it. At interpreter exit the jobs still running are cancelled and waited
+for (:func:`stop_jobs_at_exit`): Python must not finalize while a worker thread is inside
+compiled code, or the process aborts when that thread next asks for the interpreter.
 """
 
 from __future__ import annotations
 
+import atexit
 import html
 import os
 import re
 import threading
 import warnings
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
+from qtpy.QtCore import QThreadPool
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from lesionvol.errors import InputError, LesionvolError
@@ -220,13 +225,20 @@ def _analysis(snapshot, days, transforms, options, seed_mm, cancel):
     return RunOutcome(session, followups, layers)
 
 
+#: How long the interpreter's exit waits for cancelled jobs to reach their next step, in ms.
+EXIT_WAIT_MS = 60_000
+
+
 class JobGuard:
     """Whether a job's signals may still reach the widgets (a plain object: it outlives them)."""
+
+    live: weakref.WeakSet[JobGuard] = weakref.WeakSet()
 
     def __init__(self):
         self.alive = True
         self.cancel: threading.Event | None = None
         self.worker = None
+        JobGuard.live.add(self)
 
     def shutdown(self, *args):
         """The dock or the viewer is closing: stop the job; nothing of it reaches a widget."""
@@ -238,6 +250,19 @@ class JobGuard:
                 self.worker.quit()
             except RuntimeError:  # the worker's Qt object is gone already
                 pass
+
+
+@atexit.register
+def stop_jobs_at_exit(wait_ms: int = EXIT_WAIT_MS) -> bool:
+    """Cancel every job still running and wait up to ``wait_ms`` for the worker threads to end.
+
+    Runs at interpreter exit (a script that closed its viewer without ``napari.run``, or a
+    kernel shut down mid-run): the core stops at its next step, and Python finalizes only
+    once no worker thread is left in compiled code. True if every thread ended in time.
+    """
+    for guard in list(JobGuard.live):
+        guard.shutdown()
+    return QThreadPool.globalInstance().waitForDone(wait_ms)
 
 
 class RunControls(QWidget):

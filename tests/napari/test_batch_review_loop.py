@@ -180,3 +180,45 @@ def test_closing_the_window_mid_run_exits_cleanly(tmp_path):
     assert "closed; worker running: False" in done.stdout
     assert "Traceback" not in done.stderr and "RuntimeWarning: lesionvol review widget" not in done.stderr, \
         done.stderr[-3000:]
+
+
+EXIT_MID_JOB = r"""
+import sys, threading, time
+import numpy as np
+import SimpleITK as sitk
+from qtpy.QtWidgets import QApplication
+from napari_lesionvol._run import RunControls
+
+app = QApplication([])
+inside = threading.Event()
+
+def job(cancel):
+    yield from ()
+    image = sitk.GetImageFromArray(np.random.default_rng(0).random((160, 256, 256), dtype=np.float32))
+    for step in range(20):
+        inside.set()
+        sitk.SmoothingRecursiveGaussian(image, 3.0)  # compiled code, interpreter released
+        if cancel.is_set():
+            print("job cancelled after step", step, flush=True)
+            return
+    print("job ran to its end", flush=True)
+
+RunControls().start(job, on_result=lambda result: None, on_error=lambda message: None)
+while not inside.is_set():
+    app.processEvents(); time.sleep(0.01)
+print("script ends", flush=True)
+"""
+
+
+def test_a_script_that_ends_mid_job_cancels_it_and_exits_cleanly(tmp_path):
+    """A script (or kernel) that ends while a job runs in compiled code: the job is cancelled at
+    its next step and the process exits 0 (without the exit hook Python finalizes under the
+    worker thread and the process aborts, exit 134)."""
+    script = tmp_path / "exit_mid_job.py"
+    script.write_text(EXIT_MID_JOB, encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, encoding="utf-8",
+                          errors="replace", timeout=240,
+                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYTHONFAULTHANDLER": "1"})
+    assert done.returncode == 0, (done.returncode, done.stderr[-3000:])
+    assert done.stdout.splitlines()[0] == "script ends"
+    assert done.stdout.splitlines()[1].startswith("job cancelled after step"), done.stdout
