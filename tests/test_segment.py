@@ -145,6 +145,32 @@ def test_both_hips_need_a_side(both_scan):
     assert mask_volume_ml(hips["left"].lesion) < mask_volume_ml(hips["right"].lesion)
 
 
+def test_a_head_the_whole_fields_vote_misses_is_found_in_a_field_of_its_own(monkeypatch):
+    """In a field showing both hips, a head whose vote peaks all fail (a real pelvis with a 25 % lesion at 0.45 of
+    marrow written into its left head: missed in the field, found in a one-hip crop 0.2 mm from its centre) is looked
+    for once more in a one-hip field where the other hip would be, with that field's own vote."""
+    from lesionvol.segment import head
+
+    scan = make_visit(VisitSpec(shape=(224, 128, 40), spacing_mm=(1.5, 1.0, 3.0)), seed=0, side="both")
+    left = scan.truths["left"]
+    vote = head._candidates
+
+    def no_peak_at_the_left_head_in_the_field(image, fat, seed_mm=None, n=head.N_CANDIDATES):
+        peaks = vote(image, fat, seed_mm, n)
+        if head.field_width_mm(image) < head.BOTH_HIPS_FIELD_MM:     # the one-hip field votes as it does
+            return peaks
+        return [(p, f) for p, f in peaks if np.linalg.norm(p - left.head_centre_mm) > 40.0]
+
+    monkeypatch.setattr(head, "_candidates", no_peak_at_the_left_head_in_the_field)
+    fits = {f.side: f for f in head.find_heads(scan.image)}
+    assert sorted(fits) == ["left", "right"]
+    assert np.linalg.norm(fits["left"].centre_mm - left.head_centre_mm) < 0.5
+    assert fits["left"].radius_mm == pytest.approx(left.head_radius_mm, abs=0.3)
+    assert fits["left"].quality["radius_minus_other_side_mm"] == pytest.approx(0.0, abs=0.3)
+    monkeypatch.setattr(head, "_head_in_mirror_field", lambda *args: None)      # the search before
+    assert [f.side for f in head.find_heads(scan.image)] == ["right"]
+
+
 def test_seed_point_picks_the_hip(both_scan):
     left = both_scan.truths["left"].head_centre_mm
     seg = segment_hip(both_scan.image, side="auto", seed_mm=tuple(left + 8.0))
