@@ -160,6 +160,11 @@ def implant_heads(image: sitk.Image, fits: dict, heads: dict, rng: np.random.Gen
     return implanted, plan
 
 
+def case_rngs(seed: int, case: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """The generators that draw a case's lesions and, apart, its halo's signal (the same lesions with and without)."""
+    return np.random.default_rng(seed + case), np.random.default_rng([seed + case, 1])
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, nargs="*", default=list(DEV_CASES))
@@ -189,8 +194,7 @@ def main(argv=None) -> int:
     errs, dlfs, heads, missed, flagged_big, heads_flagged, normal_domes = [], [], [], 0, [], [], []
     t0 = time.perf_counter()
     for case in args.cases:
-        rng = np.random.default_rng(args.seed + case)
-        halo_rng = np.random.default_rng([args.seed + case, 1])     # its own: the same lesions with and without
+        rng, halo_rng = case_rngs(args.seed, case)
         image = sitk.Cast(load_case(case)[0], sitk.sitkFloat32)
         if args.moved is not None and not args.moved_after:
             image = moved_real_copy(image, args.moved + case, triple=False)[0]

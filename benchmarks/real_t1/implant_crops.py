@@ -24,7 +24,7 @@ import SimpleITK as sitk
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from implant import implant_heads  # noqa: E402
+from implant import case_rngs, implant_heads  # noqa: E402
 from pelvic_project import DEV_CASES, load_case  # noqa: E402
 from variants import crop_around  # noqa: E402
 
@@ -47,8 +47,7 @@ def main(argv=None) -> int:
     crops = refused = others = 0
     print(f"seed {args.seed}, LF {args.lf_pct[0]:g}-{args.lf_pct[1]:g} %, one-hip crops of 180 mm")
     for case in args.cases:
-        rng = np.random.default_rng(args.seed + case)
-        halo_rng = np.random.default_rng([args.seed + case, 1])     # as implant.py draws them
+        rng, halo_rng = case_rngs(args.seed, case)
         image = sitk.Cast(load_case(case)[0], sitk.sitkFloat32)
         fits = {f.side: f for f in seg.heads(image)}
         heads = {side: seg.from_fit(image, f).head for side, f in fits.items()}

@@ -1417,17 +1417,18 @@ def _lr_band(image: sitk.Image, x_from_mm: float, x_to_mm: float) -> sitk.Image:
     return sitk.RegionOfInterest(image, size, index)
 
 
-def _head_in_mirror_field(image: sitk.Image, midline_mm: float, found: HeadFit, junction_fraction: float | None,
-                          reasons: list[str]) -> HeadFit | None:
+def _head_in_mirror_field(image: sitk.Image, midline_mm: float, found: HeadFit,
+                          junction_fraction: float | None) -> HeadFit | None:
     """The head of the other hip, looked for in a one-hip field (ONE_HIP_FIELD_MM wide) centred on the mirror image
     of ``found`` across the body's midline: its own vote and fat level, the head's side read off its neck.  It must
     be the other side's and lie where the other hip of ``found``'s pelvis would.
 
     In the whole field a head under a large lesion votes weakly against the field's strongest peaks, and the fit from
-    the peaks it gets may not converge.  Lesions written into the real development heads (implant.py): of 6 heads
-    missed beside a head found, 2 are found so (seed 3720 case 4 left, a 25 % lesion at 0.45 of marrow: head +0.3 %,
-    lesion +1.7 %; seed 1200 case 3 left, 31 % at 0.48: head +7.0 %, lesion +29.3 %, flagged), the other 4 are
-    refused in that field too.
+    the peaks it gets may not converge.  Lesions written into the real development heads (implant.py): of 8 heads
+    missed beside a head found, 3 are found so (seed 3720 case 4 left, a 25 % lesion at 0.45 of marrow: head +0.3 %,
+    lesion +1.7 %; seed 1200 case 3 left, 31 % at 0.48: head +7.0 %, lesion +29.3 %; fresh seed 3840 case 15 right,
+    42.5 % at 0.36: head +1.0 %, lesion +13.2 %; all three flagged head_size_doubtful), the other 5 are refused in
+    that field too.  None if there is none (the whole field's refusals say why no head at all was found).
 
     Example
     -------
@@ -1435,7 +1436,7 @@ def _head_in_mirror_field(image: sitk.Image, midline_mm: float, found: HeadFit, 
     >>> scan = make_visit(VisitSpec(shape=(224, 128, 40), spacing_mm=(1.5, 1.0, 3.0)), seed=0, side="both")
     >>> right = next(f for f in find_heads(scan.image) if f.side == "right")
     >>> fat = fat_level(sitk.GetArrayViewFromImage(scan.image))
-    >>> _head_in_mirror_field(scan.image, body_midline_mm(scan.image, fat), right, None, []).side
+    >>> _head_in_mirror_field(scan.image, body_midline_mm(scan.image, fat), right, None).side
     'left'
     """
     missing = "left" if found.side == "right" else "right"
@@ -1443,14 +1444,9 @@ def _head_in_mirror_field(image: sitk.Image, midline_mm: float, found: HeadFit, 
     try:
         fits = find_heads(_lr_band(image, x - ONE_HIP_FIELD_MM / 2, x + ONE_HIP_FIELD_MM / 2),
                           junction_fraction=junction_fraction)
-    except (NoFemoralHeadError, InputError, RuntimeError) as exc:
-        reasons.append(f"the {missing} hip's field: {exc}")
+    except (NoFemoralHeadError, InputError, RuntimeError):
         return None
-    for fit in fits:
-        if fit.side == missing and _pair_plausible(fit, found):
-            return fit
-    reasons.append(f"the {missing} hip's field holds no {missing} head where the other hip would be")
-    return None
+    return next((fit for fit in fits if fit.side == missing and _pair_plausible(fit, found)), None)
 
 
 def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | None = None) -> list[HeadFit]:
@@ -1526,7 +1522,7 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
                 break
     if paired and len(best) == 1:
         found = next(iter(best.values()))
-        other = _head_in_mirror_field(image, midline, found, junction_fraction, reasons)
+        other = _head_in_mirror_field(image, midline, found, junction_fraction)
         if other is not None:
             best[other.side] = other
     if len(best) == 2:
