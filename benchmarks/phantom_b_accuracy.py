@@ -19,8 +19,10 @@ fraction >= 0.5).
 
 Per case: found / refused, head Dice, head volume error (%), lesion volume error (%), LF error
 (percentage points), the lesion read on a normal head (mL), segmentation time (s), the head's dome marrow
-fraction (``head_size_doubtful`` below 0.25) and the marrow oedema trimmed next to the lesion as % of it
-(``lesion_margin_doubtful`` above ``MAX_MARGIN_OEDEMA_FRACTION``).
+fraction (``head_size_doubtful`` below 0.25), the marrow oedema trimmed next to the lesion as % of it
+(``lesion_margin_doubtful`` above ``MAX_MARGIN_OEDEMA_FRACTION``) and the head fitted again from starts around it
+(``refit``: median radius shift in mm / starts that found no head); the summary counts the heads flagged
+``head_size_doubtful`` for any reason.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import SimpleITK as sitk
 from lesionvol.measure import mask_volume_ml
 from lesionvol.phantom_b import Hip, HipScanSpec, Lesion, make_hip_scan
 from lesionvol.segment import segment_hip, segment_hips
-from lesionvol.segment.head import DOME_MARROW_MIN
+from lesionvol.segment.head import DOME_MARROW_MIN, head_size_doubt
 from lesionvol.study import MAX_MARGIN_OEDEMA_FRACTION
 from lesionvol.sequence import classify_contrast
 
@@ -165,6 +167,11 @@ def run_case(case: Case) -> list[dict]:
                        lf_err=(100 * le / h if h else np.nan) - t.lesion_pct_head,
                        lesion_dice=dice(seg.lesion, masks[s]["lesion"]) if t.lesion_volume_ml else np.nan,
                        dome=seg.head_fit.quality["dome_marrow_fraction"],
+                       refit=seg.head_fit.quality["refit_radius_shift_mm"],
+                       refit_failed=seg.head_fit.quality["refit_failed_starts"],
+                       size_doubt=head_size_doubt(*(seg.head_fit.quality.get(k) for k in (
+                           "dome_marrow_fraction", "radius_minus_other_side_mm")), seg.head_fit.radius_mm,
+                           seg.head_fit.quality["refit_radius_shift_mm"], seg.head_fit.quality["refit_failed_starts"]),
                        oedema_pct=100 * mask_volume_ml(seg.masks["oedema"]) / le if le else np.nan)
         elif error is None:
             row["error"] = f"{s} hip not returned (got {sorted(segs)})"
@@ -199,7 +206,7 @@ def main(argv=None) -> None:
     print()
     head = (f"{'case':32s} {'grid mm':>11s} {'pl':3s} {'found':>7s} {'side':>4s} {'headDice':>8s} {'head%':>6s} "
             f"{'lesion mL seg/true':>18s} {'les%':>6s} {'lesDice':>7s} {'LF true':>7s} {'LFpp':>6s} "
-            f"{'gen s':>5s} {'seg s':>5s} {'dome':>4s} {'oed%':>5s}")
+            f"{'gen s':>5s} {'seg s':>5s} {'dome':>4s} {'oed%':>5s} {'refit':>8s}")
     print(head)
     print("-" * len(head))
     all_rows = []
@@ -215,7 +222,7 @@ def main(argv=None) -> None:
                       f"{'ok' if r['side_ok'] else 'BAD':>4s} {r['dice']:8.3f} {r['head_err']:+6.1f} {les:>18s} "
                       f"{_f(r['lesion_err'], '+6.1f'):>6s} {_f(r['lesion_dice'], '7.3f'):>7s} {r['lf']:7.2f} "
                       f"{r['lf_err']:+6.2f} {r['gen_s']:5.1f} {r['seg_s']:5.1f} {_f(r['dome'], '4.2f')} "
-                      f"{_f(r['oedema_pct'], '5.1f')}")
+                      f"{_f(r['oedema_pct'], '5.1f')} {_f(r['refit'], '+5.2f')}/{r['refit_failed']}")
             else:
                 print(f"{r['case']:32s} {r['grid']:>11s} {r['plane']:3s} {found:>7s} {'':>4s} "
                       f"{'':8s} {'':6s} {'':18s} {'':6s} {'':7s} {r['lf']:7.2f} {'':6s} {r['gen_s']:5.1f} "
@@ -241,9 +248,9 @@ def main(argv=None) -> None:
         print(f"  LF error |pp| median / worst                {np.median(lf):.2f} / {lf.max():.2f}")
     if normal:
         print(f"  normal heads: lesion read (max mL)          {max(r['seg_lesion_ml'] for r in normal):.2f}")
-    flagged = [r for r in found if r["dome"] < DOME_MARROW_MIN]
+    flagged = [r for r in found if r["size_doubt"]]
     if flagged:
-        print(f"  head size flag (dome marrow fraction < {DOME_MARROW_MIN:g}): {len(flagged)} hips, head volume error "
+        print(f"  head size flag (head_size_doubtful, any reason): {len(flagged)} hips, head volume error "
               f"{min(r['head_err'] for r in flagged):+.1f} to {max(r['head_err'] for r in flagged):+.1f} %")
     margin = [r for r in lesioned if r["oedema_pct"] > 100 * MAX_MARGIN_OEDEMA_FRACTION]
     print(f"  lesion margin flag (margin oedema > {100 * MAX_MARGIN_OEDEMA_FRACTION:g} % of the lesion): {len(margin)} "

@@ -26,6 +26,7 @@ from lesionvol.location import LOCATION_DEFINITIONS, describe_location, infer_si
 from lesionvol.register import REGISTRATION_DEFINITIONS
 from lesionvol.segment.head import (ARTICULAR_PLATE_MM, DOME_MARROW_MIN, HEAD_PAIR_RADIUS_MAX_MM,
                                     HEAD_RADIUS_PLAUSIBLE_MM, MAX_RESOLVED_PLATE_MM, PLATE_TROUGH_REACH_MM,
+                                    REFIT_OFFSET_MM, REFIT_RADIUS_SHIFT_MAX_MM, REFIT_STARTS_MM,
                                     RESOLVED_PLATE_TROUGH_MAX, head_size_doubt)
 from lesionvol.segment.lesion import (LESION_FILL_MIN, MARGIN_BAND_GAP_MM, MARGIN_OEDEMA_SIGNAL, OEDEMA_PROFILE_MAX,
                                       MarginReading, lesion_fill_ratio)
@@ -160,8 +161,15 @@ DEFINITIONS = {
                           "with a head more than 10 % off and none of the 69 with both within 5 %) or the fitted radius "
                           f"lies outside {HEAD_RADIUS_PLAUSIBLE_MM[0]:g}-{HEAD_RADIUS_PLAUSIBLE_MM[1]:g} mm (an adult "
                           "head is 38-54 mm across; a 15 mm sphere inside a real head with a large lesion, fitted from "
-                          "a seed point, read no lesion); the head may read too small or too large: check the head "
-                          "outline",
+                          "a seed point, read no lesion) or the fit depends on where it starts (head_refit_radius_shift_mm "
+                          f"beyond ±{REFIT_RADIUS_SHIFT_MAX_MM:g} mm, or head_refit_failed_starts above 0); the head may "
+                          "read too small or too large: check the head outline",
+    "head_refit_radius_shift_mm": f"segmented heads: the head fitted again from {len(REFIT_STARTS_MM)} starts "
+                                  f"{REFIT_OFFSET_MM:g} mm around its centre, the median of those fits' radii minus its "
+                                  "own (on normal real heads within 0.13 mm; lesions written into real heads moved it "
+                                  "by up to 1.5 mm where the head read off)",
+    "head_refit_failed_starts": f"segmented heads: how many of those {len(REFIT_STARTS_MM)} starts found no head (none "
+                                "on normal real heads)",
     "head_size_doubtful_reason": "why head_size_doubtful is True",
     "lesion_outside_head_ml": f"lesion voxels outside the head mask (QC); a lesion with more than "
                               f"{100 * MAX_LESION_OUTSIDE_FRACTION:g} % of its volume outside is refused",
@@ -241,6 +249,8 @@ class Timepoint:
     head_dome_marrow_fraction: float | None = None  # segmented heads, see DEFINITIONS
     head_radius_minus_other_side_mm: float | None = None  # segmented heads with the other one found, see DEFINITIONS
     head_radius_mm: float | None = None  # segmented heads: the fitted sphere's radius (head_size_doubtful)
+    head_refit_radius_shift_mm: float | None = None  # segmented heads, see DEFINITIONS
+    head_refit_failed_starts: int | None = None  # segmented heads, see DEFINITIONS
 
     def take_segmentation_quality(self, seg: HipSegmentation, *, head: bool = True, lesion: bool = True) -> None:
         """Keep the segmenter's definitions and quality figures for the masks of ``seg`` this visit uses:
@@ -252,6 +262,8 @@ class Timepoint:
                 self.head_dome_marrow_fraction = seg.head_fit.quality.get("dome_marrow_fraction")
                 self.head_radius_minus_other_side_mm = seg.head_fit.quality.get("radius_minus_other_side_mm")
                 self.head_radius_mm = seg.head_fit.radius_mm
+                self.head_refit_radius_shift_mm = seg.head_fit.quality.get("refit_radius_shift_mm")
+                self.head_refit_failed_starts = seg.head_fit.quality.get("refit_failed_starts")
         if lesion:
             self.lesion_definition = seg.lesion_definition
             if "oedema" in seg.masks:
@@ -427,7 +439,7 @@ class StudyResult:
             segmented_lesion = tp.margin_oedema_ml is not None and v.lesion_volume_ml > 0
             thick_reason = thick_slice_reason(tp.scan.image) if segmented_lesion else ""
             size_doubt = head_size_doubt(tp.head_dome_marrow_fraction, tp.head_radius_minus_other_side_mm,
-                                         tp.head_radius_mm)
+                                         tp.head_radius_mm, tp.head_refit_radius_shift_mm, tp.head_refit_failed_starts)
             margin = tp.lesion_margin if segmented_lesion else None
             continued = tp.band_continued_ml is not None and tp.band_continued_ml > MAX_BAND_CONTINUED_FRACTION * \
                 v.lesion_volume_ml
@@ -472,6 +484,8 @@ class StudyResult:
                                            * v.lesion_volume_ml),
                 "head_dome_marrow_fraction": tp.head_dome_marrow_fraction,
                 "head_radius_minus_other_side_mm": tp.head_radius_minus_other_side_mm,
+                "head_refit_radius_shift_mm": tp.head_refit_radius_shift_mm,
+                "head_refit_failed_starts": tp.head_refit_failed_starts,
                 "head_size_doubtful": None if size_doubt is None else bool(size_doubt),
                 "head_size_doubtful_reason": size_doubt,
                 **tp.registration_qc,
@@ -520,6 +534,8 @@ class StudyResult:
             tp.head_dome_marrow_fraction = None   # read off the segmented head's fit, not the reader's
             tp.head_radius_minus_other_side_mm = None
             tp.head_radius_mm = None
+            tp.head_refit_radius_shift_mm = None
+            tp.head_refit_failed_starts = None
         tp.volumes = measure_volumes(tp.lesion, tp.head)
         edges = _acetabular_edges(self.timepoints, self.options.acetabular_edge_mm)
         _locate([tp], tp.location.get("location_side", ""), [edges[index]])

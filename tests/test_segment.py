@@ -1053,6 +1053,30 @@ def test_a_head_whose_dome_a_lesion_hides_is_flagged(normal_b, tmp_path, capsys)
     assert segment_hip(normal_b[0]).head_fit.quality["dome_marrow_fraction"] > 0.9
 
 
+def test_a_head_whose_fit_moves_with_its_start_is_flagged():
+    """Real anatomy (tests/data/README.md): a 46 % lesion (3.1 mm band, fat-bright centre) at the dome of a 35.8 mL
+    head, on 5.2 mm coronal slices.  The head is fitted 1.6 mm small (R 19.1 mm for 20.6), -22 % of its volume, with
+    its dome's marrow surface seen (0.62 of the rays) and no other head to compare it with: nothing else says so.
+    Fitted again from 4 starts 3 mm around its centre, the fits' median radius is 1.6 mm larger (normal real heads:
+    0.13 mm at most), and the head comes back ``head_size_doubtful``, saying why."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.inputs import Visit
+    from lesionvol.study import analyze_scans
+
+    data = Path(__file__).parent / "data"
+    name = "real_t1_implanted_left_head_refit_moves"
+    truth = json.loads((data / f"{name}.json").read_text())
+    row = analyze_scans([Visit(sitk.ReadImage(str(data / f"{name}.nii.gz")))]).rows()[0]
+    assert row["head_volume_ml"] < 0.9 * truth["head_true_ml"]                       # measured -22 %
+    assert row["head_dome_marrow_fraction"] > 0.5 and row["head_radius_minus_other_side_mm"] is None
+    assert row["head_refit_radius_shift_mm"] > 1.0 and row["head_refit_failed_starts"] == 0   # measured +1.59 mm
+    assert row["head_size_doubtful"] is True
+    assert row["head_size_doubtful_reason"] == ("fitted again from 4 starts 3 mm around its centre, the head's "
+                                                f"radius moves by {row['head_refit_radius_shift_mm']:+.1f} mm (median)")
+
+
 def test_a_lesion_at_the_dome_does_not_make_the_rim_read_as_a_resolved_plate():
     """Real anatomy (tests/data/README.md): a 9.70 mL lesion with an intermediate centre (0.47 of marrow) at the
     dome of a 50.9 mL head, on 5.2 mm coronal slices.  Real T1 at 0.9 mm does not resolve the plate: plate,

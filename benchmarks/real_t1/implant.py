@@ -191,7 +191,7 @@ def main(argv=None) -> int:
           + (", the lesion written before the move" if args.moved is not None and args.moved_after else ""))
     print(f"{'case':>4} {'side':5} {'LF%':>5} {'band':>4} {'bsig':>4} {'csig':>4} {'truth':>6} {'got':>6} {'err%':>6} "
           f"{'LFtrue':>6} {'LFgot':>6} {'dLF':>5} {'head%':>6} {'fill':>4} {'dome':>4}  flags")
-    errs, dlfs, heads, missed, flagged_big, heads_flagged, normal_domes = [], [], [], 0, [], [], []
+    errs, dlfs, heads, missed, flagged_big, heads_flagged, normal_domes, normal_doubts = [], [], [], 0, [], [], [], []
     t0 = time.perf_counter()
     for case in args.cases:
         rng, halo_rng = case_rngs(args.seed, case)
@@ -201,6 +201,9 @@ def main(argv=None) -> int:
         fits = {f.side: f for f in seg.heads(image)}
         base = {side: seg.from_fit(image, f) for side, f in fits.items()}
         normal_domes += [f.quality["dome_marrow_fraction"] for f in fits.values()]
+        normal_doubts += [bool(head_size_doubt(f.quality["dome_marrow_fraction"], f.quality.get("radius_minus_other_side_mm"),
+                                               f.radius_mm, f.quality["refit_radius_shift_mm"],
+                                               f.quality["refit_failed_starts"])) for f in fits.values()]
         implanted, plan = implant_heads(image, fits, {side: s.head for side, s in base.items()}, rng, halo_rng,
                                         args.lf_pct, args.halo_mm)
         if args.moved is not None and args.moved_after:
@@ -228,7 +231,8 @@ def main(argv=None) -> int:
             continued = mask_volume_ml(s1.masks["band_continued"])
             left_out = mask_volume_ml(s1.masks["band_sphere_marrow"])
             dome = f1.quality["dome_marrow_fraction"]
-            size_doubt = bool(head_size_doubt(dome, f1.quality.get("radius_minus_other_side_mm"), f1.radius_mm))
+            size_doubt = bool(head_size_doubt(dome, f1.quality.get("radius_minus_other_side_mm"), f1.radius_mm,
+                                              f1.quality["refit_radius_shift_mm"], f1.quality["refit_failed_starts"]))
             margin = s1.lesion_margin
             flags = [r for r in (f"margin oedema {oedema:.1f} mL" if oedema > MAX_MARGIN_OEDEMA_FRACTION * les else "",
                                  f"margin {margin.signal:.2f}, band "
@@ -242,7 +246,9 @@ def main(argv=None) -> int:
                                  else "",
                                  f"left out {left_out:.1f} mL" if left_out > MAX_BAND_SPHERE_MARROW_FRACTION * les
                                  else "",
-                                 "head size" if size_doubt else "") if r]
+                                 ("head size" if head_size_doubt(dome, f1.quality.get("radius_minus_other_side_mm"),
+                                                                 f1.radius_mm) else "head size: moves with its start")
+                                 if size_doubt else "") if r]
             errs.append(err)
             dlfs.append(lf_got - lf_true)
             heads.append(100 * (head1 / head0 - 1))
@@ -266,10 +272,11 @@ def main(argv=None) -> int:
               f"range {min(heads):+.1f} to {max(heads):+.1f} %")
         print(f"  the same heads without the lesion: dome marrow fraction median {np.nanmedian(normal_domes):.2f}, "
               f"min {np.nanmin(normal_domes):.2f}; flagged {(np.asarray(normal_domes) < DOME_MARROW_MIN).sum()} "
-              f"of {len(normal_domes)}")
+              f"of {len(normal_domes)}; head size flagged (any reason) {sum(normal_doubts)}")
         hd, fl = np.abs(heads), np.asarray(heads_flagged)
-        print(f"  head size flag (dome marrow fraction < {DOME_MARROW_MIN:g}, or the two heads' radii more than "
-              f"{HEAD_PAIR_RADIUS_MAX_MM:g} mm apart): {fl.sum()} heads; head change over 5 %: "
+        print(f"  head size flag (dome marrow fraction < {DOME_MARROW_MIN:g}, the two heads' radii more than "
+              f"{HEAD_PAIR_RADIUS_MAX_MM:g} mm apart, a radius outside an adult's, or a fit that moves with its start): "
+              f"{fl.sum()} heads; head change over 5 %: "
               f"{(hd > 5).sum()} (flagged {(fl & (hd > 5)).sum()}), over 10 %: {(hd > 10).sum()} "
               f"(flagged {(fl & (hd > 10)).sum()}); flagged heads within 5 %: {(fl & (hd <= 5)).sum()}")
     return 0
