@@ -61,6 +61,7 @@ Example
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -219,6 +220,8 @@ RESTART_BELOW_MM = 5.0
 #: Ray sampling step (mm) and number of ray directions per slice (2.5° apart).
 RAY_STEP_MM = 0.25
 RAY_ANGLES = 144
+#: The fit samples each ray this far (mm) beyond the windows where it looks for the surfaces and the means beside them.
+BAND_MARGIN_MM = 1.0
 #: The region of interest reaches this far beyond the largest head radius (mm).
 ROI_MARGIN_MM = 12.0
 #: In-plane axes finer than FINE_SPACING_MM are smoothed with sigma RAY_SMOOTH_SIGMA_MM (noise).
@@ -640,9 +643,10 @@ def _candidates(image: sitk.Image, fat: float, seed_mm=None,
 class _Rays:
     """In-plane ray profiles of a region of interest, from the foot of a centre in each slice."""
 
-    def __init__(self, image: sitk.Image, centre_mm: np.ndarray, half_mm: float, fat: float):
+    def __init__(self, image: sitk.Image, centre_mm: np.ndarray, half_mm: float, fat: float, reach_mm: float = 0.0):
+        """Rays ``half_mm`` long from centres up to ``reach_mm`` from ``centre_mm``; image values over ``fat``."""
         grid = Grid.of(image)
-        box = grid.box_around(centre_mm, half_mm)
+        box = grid.box_around(centre_mm, half_mm + reach_mm)
         if box is None:
             raise NoFemoralHeadError("the candidate head lies outside the image")
         self.lo, self.hi = box
@@ -654,25 +658,34 @@ class _Rays:
         self.angles = np.linspace(0, 2 * np.pi, RAY_ANGLES, endpoint=False)
         self.rho = np.arange(0.0, half_mm, RAY_STEP_MM)
 
+    def slices(self, centre_mm: np.ndarray, max_h_mm: float) -> tuple[np.ndarray, np.ndarray]:
+        """Signed offsets h (mm) from ``centre_mm`` and indices of the slices within ``max_h_mm`` of it."""
+        c = self.grid.to_index(centre_mm[None])[0]
+        ks = np.arange(self.lo[2], self.hi[2])
+        h = (ks - c[2]) * self.grid.spacing_mm[2]
+        return h[np.abs(h) <= max_h_mm], ks[np.abs(h) <= max_h_mm]
+
     def profiles(self, centre_mm: np.ndarray, max_h_mm: float):
         """Profiles (n_slices, n_angles, n_rho), signed slice offsets h (mm) and slice indices."""
+        h, ks = self.slices(centre_mm, max_h_mm)
+        return self.sample(centre_mm, ks, np.zeros(len(ks), int), len(self.rho)), h, ks
+
+    def sample(self, centre_mm: np.ndarray, ks: np.ndarray, first: np.ndarray, n_samples: int) -> np.ndarray:
+        """Profiles (len(ks), n_angles, n_samples) of slices ``ks``, each starting at ray sample ``first`` (one per
+        slice; sample i lies i × RAY_STEP_MM from the centre's foot); nan off the image."""
         g = self.grid
         c = g.to_index(centre_mm[None])[0]
-        ks = np.arange(self.lo[2], self.hi[2])
-        h = (ks - c[2]) * g.spacing_mm[2]
-        ks, h = ks[np.abs(h) <= max_h_mm], h[np.abs(h) <= max_h_mm]
-        ci = c[0] + np.outer(np.cos(self.angles), self.rho) / g.spacing_mm[0]
-        cj = c[1] + np.outer(np.sin(self.angles), self.rho) / g.spacing_mm[1]
-        n = len(ks)
-        coords = np.empty((3, n) + ci.shape, np.float32)
+        rho = (first[:, None] + np.arange(n_samples)[None]) * RAY_STEP_MM
+        ci = c[0] + np.cos(self.angles)[None, :, None] * rho[:, None, :] / g.spacing_mm[0]
+        cj = c[1] + np.sin(self.angles)[None, :, None] * rho[:, None, :] / g.spacing_mm[1]
+        coords = np.empty((3,) + ci.shape, np.float32)
         coords[0] = (ks - self.lo[2])[:, None, None]
-        coords[1] = cj[None] - self.lo[1]
-        coords[2] = ci[None] - self.lo[0]
+        coords[1] = cj - self.lo[1]
+        coords[2] = ci - self.lo[0]
         prof = ndimage.map_coordinates(self.array, coords.reshape(3, -1), order=1, mode="nearest")
         inside = ((coords[1] >= 0) & (coords[1] <= self.array.shape[1] - 1)
                   & (coords[2] >= 0) & (coords[2] <= self.array.shape[2] - 1))
-        prof = np.where(inside.reshape(-1), prof, np.nan).reshape(coords.shape[1:])
-        return prof, h, ks
+        return np.where(inside.reshape(-1), prof, np.nan).reshape(coords.shape[1:])
 
     def central_profiles(self, centre_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`profiles` of the central slices (:func:`_central`): on slices thicker than twice
@@ -840,22 +853,32 @@ class _Edges:
 def _edges(rays: _Rays, centre: np.ndarray, R: float, r_in: float | None) -> _Edges:
     """Outer and inner surface points seen from ``centre`` for a head of radius R."""
     max_h = MAX_SLICE_HEIGHT_FRACTION * R
-    prof, h, ks = rays.profiles(centre, max_h)
+    h, ks = rays.slices(centre, max_h)
     if not len(h):      # the fit moved off the slices (a candidate at a thin field's front or back)
         raise NoFemoralHeadError("the candidate head lies outside the image's slices")
-    level = _outer_level(prof[_central(h)], R)
+    central = _central(h)
+    level = _outer_level(rays.sample(centre, ks[central], np.zeros(int(central.sum()), int), len(rays.rho)), R)
+    ri = r_in if r_in is not None else R - DEFAULT_PLATE_MM
+    exp_out_h = np.sqrt(np.maximum(R * R - h * h, MIN_EXPECTED_RHO_MM**2))
+    exp_in_h = np.sqrt(np.maximum(ri * ri - h * h, MIN_EXPECTED_RHO_MM**2))
+    # each slice's rays are sampled only where the two surfaces are looked for (windows and the means beside them)
+    near = np.minimum(exp_out_h + OUTER_WINDOW_MM[0] - OUTER_BEFORE_MM, exp_in_h + INNER_WINDOW_MM[0] - INNER_BEFORE_MM)
+    far = np.maximum(exp_out_h + OUTER_WINDOW_MM[1] + OUTER_AFTER_MM, exp_in_h + INNER_WINDOW_MM[1] + INNER_AFTER_MM)
+    first = np.maximum(np.floor((near - BAND_MARGIN_MM) / RAY_STEP_MM).astype(int), 0)
+    last = np.minimum(np.ceil((far + BAND_MARGIN_MM) / RAY_STEP_MM).astype(int), len(rays.rho) - 1)
+    prof = rays.sample(centre, ks, first, int((last - first).max()) + 1)
     n_s, n_a, _ = prof.shape
     flat = prof.reshape(n_s * n_a, -1)
     hh = np.repeat(h, n_a)
     kk = np.repeat(ks, n_a)
     aa = np.tile(np.arange(n_a), n_s)
-    exp_out = np.sqrt(np.maximum(R * R - hh * hh, MIN_EXPECTED_RHO_MM**2))
-    rho_out = _crossings(flat, level, True, exp_out, OUTER_WINDOW_MM, OUTER_BEFORE_MM, OUTER_AFTER_MM,
-                         lambda m: m < level, lambda m: m > level + OUTER_RISE_MARGIN)
-    ri = r_in if r_in is not None else R - DEFAULT_PLATE_MM
-    exp_in = np.sqrt(np.maximum(ri * ri - hh * hh, MIN_EXPECTED_RHO_MM**2))
-    rho_in = _steepest_falls(flat, exp_in, INNER_WINDOW_MM, INNER_BEFORE_MM, INNER_AFTER_MM,
-                             lambda m: m > INNER_MARROW_MIN, lambda m: m < INNER_RIM_MAX, INNER_MIN_FALL_PER_MM)
+    start = np.repeat(first * RAY_STEP_MM, n_a)          # rho (mm) of each ray's first sample
+    exp_out = np.repeat(exp_out_h, n_a)
+    rho_out = start + _crossings(flat, level, True, exp_out - start, OUTER_WINDOW_MM, OUTER_BEFORE_MM, OUTER_AFTER_MM,
+                                 lambda m: m < level, lambda m: m > level + OUTER_RISE_MARGIN)
+    exp_in = np.repeat(exp_in_h, n_a)
+    rho_in = start + _steepest_falls(flat, exp_in - start, INNER_WINDOW_MM, INNER_BEFORE_MM, INNER_AFTER_MM,
+                                     lambda m: m > INNER_MARROW_MIN, lambda m: m < INNER_RIM_MAX, INNER_MIN_FALL_PER_MM)
     out_ok, in_ok = np.isfinite(rho_out), np.isfinite(rho_in)
     p_out = rays.points(centre, kk[out_ok], aa[out_ok], rho_out[out_ok])
     p_in = rays.points(centre, kk[in_ok], aa[in_ok], rho_in[in_ok])
@@ -1228,7 +1251,7 @@ def junction_distance_mm(R: float, neck_radius_mm: float | None) -> float:
 
 def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None = None,
              junction_fraction: float | None = None, side: str | None = None,
-             require_marrow: bool = True) -> HeadFit:
+             require_marrow: bool = True, rays: _Rays | None = None) -> HeadFit:
     """Fit the femoral head around a candidate centre (physical mm); raises NoFemoralHeadError.
 
     The head is cut at ``junction_fraction`` × R from the centre, or where its neck leaves it
@@ -1238,7 +1261,8 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     by default the image's fat field there (:func:`fat_field`), so coil shading does not matter.
     ``require_marrow`` refuses a candidate with no marrow signal inside (``MIN_MARROW_SIGNAL``) or whose
     marrow surface shows on too few rays (``MIN_MARROW_SURFACE_FRACTION``); a reader's seed point or head
-    mask vouches for a head necrotic throughout its centre instead.
+    mask vouches for a head necrotic throughout its centre instead.  ``rays``: the image's region around the
+    candidate, smoothed and over ``fat``, made once for several fits (:func:`refit_head`).
 
     Example
     -------
@@ -1252,8 +1276,11 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     if fat is None:
         _, field, grid = _coarse_and_field(image, fat_level(sitk.GetArrayViewFromImage(image)))
         fat = _field_at(field, grid, centre)
-    half = HEAD_RADIUS_RANGE_MM[1] + ROI_MARGIN_MM
-    rays = _Rays(image, centre, half, fat)
+    if rays is None:
+        rays = _Rays(image, centre, HEAD_RADIUS_RANGE_MM[1] + ROI_MARGIN_MM, fat)
+    else:
+        rays = copy.copy(rays)
+        rays.array = rays.array.copy()      # rescaled below
     # local fat level: bright part of the ball around the candidate
     prof, h, _ = rays.central_profiles(centre)
     inner_vals = prof[..., : int(LOCAL_MARROW_RADIUS_MM / RAY_STEP_MM)]
@@ -1399,11 +1426,12 @@ def refit_head(image: sitk.Image, fit: HeadFit, fat: float | None = None, requir
     if fat is None:
         _, field, grid = _coarse_and_field(image, fat_level(sitk.GetArrayViewFromImage(image)))
         fat = _field_at(field, grid, fit.centre_mm)
+    rays = _Rays(image, fit.centre_mm, HEAD_RADIUS_RANGE_MM[1] + ROI_MARGIN_MM, fat, reach_mm=REFIT_OFFSET_MM)
     radii = []
     for offset in REFIT_STARTS_MM:
         try:
             radii.append(fit_head(image, fit.centre_mm + offset, fat=fat, side=fit.side,
-                                  require_marrow=require_marrow).radius_mm)
+                                  require_marrow=require_marrow, rays=rays).radius_mm)
         except NoFemoralHeadError:
             pass
     fit.quality["refit_radius_shift_mm"] = float(np.median(radii)) - fit.radius_mm if radii else float("nan")
