@@ -1053,6 +1053,18 @@ def test_a_head_whose_dome_a_lesion_hides_is_flagged(normal_b, tmp_path, capsys)
     assert segment_hip(normal_b[0]).head_fit.quality["dome_marrow_fraction"] > 0.9
 
 
+def test_a_sphere_beyond_the_rays_reach_finds_no_surface_and_does_not_fail(normal_b):
+    """The fit samples each ray only where it looks for the surfaces.  A fit round whose radius has grown past the
+    rays' reach (45 mm) finds no surface points there instead of failing (a real implanted scan, seed 3880 case 1,
+    lost both heads to that error while it was being written)."""
+    from lesionvol.segment.head import HEAD_RADIUS_RANGE_MM, ROI_MARGIN_MM, _edges, _Rays
+
+    fit = segment_hip(normal_b[0]).head_fit
+    rays = _Rays(normal_b[0], fit.centre_mm, HEAD_RADIUS_RANGE_MM[1] + ROI_MARGIN_MM, fit.marrow_level)
+    found = {R: len(_edges(rays, fit.centre_mm, R, R - 1.0).outer) for R in (fit.radius_mm, 44.0, 60.0, 80.0)}
+    assert found[fit.radius_mm] > 500 and found[80.0] == 0, found      # measured 1283, 130, 3 (far slices), 0
+
+
 def test_a_head_whose_fit_moves_with_its_start_is_flagged():
     """Real anatomy (tests/data/README.md): a 46 % lesion (3.1 mm band, fat-bright centre) at the dome of a 35.8 mL
     head, on 5.2 mm coronal slices.  The head is fitted 1.6 mm small (R 19.1 mm for 20.6), -22 % of its volume, with

@@ -222,6 +222,7 @@ RAY_STEP_MM = 0.25
 RAY_ANGLES = 144
 #: The fit samples each ray this far (mm) beyond the windows where it looks for the surfaces and the means beside them.
 BAND_MARGIN_MM = 1.0
+MIN_BAND_SAMPLES = 4
 #: The region of interest reaches this far beyond the largest head radius (mm).
 ROI_MARGIN_MM = 12.0
 #: In-plane axes finer than FINE_SPACING_MM are smoothed with sigma RAY_SMOOTH_SIGMA_MM (noise).
@@ -864,9 +865,12 @@ def _edges(rays: _Rays, centre: np.ndarray, R: float, r_in: float | None) -> _Ed
     # each slice's rays are sampled only where the two surfaces are looked for (windows and the means beside them)
     near = np.minimum(exp_out_h + OUTER_WINDOW_MM[0] - OUTER_BEFORE_MM, exp_in_h + INNER_WINDOW_MM[0] - INNER_BEFORE_MM)
     far = np.maximum(exp_out_h + OUTER_WINDOW_MM[1] + OUTER_AFTER_MM, exp_in_h + INNER_WINDOW_MM[1] + INNER_AFTER_MM)
-    first = np.maximum(np.floor((near - BAND_MARGIN_MM) / RAY_STEP_MM).astype(int), 0)
-    last = np.minimum(np.ceil((far + BAND_MARGIN_MM) / RAY_STEP_MM).astype(int), len(rays.rho) - 1)
-    prof = rays.sample(centre, ks, first, int((last - first).max()) + 1)
+    end = len(rays.rho)         # samples from here on lie beyond the rays' length: nan, none found there
+    first = np.clip(np.floor((near - BAND_MARGIN_MM) / RAY_STEP_MM).astype(int), 0, end - MIN_BAND_SAMPLES)
+    last = np.minimum(np.ceil((far + BAND_MARGIN_MM) / RAY_STEP_MM).astype(int), end - 1)
+    n = max(int((last - first).max()) + 1, MIN_BAND_SAMPLES)
+    prof = rays.sample(centre, ks, first, n)
+    prof = np.where(first[:, None, None] + np.arange(n)[None, None] < end, prof, np.nan)
     n_s, n_a, _ = prof.shape
     flat = prof.reshape(n_s * n_a, -1)
     hh = np.repeat(h, n_a)
