@@ -236,7 +236,8 @@ def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict,
             segs, why = {}, str(exc)
         else:
             why = ""
-    out = dict(expected=len(expect), found=0, false=0, clean=0, dice=[], domes=[], pair_mm=[], doubtful=0,
+    out = dict(expected=len(expect), found=0, false=0, clean=0, dice=[], domes=[], pair_mm=[], doubtful=0, refit=[],
+               refit_failed=0,
                refused_contrast=contrast in ("T2", "STIR/fat-suppressed"))
     for side in sorted(set(expect) | set(segs)):
         seg = segs.get(side)
@@ -255,11 +256,16 @@ def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict,
             out["domes"].append(q["dome_marrow_fraction"])
             out["pair_mm"].append(abs(q.get("radius_minus_other_side_mm", np.nan)))
             out["doubtful"] += bool(head_size_doubt(q["dome_marrow_fraction"], q.get("radius_minus_other_side_mm"),
-                                                    seg.head_fit.radius_mm))
+                                                    seg.head_fit.radius_mm, q["refit_radius_shift_mm"],
+                                                    q["refit_failed_starts"]))
+            out["refit"].append(abs(q["refit_radius_shift_mm"]))
+            out["refit_failed"] += q["refit_failed_starts"]
         print(f"{case:4d} {name:17} {side:5} {'yes' if on else 'FALSE':>5} {sc['d_ref'].get(side, np.inf):6.1f} "
               f"{sc['dice']:5.3f} {sc['vol_pct']:+6.1f} {mask_volume_ml(seg.head):7.1f} {lv:6.2f} "
               f"{seg.head_fit.quality['dome_marrow_fraction']:5.2f} "
-              f"{seg.head_fit.quality.get('radius_minus_other_side_mm', np.nan):+5.2f} {contrast}")
+              f"{seg.head_fit.quality.get('radius_minus_other_side_mm', np.nan):+5.2f} "
+              f"{seg.head_fit.quality['refit_radius_shift_mm']:+5.2f}/{seg.head_fit.quality['refit_failed_starts']} "
+              f"{contrast}")
     return out
 
 
@@ -273,7 +279,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
     print(f"{'case':>4} {'copy':17} {'side':5} {'found':>5} {'dC mm':>6} {'Dice':>5} {'vol%':>6} {'head mL':>7} "
-          f"{'les mL':>6} {'dome':>5} {'dR mm':>5} contrast")
+          f"{'les mL':>6} {'dome':>5} {'dR mm':>5} {'refit':>7} contrast")
     totals: dict[str, dict] = {}
     for case in args.cases:
         image, label, _ = load_case(case)
@@ -292,7 +298,9 @@ def main(argv=None) -> int:
               f"lesion <= 0.1 mL on {sum(r['clean'] for r in rows)}/{found}; "
               f"Dice near the head median {np.median(dice) if dice else float('nan'):.3f}; head_size_doubtful on "
               f"{sum(r['doubtful'] for r in rows)} (dome marrow fraction min {np.nanmin(domes) if len(domes) else np.nan:.2f}, "
-              f"the two heads' radii up to {np.nanmax(pair) if np.isfinite(pair).any() else np.nan:.2f} mm apart); "
+              f"the two heads' radii up to {np.nanmax(pair) if np.isfinite(pair).any() else np.nan:.2f} mm apart, "
+              f"refit radius shift up to {max((r for x in rows for r in x['refit']), default=np.nan):.2f} mm, "
+              f"{sum(x['refit_failed'] for x in rows)} refit starts finding no head); "
               f"read T2 or fat-suppressed from the image alone: {sum(r['refused_contrast'] for r in rows)} of {len(rows)} copies")
     return 0
 
