@@ -41,7 +41,7 @@ import SimpleITK as sitk
 from lesionvol.measure import mask_volume_ml
 from lesionvol.phantom_b import Hip, HipScanSpec, Lesion, make_hip_scan
 from lesionvol.segment import segment_hip, segment_hips
-from lesionvol.segment.head import DOME_MARROW_MIN, head_size_doubt
+from lesionvol.segment.head import head_size_doubt
 from lesionvol.study import MAX_MARGIN_OEDEMA_FRACTION
 from lesionvol.sequence import classify_contrast
 

@@ -943,13 +943,14 @@ def head_size_doubt(dome_marrow_fraction: float | None, radius_minus_other_side_
         reasons.append(f"the head's radius is {abs(radius_minus_other_side_mm):.1f} mm "
                        f"{'larger' if radius_minus_other_side_mm > 0 else 'smaller'} than the other head's on the "
                        f"same scan (a person's two differ by less than {HEAD_PAIR_RADIUS_MAX_MM:g} mm)")
-    moved = refit_radius_shift_mm is not None and abs(refit_radius_shift_mm) > REFIT_RADIUS_SHIFT_MAX_MM
-    failed = bool(refit_failed_starts)
-    if moved or failed:
+    refit = []
+    if refit_radius_shift_mm is not None and abs(refit_radius_shift_mm) > REFIT_RADIUS_SHIFT_MAX_MM:
+        refit.append(f"the head's radius moves by {refit_radius_shift_mm:+.1f} mm (median)")
+    if refit_failed_starts:
+        refit.append(f"{refit_failed_starts} of them find{'s' if refit_failed_starts == 1 else ''} no head")
+    if refit:
         reasons.append(f"fitted again from {len(REFIT_STARTS_MM)} starts {REFIT_OFFSET_MM:g} mm around its centre, "
-                       + ", and ".join(([f"the head's radius moves by {refit_radius_shift_mm:+.1f} mm (median)"] if moved else [])
-                                       + ([f"{refit_failed_starts} of them finds no head" if refit_failed_starts == 1
-                                           else f"{refit_failed_starts} of them find no head"] if failed else [])))
+                       + ", and ".join(refit))
     return "; ".join(reasons)
 
 
