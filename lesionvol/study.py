@@ -166,8 +166,9 @@ DEFINITIONS = {
                           "read too small or too large: check the head outline",
     "head_refit_radius_shift_mm": f"segmented heads: the head fitted again from {len(REFIT_STARTS_MM)} starts "
                                   f"{REFIT_OFFSET_MM:g} mm around its centre, the median of those fits' radii minus its "
-                                  "own (on normal real heads within 0.13 mm; lesions written into real heads moved it "
-                                  "by up to 1.5 mm where the head read off)",
+                                  "own (normal real heads and their moved, cropped, shaded and noisy copies: within "
+                                  "0.20 mm; lesions written into real heads moved it by up to 1.5 mm where the head "
+                                  "read off)",
     "head_refit_failed_starts": f"segmented heads: how many of those {len(REFIT_STARTS_MM)} starts found no head (none "
                                 "on normal real heads)",
     "head_size_doubtful_reason": "why head_size_doubtful is True",
