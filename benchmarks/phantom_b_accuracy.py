@@ -41,7 +41,7 @@ import SimpleITK as sitk
 from lesionvol.measure import mask_volume_ml
 from lesionvol.phantom_b import Hip, HipScanSpec, Lesion, make_hip_scan
 from lesionvol.segment import segment_hip, segment_hips
-from lesionvol.segment.head import head_size_doubt
+from lesionvol.segment.head import fit_size_doubt
 from lesionvol.study import MAX_MARGIN_OEDEMA_FRACTION
 from lesionvol.sequence import classify_contrast
 
@@ -169,9 +169,7 @@ def run_case(case: Case) -> list[dict]:
                        dome=seg.head_fit.quality["dome_marrow_fraction"],
                        refit=seg.head_fit.quality["refit_radius_shift_mm"],
                        refit_failed=seg.head_fit.quality["refit_failed_starts"],
-                       size_doubt=head_size_doubt(*(seg.head_fit.quality.get(k) for k in (
-                           "dome_marrow_fraction", "radius_minus_other_side_mm")), seg.head_fit.radius_mm,
-                           seg.head_fit.quality["refit_radius_shift_mm"], seg.head_fit.quality["refit_failed_starts"]),
+                       size_doubt=fit_size_doubt(seg.head_fit),
                        oedema_pct=100 * mask_volume_ml(seg.masks["oedema"]) / le if le else np.nan)
         elif error is None:
             row["error"] = f"{s} hip not returned (got {sorted(segs)})"

@@ -179,7 +179,7 @@ def main(argv=None) -> int:
                     help="with --moved: write the lesion on the scan's own grid, then move the implanted scan")
     args = ap.parse_args(argv)
     from lesionvol.segment.lesion import LESION_FILL_MIN, lesion_fill_ratio
-    from lesionvol.segment.head import DOME_MARROW_MIN, HEAD_PAIR_RADIUS_MAX_MM, head_size_doubt
+    from lesionvol.segment.head import DOME_MARROW_MIN, HEAD_PAIR_RADIUS_MAX_MM, fit_size_doubt, head_size_doubt
     from lesionvol.study import (MAX_BAND_CONTINUED_FRACTION, MAX_BAND_SPHERE_MARROW_FRACTION,
                                  MAX_MARGIN_OEDEMA_FRACTION, thick_slice_reason)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
@@ -201,9 +201,7 @@ def main(argv=None) -> int:
         fits = {f.side: f for f in seg.heads(image)}
         base = {side: seg.from_fit(image, f) for side, f in fits.items()}
         normal_domes += [f.quality["dome_marrow_fraction"] for f in fits.values()]
-        normal_doubts += [bool(head_size_doubt(f.quality["dome_marrow_fraction"], f.quality.get("radius_minus_other_side_mm"),
-                                               f.radius_mm, f.quality["refit_radius_shift_mm"],
-                                               f.quality["refit_failed_starts"])) for f in fits.values()]
+        normal_doubts += [bool(fit_size_doubt(f)) for f in fits.values()]
         implanted, plan = implant_heads(image, fits, {side: s.head for side, s in base.items()}, rng, halo_rng,
                                         args.lf_pct, args.halo_mm)
         if args.moved is not None and args.moved_after:
@@ -231,8 +229,7 @@ def main(argv=None) -> int:
             continued = mask_volume_ml(s1.masks["band_continued"])
             left_out = mask_volume_ml(s1.masks["band_sphere_marrow"])
             dome = f1.quality["dome_marrow_fraction"]
-            size_doubt = bool(head_size_doubt(dome, f1.quality.get("radius_minus_other_side_mm"), f1.radius_mm,
-                                              f1.quality["refit_radius_shift_mm"], f1.quality["refit_failed_starts"]))
+            size_doubt = bool(fit_size_doubt(f1))
             margin = s1.lesion_margin
             flags = [r for r in (f"margin oedema {oedema:.1f} mL" if oedema > MAX_MARGIN_OEDEMA_FRACTION * les else "",
                                  f"margin {margin.signal:.2f}, band "

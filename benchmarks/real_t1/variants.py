@@ -57,7 +57,7 @@ from registration_stress import moved_real_copy  # noqa: E402
 
 from lesionvol.measure import mask_volume_ml  # noqa: E402
 from lesionvol.segment import segment_hips  # noqa: E402
-from lesionvol.segment.head import fat_level, head_size_doubt  # noqa: E402
+from lesionvol.segment.head import fat_level, fit_size_doubt  # noqa: E402
 from lesionvol.sequence import classify_contrast  # noqa: E402
 
 CROP_WIDTH_MM = 180.0
@@ -255,9 +255,7 @@ def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict,
             q = seg.head_fit.quality
             out["domes"].append(q["dome_marrow_fraction"])
             out["pair_mm"].append(abs(q.get("radius_minus_other_side_mm", np.nan)))
-            out["doubtful"] += bool(head_size_doubt(q["dome_marrow_fraction"], q.get("radius_minus_other_side_mm"),
-                                                    seg.head_fit.radius_mm, q["refit_radius_shift_mm"],
-                                                    q["refit_failed_starts"]))
+            out["doubtful"] += bool(fit_size_doubt(seg.head_fit))
             out["refit"].append(abs(q["refit_radius_shift_mm"]))
             out["refit_failed"] += q["refit_failed_starts"]
         print(f"{case:4d} {name:17} {side:5} {'yes' if on else 'FALSE':>5} {sc['d_ref'].get(side, np.inf):6.1f} "

@@ -625,6 +625,12 @@ def _field_at(field: np.ndarray, grid: Grid, point_mm: np.ndarray) -> float:
     return float(field[tuple(i)])
 
 
+def _fat_near(image: sitk.Image, point_mm: np.ndarray) -> float:
+    """The image's fat field (:func:`fat_field`) at ``point_mm`` (image units)."""
+    _, field, grid = _coarse_and_field(image, fat_level(sitk.GetArrayViewFromImage(image)))
+    return _field_at(field, grid, point_mm)
+
+
 def _candidates(image: sitk.Image, fat: float, seed_mm=None,
                 n: int = N_CANDIDATES) -> list[tuple[np.ndarray, float]]:
     """Physical points where edges vote most for a sphere centre (best first), each with the fat level there."""
@@ -1281,8 +1287,7 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     """
     centre = np.asarray(candidate_mm, float)
     if fat is None:
-        _, field, grid = _coarse_and_field(image, fat_level(sitk.GetArrayViewFromImage(image)))
-        fat = _field_at(field, grid, centre)
+        fat = _fat_near(image, centre)
     if rays is None:
         rays = _Rays(image, centre, HEAD_RADIUS_RANGE_MM[1] + ROI_MARGIN_MM, fat)
     else:
@@ -1431,8 +1436,7 @@ def refit_head(image: sitk.Image, fit: HeadFit, fat: float | None = None, requir
     (True, 0)
     """
     if fat is None:
-        _, field, grid = _coarse_and_field(image, fat_level(sitk.GetArrayViewFromImage(image)))
-        fat = _field_at(field, grid, fit.centre_mm)
+        fat = _fat_near(image, fit.centre_mm)
     rays = _Rays(image, fit.centre_mm, HEAD_RADIUS_RANGE_MM[1] + ROI_MARGIN_MM, fat, reach_mm=REFIT_OFFSET_MM)
     radii = []
     for offset in REFIT_STARTS_MM:
@@ -1444,6 +1448,21 @@ def refit_head(image: sitk.Image, fit: HeadFit, fat: float | None = None, requir
     fit.quality["refit_radius_shift_mm"] = float(np.median(radii)) - fit.radius_mm if radii else float("nan")
     fit.quality["refit_failed_starts"] = len(REFIT_STARTS_MM) - len(radii)
     return fit
+
+
+def fit_size_doubt(fit: HeadFit) -> str | None:
+    """:func:`head_size_doubt` from the figures of ``fit`` itself (its quality, its radius).
+
+    Example
+    -------
+    >>> fit = HeadFit(np.zeros(3), 22.0, 21.0, np.array([-0.7, 0.1, -0.7]), 15.0, "right", 1.0,
+    ...               {"dome_marrow_fraction": 0.9, "refit_radius_shift_mm": 0.05, "refit_failed_starts": 1})
+    >>> print(fit_size_doubt(fit))
+    fitted again from 4 starts 3 mm around its centre, 1 of them finds no head
+    """
+    q = fit.quality
+    return head_size_doubt(q.get("dome_marrow_fraction"), q.get("radius_minus_other_side_mm"), fit.radius_mm,
+                           q.get("refit_radius_shift_mm"), q.get("refit_failed_starts"))
 
 
 def _pair_plausible(a: HeadFit, b: HeadFit) -> bool:
