@@ -26,8 +26,8 @@ from lesionvol.location import LOCATION_DEFINITIONS, describe_location, infer_si
 from lesionvol.register import REGISTRATION_DEFINITIONS
 from lesionvol.segment.head import (ARTICULAR_PLATE_MM, DOME_MARROW_MIN, HEAD_PAIR_RADIUS_MAX_MM,
                                     HEAD_RADIUS_PLAUSIBLE_MM, MAX_RESOLVED_PLATE_MM, PLATE_TROUGH_REACH_MM,
-                                    REFIT_OFFSET_MM, REFIT_RADIUS_SHIFT_MAX_MM, REFIT_STARTS_MM,
-                                    RESOLVED_PLATE_TROUGH_MAX, head_size_doubt)
+                                    REFIT_MAX_FAILED_STARTS, REFIT_OFFSET_MM, REFIT_RADIUS_SHIFT_MAX_MM,
+                                    REFIT_STARTS_MM, RESOLVED_PLATE_TROUGH_MAX, head_size_doubt)
 from lesionvol.segment.lesion import (LESION_FILL_MIN, MARGIN_BAND_GAP_MM, MARGIN_OEDEMA_SIGNAL, OEDEMA_PROFILE_MAX,
                                       MarginReading, lesion_fill_ratio)
 from lesionvol.sequence import check_t1
@@ -162,7 +162,8 @@ DEFINITIONS = {
                           f"lies outside {HEAD_RADIUS_PLAUSIBLE_MM[0]:g}-{HEAD_RADIUS_PLAUSIBLE_MM[1]:g} mm (an adult "
                           "head is 38-54 mm across; a 15 mm sphere inside a real head with a large lesion, fitted from "
                           "a seed point, read no lesion) or the fit depends on where it starts (head_refit_radius_shift_mm "
-                          f"beyond ±{REFIT_RADIUS_SHIFT_MAX_MM:g} mm, or head_refit_failed_starts above 0); the head may "
+                          f"beyond ±{REFIT_RADIUS_SHIFT_MAX_MM:g} mm, or head_refit_failed_starts above "
+                          f"{REFIT_MAX_FAILED_STARTS}); the head may "
                           "read too small or too large: check the head outline",
     "head_refit_radius_shift_mm": f"segmented heads: the head fitted again from {len(REFIT_STARTS_MM)} starts "
                                   f"{REFIT_OFFSET_MM:g} mm around its centre, the median of those fits' radii minus its "
@@ -170,7 +171,8 @@ DEFINITIONS = {
                                   "0.20 mm; lesions written into real heads moved it by up to 1.5 mm where the head "
                                   "read off)",
     "head_refit_failed_starts": f"segmented heads: how many of those {len(REFIT_STARTS_MM)} starts found no head (none "
-                                "on normal real heads)",
+                                "on the normal real development heads; 1 on one of 30 normal heads moved onto "
+                                f"follow-up grids: more than {REFIT_MAX_FAILED_STARTS} flags the head)",
     "head_size_doubtful_reason": "why head_size_doubtful is True",
     "lesion_outside_head_ml": f"lesion voxels outside the head mask (QC); a lesion with more than "
                               f"{100 * MAX_LESION_OUTSIDE_FRACTION:g} % of its volume outside is refused",

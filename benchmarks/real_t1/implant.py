@@ -244,7 +244,9 @@ def main(argv=None) -> int:
                                  f"left out {left_out:.1f} mL" if left_out > MAX_BAND_SPHERE_MARROW_FRACTION * les
                                  else "",
                                  ("head size" if head_size_doubt(dome, f1.quality.get("radius_minus_other_side_mm"),
-                                                                 f1.radius_mm) else "head size: moves with its start")
+                                                                 f1.radius_mm) else
+                                  f"head size: moves with its start ({f1.quality['refit_radius_shift_mm']:+.2f} mm, "
+                                  f"{f1.quality['refit_failed_starts']} failed)")
                                  if size_doubt else "") if r]
             errs.append(err)
             dlfs.append(lf_got - lf_true)
