@@ -319,17 +319,17 @@ HEAD_RADIUS_PLAUSIBLE_MM = (18.0, 28.0)
 #: A head found is fitted again from REFIT_STARTS_MM around its centre (a tetrahedron's corners, REFIT_OFFSET_MM
 #: away): where the fit holds, each start finds the same head.  Its size is doubtful when the median of those fits'
 #: radii lies more than REFIT_RADIUS_SHIFT_MAX_MM from its own (about 4 % of a 22 mm head's volume), or when more than
-#: REFIT_MAX_FAILED_STARTS starts find no head at all.  On the 30 real development heads, 3 of the 4 starts at least found the same head within
-#: 0.15 mm of radius, and the median moved 0.13 mm at most; no start failed.  Under lesions written into those heads
-#: (implant.py seeds 1200 and 3740, LF 30-50 %: 57 heads), the fit moved with its start on heads that read off: the
-#: three more than 5 % off that nothing else flagged (-21.9 %, -5.2 %, +7.7 %) moved +1.54, +0.37 and -0.52 mm, and
-#: each of the 5 heads from which a start found no head read 6-11 % large.  Not tuned on: the 240 normal heads of
-#: variants.py's copies moved at most 0.20 mm, none flagged; on five fresh implant draws (144 heads) it alone flagged
-#: 2 of the 34 heads more than 5 % off (-28.7 and -24.8 %) and 3 of the 110 within 5 %.  One start of four that finds
-#: no head says little of the head's size: the 5 development heads with a failed start were flagged for other reasons
-#: too, and on a fresh draw moved onto follow-up grids (implant.py --moved 34700) a normal head (case 1 left, shift
-#: 0.02 mm) was flagged for that alone; the heads of four fresh LF 30-50 % draws that the refit alone flagged had 0, 3
-#: or 4 failed starts.
+#: REFIT_MAX_FAILED_STARTS starts find no head at all.  On the 30 real development heads, 3 of the 4 starts at least
+#: found the same head within 0.15 mm of radius, and the median moved 0.13 mm at most; no start failed.  Under lesions
+#: written into those heads (implant.py seeds 1200 and 3740, LF 30-50 %: 57 heads), the fit moved with its start on
+#: heads that read off: the three more than 5 % off that nothing else flagged (-21.9 %, -5.2 %, +7.7 %) moved +1.54,
+#: +0.37 and -0.52 mm, and each of the 5 heads from which a start found no head read 6-11 % large.  Not tuned on: the
+#: 240 normal heads of variants.py's copies moved at most 0.20 mm, none flagged; on five fresh implant draws (144
+#: heads) it alone flagged 2 of the 34 heads more than 5 % off (-28.7 and -24.8 %) and 3 of the 110 within 5 %.  One
+#: start of four that finds no head says little of the head's size: the 5 development heads with a failed start were
+#: flagged for other reasons too, and on a fresh draw moved onto follow-up grids (implant.py --moved 34700) a normal
+#: head (case 1 left, shift 0.02 mm) was flagged for that alone; the heads of four fresh LF 30-50 % draws that the
+#: refit alone flagged had 0, 3 or 4 failed starts.
 REFIT_OFFSET_MM = 3.0
 REFIT_STARTS_MM = REFIT_OFFSET_MM / math.sqrt(3.0) * np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], float)
 REFIT_RADIUS_SHIFT_MAX_MM = 0.3

@@ -178,7 +178,9 @@ CAPPED_MIN_RIM_VOXELS = 5
 #: fragment of a large lesion's band at its cup's rim, with a single bright voxel on that side, "cut off" the fat
 #: centre and the healthy marrow under the band together (implant.py seed 3880 case 15 left, 50 %: the slice read
 #: whole as lesion, no margin was left for the band's sphere, and the centre of the next 4 slices was lost: -30.0 %
-#: unflagged, +0.6 % with it; every other lesion of that seed and of seeds 1-3, 13, 1200, 3740, 3900 read the same).
+#: unflagged, +0.6 % with it).  Every other lesion of 11 more development draws (seeds 1-3, 13, 14 with a halo, 1200,
+#: 1700, 3740, 3900, 3940, 3920 moved) and of 3 fresh ones (3980: one moved 0.1 point; 4000; 4020 moved) read the same,
+#: and so did phantom family B's standard set and thick-slice sweeps (seeds 200, 900, 1100).
 CAPPED_MIN_NEARER_VOXELS = 5
 CAPPED_SLAB_MM = 3.5
 #: Where a band's in-plane centroid lies within CAPPED_CENTRED_MM of the head centre's projection, "towards the
@@ -758,8 +760,8 @@ def _band_capped(n: np.ndarray, d: np.ndarray, normal: np.ndarray, interior: np.
     CAPPED_MIN_RIM_VOXELS touches the piece and another one of at least CAPPED_MIN_NEARER_VOXELS, the piece lying
     beyond it towards the plate and the other nearer the head centre, and the piece, away from the neck, is
     bounded by dark marrow zone on at least CAPPED_DARK_FRACTION of its rim and by plate on at least
-    CAPPED_PLATE_FRACTION; slices at least CAPPED_SLAB_MM thick only.  Such a piece is a fat-bright lesion centre between its band and the plate,
-    whatever it touches across the slices.
+    CAPPED_PLATE_FRACTION; slices at least CAPPED_SLAB_MM thick only.  Such a piece is a fat-bright lesion centre
+    between its band and the plate, whatever it touches across the slices.
 
     "Towards the plate" is judged within the slice plane (``d``: offsets from the head centre, mm;
     ``normal``: across the slices): away from the head centre's projection along the band's in-plane
