@@ -26,8 +26,9 @@ from lesionvol.location import LOCATION_DEFINITIONS, describe_location, infer_si
 from lesionvol.register import REGISTRATION_DEFINITIONS
 from lesionvol.segment.head import (ARTICULAR_PLATE_MM, DOME_MARROW_MIN, HEAD_PAIR_RADIUS_MAX_MM,
                                     HEAD_RADIUS_PLAUSIBLE_MM, MAX_RESOLVED_PLATE_MM, PLATE_TROUGH_REACH_MM,
-                                    REFIT_MAX_FAILED_STARTS, REFIT_OFFSET_MM, REFIT_RADIUS_SHIFT_MAX_MM,
-                                    REFIT_STARTS_MM, RESOLVED_PLATE_TROUGH_MAX, head_size_doubt)
+                                    OUTER_SURFACE_DOUBT_BELOW, REFIT_MAX_FAILED_STARTS, REFIT_OFFSET_MM,
+                                    REFIT_RADIUS_SHIFT_MAX_MM, REFIT_STARTS_MM, RESOLVED_PLATE_TROUGH_MAX,
+                                    head_size_doubt)
 from lesionvol.segment.lesion import (LESION_FILL_MIN, MARGIN_BAND_GAP_MM, MARGIN_OEDEMA_SIGNAL, OEDEMA_PROFILE_MAX,
                                       MarginReading, lesion_fill_ratio)
 from lesionvol.sequence import check_t1
@@ -163,7 +164,8 @@ DEFINITIONS = {
                           "head is 38-54 mm across; a 15 mm sphere inside a real head with a large lesion, fitted from "
                           "a seed point, read no lesion) or the fit depends on where it starts (head_refit_radius_shift_mm "
                           f"beyond ±{REFIT_RADIUS_SHIFT_MAX_MM:g} mm, or head_refit_failed_starts above "
-                          f"{REFIT_MAX_FAILED_STARTS}); the head may "
+                          f"{REFIT_MAX_FAILED_STARTS}) or head_outer_surface_fraction is below "
+                          f"{OUTER_SURFACE_DOUBT_BELOW:g}; the head may "
                           "read too small or too large: check the head outline",
     "head_refit_radius_shift_mm": f"segmented heads: the head fitted again from {len(REFIT_STARTS_MM)} starts "
                                   f"{REFIT_OFFSET_MM:g} mm around its centre, the median of those fits' radii minus its "
@@ -173,6 +175,11 @@ DEFINITIONS = {
     "head_refit_failed_starts": f"segmented heads: how many of those {len(REFIT_STARTS_MM)} starts found no head (none "
                                 "on the normal real development heads; 1 on one of 30 normal heads moved onto "
                                 f"follow-up grids: more than {REFIT_MAX_FAILED_STARTS} flags the head)",
+    "head_outer_surface_fraction": "segmented heads: the fraction of the rays from the head's centre on which its bone "
+                                   "(outer) surface was found on the fitted sphere (normal real heads 0.45-0.69, on "
+                                   "follow-up grids 0.33 or more; below 0.3 the sphere may rest on the marrow surface "
+                                   "alone, or on a large lesion's band: a head fitted inside a 49 % lesion's band read "
+                                   "0.22 and no lesion)",
     "head_size_doubtful_reason": "why head_size_doubtful is True",
     "lesion_outside_head_ml": f"lesion voxels outside the head mask (QC); a lesion with more than "
                               f"{100 * MAX_LESION_OUTSIDE_FRACTION:g} % of its volume outside is refused",
@@ -254,6 +261,7 @@ class Timepoint:
     head_radius_mm: float | None = None  # segmented heads: the fitted sphere's radius (head_size_doubtful)
     head_refit_radius_shift_mm: float | None = None  # segmented heads, see DEFINITIONS
     head_refit_failed_starts: int | None = None  # segmented heads, see DEFINITIONS
+    head_outer_surface_fraction: float | None = None  # segmented heads, see DEFINITIONS
 
     def take_segmentation_quality(self, seg: HipSegmentation, *, head: bool = True, lesion: bool = True) -> None:
         """Keep the segmenter's definitions and quality figures for the masks of ``seg`` this visit uses:
@@ -267,6 +275,7 @@ class Timepoint:
                 self.head_radius_mm = seg.head_fit.radius_mm
                 self.head_refit_radius_shift_mm = seg.head_fit.quality.get("refit_radius_shift_mm")
                 self.head_refit_failed_starts = seg.head_fit.quality.get("refit_failed_starts")
+                self.head_outer_surface_fraction = seg.head_fit.quality.get("outer_fraction")
         if lesion:
             self.lesion_definition = seg.lesion_definition
             if "oedema" in seg.masks:
@@ -442,7 +451,8 @@ class StudyResult:
             segmented_lesion = tp.margin_oedema_ml is not None and v.lesion_volume_ml > 0
             thick_reason = thick_slice_reason(tp.scan.image) if segmented_lesion else ""
             size_doubt = head_size_doubt(tp.head_dome_marrow_fraction, tp.head_radius_minus_other_side_mm,
-                                         tp.head_radius_mm, tp.head_refit_radius_shift_mm, tp.head_refit_failed_starts)
+                                         tp.head_radius_mm, tp.head_refit_radius_shift_mm, tp.head_refit_failed_starts,
+                                         tp.head_outer_surface_fraction)
             margin = tp.lesion_margin if segmented_lesion else None
             continued = tp.band_continued_ml is not None and tp.band_continued_ml > MAX_BAND_CONTINUED_FRACTION * \
                 v.lesion_volume_ml
@@ -489,6 +499,7 @@ class StudyResult:
                 "head_radius_minus_other_side_mm": tp.head_radius_minus_other_side_mm,
                 "head_refit_radius_shift_mm": tp.head_refit_radius_shift_mm,
                 "head_refit_failed_starts": tp.head_refit_failed_starts,
+                "head_outer_surface_fraction": tp.head_outer_surface_fraction,
                 "head_size_doubtful": None if size_doubt is None else bool(size_doubt),
                 "head_size_doubtful_reason": size_doubt,
                 **tp.registration_qc,
@@ -539,6 +550,7 @@ class StudyResult:
             tp.head_radius_mm = None
             tp.head_refit_radius_shift_mm = None
             tp.head_refit_failed_starts = None
+            tp.head_outer_surface_fraction = None
         tp.volumes = measure_volumes(tp.lesion, tp.head)
         edges = _acetabular_edges(self.timepoints, self.options.acetabular_edge_mm)
         _locate([tp], tp.location.get("location_side", ""), [edges[index]])

@@ -1125,6 +1125,31 @@ def test_one_start_of_four_that_finds_no_head_does_not_make_the_head_size_doubtf
                                                           "2 of them find no head")
     assert "moves by +0.8 mm" in head_size_doubt(0.91, 0.09, 20.67, 0.81, 0)
 
+
+def test_a_head_fitted_inside_a_large_lesions_band_is_flagged_by_its_unseen_bone_surface():
+    """Real anatomy (tests/data/README.md): a 21.2 mL fat-centred lesion (LF 49 %, band 1.8 mm) in a 40.0 mL head, on
+    5.2 mm coronal slices.  The head is fitted 2.6 mm small, inside the band: the band reads as its marrow surface (the
+    dome "shows marrow"), the refits agree with it, and the fat centre lies outside the sphere, so the row read no
+    lesion in a head 33 % small with no flag at all.  Its bone surface is found on 23 % of the rays (normal real
+    heads 45-69 %, on follow-up grids 33 % or more): flagged now.  The lesion itself is not found; the flag says to
+    check the head outline."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.inputs import Visit
+    from lesionvol.study import analyze_scans
+
+    data = Path(__file__).parent / "data"
+    name = "real_t1_implanted_right_head_fitted_in_band"
+    truth = json.loads((data / f"{name}.json").read_text())
+    row = analyze_scans([Visit(sitk.ReadImage(str(data / f"{name}.nii.gz")))]).rows()[0]
+    assert row["head_volume_ml"] < 0.75 * truth["head_true_ml"]                      # measured -33.2 %
+    assert row["lesion_volume_ml"] == 0.0                                           # the failure, measured
+    assert row["head_outer_surface_fraction"] < 0.3                                 # measured 0.23
+    assert abs(row["head_refit_radius_shift_mm"]) < 0.3 and row["head_dome_marrow_fraction"] > 0.5
+    assert row["head_size_doubtful"] is True
+    assert row["head_size_doubtful_reason"].startswith("the head's bone surface was found on 23 % of the rays")
+
 def test_a_lesion_at_the_dome_does_not_make_the_rim_read_as_a_resolved_plate():
     """Real anatomy (tests/data/README.md): a 9.70 mL lesion with an intermediate centre (0.47 of marrow) at the
     dome of a 50.9 mL head, on 5.2 mm coronal slices.  Real T1 at 0.9 mm does not resolve the plate: plate,

@@ -244,7 +244,8 @@ def main(argv=None) -> int:
                                  f"left out {left_out:.1f} mL" if left_out > MAX_BAND_SPHERE_MARROW_FRACTION * les
                                  else "",
                                  ("head size" if head_size_doubt(dome, f1.quality.get("radius_minus_other_side_mm"),
-                                                                 f1.radius_mm) else
+                                                                 f1.radius_mm, outer_fraction=f1.quality["outer_fraction"])
+                                  else
                                   f"head size: moves with its start ({f1.quality['refit_radius_shift_mm']:+.2f} mm, "
                                   f"{f1.quality['refit_failed_starts']} failed)")
                                  if size_doubt else "") if r]
@@ -274,7 +275,8 @@ def main(argv=None) -> int:
               f"of {len(normal_domes)}; head size flagged (any reason) {sum(normal_doubts)}")
         hd, fl = np.abs(heads), np.asarray(heads_flagged)
         print(f"  head size flag (dome marrow fraction < {DOME_MARROW_MIN:g}, the two heads' radii more than "
-              f"{HEAD_PAIR_RADIUS_MAX_MM:g} mm apart, a radius outside an adult's, or a fit that moves with its start): "
+              f"{HEAD_PAIR_RADIUS_MAX_MM:g} mm apart, a radius outside an adult's, a fit that moves with its start, "
+              "or a bone surface seen on too few rays): "
               f"{fl.sum()} heads; head change over 5 %: "
               f"{(hd > 5).sum()} (flagged {(fl & (hd > 5)).sum()}), over 10 %: {(hd > 10).sum()} "
               f"(flagged {(fl & (hd > 10)).sum()}); flagged heads within 5 %: {(fl & (hd <= 5)).sum()}")
