@@ -1467,16 +1467,7 @@ def refit_head(image: sitk.Image, fit: HeadFit, fat: float | None = None, requir
     >>> abs(fit.quality["refit_radius_shift_mm"]) < 0.1, fit.quality["refit_failed_starts"]
     (True, 0)
     """
-    if fat is None:
-        fat = _fat_near(image, fit.centre_mm)
-    rays = _Rays(image, fit.centre_mm, HEAD_RADIUS_RANGE_MM[1] + ROI_MARGIN_MM, fat, reach_mm=REFIT_OFFSET_MM)
-    radii = []
-    for offset in REFIT_STARTS_MM:
-        try:
-            radii.append(fit_head(image, fit.centre_mm + offset, fat=fat, side=fit.side,
-                                  require_marrow=require_marrow, rays=rays).radius_mm)
-        except NoFemoralHeadError:
-            pass
+    radii = [other.radius_mm for other in _fits_around(image, fit, REFIT_STARTS_MM, fat, require_marrow)]
     fit.quality["refit_radius_shift_mm"] = float(np.median(radii)) - fit.radius_mm if radii else float("nan")
     fit.quality["refit_failed_starts"] = len(REFIT_STARTS_MM) - len(radii)
     return fit
@@ -1490,19 +1481,28 @@ def _fit_where_bone_is_seen(image: sitk.Image, fit: HeadFit, fat: float | None, 
     inside a large lesion's band, which makes a head small, never large."""
     if fit.quality["outer_fraction"] >= OUTER_SURFACE_DOUBT_BELOW:
         return fit
+    seen = [other for other in _fits_around(image, fit, RESCUE_STARTS_MM, fat, require_marrow, junction_fraction)
+            if other.quality["outer_fraction"] >= OUTER_SURFACE_DOUBT_BELOW and other.radius_mm > fit.radius_mm]
+    return max(seen, key=lambda other: other.radius_mm, default=fit)
+
+
+def _fits_around(image: sitk.Image, fit: HeadFit, offsets_mm: np.ndarray, fat: float | None, require_marrow: bool,
+                 junction_fraction: float | None = None) -> list[HeadFit]:
+    """The head fitted again from each of ``offsets_mm`` (mm, rows) around ``fit``'s centre, with its side, at the
+    fat level ``fat`` (by default the image's fat field at its centre), sharing one region of rays; the starts that
+    find no head are left out."""
     if fat is None:
         fat = _fat_near(image, fit.centre_mm)
-    rays = _Rays(image, fit.centre_mm, HEAD_RADIUS_RANGE_MM[1] + ROI_MARGIN_MM, fat, reach_mm=RESCUE_OFFSET_MM)
-    best = fit
-    for offset in RESCUE_STARTS_MM:
+    reach_mm = float(np.linalg.norm(offsets_mm, axis=1).max())
+    rays = _Rays(image, fit.centre_mm, HEAD_RADIUS_RANGE_MM[1] + ROI_MARGIN_MM, fat, reach_mm=reach_mm)
+    fits = []
+    for offset in offsets_mm:
         try:
-            other = fit_head(image, fit.centre_mm + offset, fat=fat, junction_fraction=junction_fraction,
-                             side=fit.side, require_marrow=require_marrow, rays=rays)
+            fits.append(fit_head(image, fit.centre_mm + offset, fat=fat, junction_fraction=junction_fraction,
+                                 side=fit.side, require_marrow=require_marrow, rays=rays))
         except NoFemoralHeadError:
-            continue
-        if other.quality["outer_fraction"] >= OUTER_SURFACE_DOUBT_BELOW and other.radius_mm > best.radius_mm:
-            best = other
-    return best
+            pass
+    return fits
 
 
 def fit_size_doubt(fit: HeadFit) -> str | None:
