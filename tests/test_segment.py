@@ -1154,6 +1154,32 @@ def test_a_head_fitted_inside_a_large_lesions_band_is_fitted_again_where_its_bon
     assert row["head_outer_surface_fraction"] > 0.5 and row["head_size_doubtful"] is False   # measured 0.58
 
 
+def test_a_lesion_at_the_dome_does_not_make_the_rim_read_as_a_resolved_plate():
+    """Real anatomy (tests/data/README.md): a 9.70 mL lesion with an intermediate centre (0.47 of marrow) at the
+    dome of a 50.9 mL head, on 5.2 mm coronal slices.  Real T1 at 0.9 mm does not resolve the plate: plate,
+    cartilage and joint read as one dark rim, and the articular surface is placed 1 mm outside the marrow surface.
+    The lesion's band made the rim read 2.5 mm wide on the median profile, like a resolved plate, and the head was
+    fitted on the rise out of it: 1.4 mm large, +19.7 % of volume, the lesion +15.8 %, flagged by nothing (its dome
+    fraction 0.42).  Within 2.5 mm outside the marrow surface that rim never reads darker than 0.31 of marrow (a
+    resolved plate reads below 0.15): it is taken as unresolved, and the head reads +0.1 %, the lesion +3.7 %."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.inputs import Visit
+    from lesionvol.study import analyze_scans
+
+    data = Path(__file__).parent / "data"
+    name = "real_t1_implanted_right_head_dome_rim_thin"
+    truth = json.loads((data / f"{name}.json").read_text())
+    image = sitk.ReadImage(str(data / f"{name}.nii.gz"))
+    fit = segment_hip(image).head_fit
+    row = analyze_scans([Visit(image)]).rows()[0]
+    assert fit.quality["plate_mm"] == pytest.approx(1.0)
+    assert abs(fit.radius_mm - truth["head_true_radius_mm"]) < 0.3                      # measured 0.05 mm
+    assert abs(row["head_volume_ml"] / truth["head_true_ml"] - 1) < 0.03               # measured +0.1 %
+    assert abs(row["lesion_volume_ml"] / truth["lesion_true_ml"] - 1) < 0.10           # measured +3.7 %
+
+
 def _darkened(image: sitk.Image, where) -> sitk.Image:
     """The image with the voxels whose physical points satisfy ``where(points_mm)`` set to muscle (0.3 of fat)."""
     from lesionvol.geometry import physical_points
