@@ -1691,9 +1691,8 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
         other = _head_in_mirror_field(image, midline, found, junction_fraction)
         if other is not None:
             best[other.side] = other
-    for side, fit in best.items():
-        best[side] = _fit_where_bone_is_seen(image, fit, fats.get(side), junction_fraction, seed_mm is None)
-    for side, fit in best.items():
+    for side in best:
+        fit = best[side] = _fit_where_bone_is_seen(image, best[side], fats.get(side), junction_fraction, seed_mm is None)
         if "refit_radius_shift_mm" not in fit.quality:     # the mirror field's own search measured its head's
             refit_head(image, fit, fats.get(side), require_marrow=seed_mm is None)
     if len(best) == 2:
