@@ -202,6 +202,31 @@ def fit_sphere(points_mm: np.ndarray, orthogonal: bool = False) -> tuple[np.ndar
     return centre, radius
 
 
+def fit_sphere_centre(points_mm: np.ndarray, radius_mm: float, start_mm: np.ndarray) -> np.ndarray:
+    """Centre (mm) of the sphere of a given radius nearest to points (orthogonal least squares), by Gauss-Newton
+    steps from ``start_mm``.  No outlier handling, as :func:`fit_sphere`.
+
+    Example
+    -------
+    Points within 45° of the top of a 20 mm sphere: its centre, from a start 3 mm off.
+
+    >>> rng = np.random.default_rng(0)
+    >>> u = rng.normal(size=(2000, 3)); u /= np.linalg.norm(u, axis=1)[:, None]; u = u[u[:, 2] > 0.7]
+    >>> float(np.linalg.norm(fit_sphere_centre(20.0 * u, 20.0, np.array([2.0, -1.0, 2.0])))) < 1e-6
+    True
+    """
+    p = np.asarray(points_mm, dtype=float)
+    centre = np.asarray(start_mm, dtype=float).copy()
+    for _ in range(ORTHOGONAL_STEPS):
+        v = p - centre
+        dist = np.maximum(np.linalg.norm(v, axis=1), 1e-9)
+        step, *_ = np.linalg.lstsq(-v / dist[:, None], -(dist - radius_mm), rcond=None)   # d(dist - r)/dc
+        centre = centre + step
+        if np.abs(step).max() < 1e-6:
+            break
+    return centre
+
+
 def grid_difference(a: sitk.Image, b: sitk.Image) -> str | None:
     """Describe how the voxel grids of two images differ, or ``None`` if they match.
 

@@ -24,7 +24,7 @@ from lesionvol.inputs import AnalysisOptions, LoadedVisit, Visit, load_visit, vi
 from lesionvol.io import Scan, as_binary_mask
 from lesionvol.location import LOCATION_DEFINITIONS, describe_location, infer_side
 from lesionvol.register import REGISTRATION_DEFINITIONS
-from lesionvol.segment.head import (ARTICULAR_PLATE_MM, DOME_MARROW_MIN, HEAD_PAIR_RADIUS_MAX_MM,
+from lesionvol.segment.head import (ARTICULAR_PLATE_MM, AT_OTHER_RADIUS_MIN_GAP_MM, DOME_MARROW_MIN, HEAD_PAIR_RADIUS_MAX_MM,
                                     HEAD_RADIUS_PLAUSIBLE_MM, MAX_RESOLVED_PLATE_MM, PLATE_TROUGH_REACH_MM,
                                     OUTER_SURFACE_DOUBT_BELOW, REFIT_MAX_FAILED_STARTS, REFIT_OFFSET_MM,
                                     REFIT_RADIUS_SHIFT_MAX_MM, REFIT_STARTS_MM, RESOLVED_PLATE_TROUGH_MAX,
@@ -180,6 +180,11 @@ DEFINITIONS = {
                                    "follow-up grids 0.33 or more; below 0.3 the sphere may rest on the marrow surface "
                                    "alone, or on a large lesion's band: a head fitted inside a 49 % lesion's band read "
                                    "0.22 and no lesion)",
+    "head_radius_from_other_side": "segmented heads: True when the head's own fit was doubtful, the other head's on "
+                                   "the scan was not, and their radii differed by more than "
+                                   f"{AT_OTHER_RADIUS_MIN_GAP_MM:g} mm: the head was then given the other head's radius "
+                                   "and its centre fitted again at it (a person's two heads differ by 0.3 mm across on "
+                                   "average); head_size_doubtful stays True",
     "head_size_doubtful_reason": "why head_size_doubtful is True",
     "lesion_outside_head_ml": f"lesion voxels outside the head mask (QC); a lesion with more than "
                               f"{100 * MAX_LESION_OUTSIDE_FRACTION:g} % of its volume outside is refused",
@@ -262,6 +267,7 @@ class Timepoint:
     head_refit_radius_shift_mm: float | None = None  # segmented heads, see DEFINITIONS
     head_refit_failed_starts: int | None = None  # segmented heads, see DEFINITIONS
     head_outer_surface_fraction: float | None = None  # segmented heads, see DEFINITIONS
+    head_radius_from_other_side: bool | None = None  # segmented heads, see DEFINITIONS
 
     def take_segmentation_quality(self, seg: HipSegmentation, *, head: bool = True, lesion: bool = True) -> None:
         """Keep the segmenter's definitions and quality figures for the masks of ``seg`` this visit uses:
@@ -276,6 +282,7 @@ class Timepoint:
                 self.head_refit_radius_shift_mm = seg.head_fit.quality.get("refit_radius_shift_mm")
                 self.head_refit_failed_starts = seg.head_fit.quality.get("refit_failed_starts")
                 self.head_outer_surface_fraction = seg.head_fit.quality.get("outer_fraction")
+                self.head_radius_from_other_side = bool(seg.head_fit.quality.get("radius_from_other_side"))
         if lesion:
             self.lesion_definition = seg.lesion_definition
             if "oedema" in seg.masks:
@@ -452,7 +459,7 @@ class StudyResult:
             thick_reason = thick_slice_reason(tp.scan.image) if segmented_lesion else ""
             size_doubt = head_size_doubt(tp.head_dome_marrow_fraction, tp.head_radius_minus_other_side_mm,
                                          tp.head_radius_mm, tp.head_refit_radius_shift_mm, tp.head_refit_failed_starts,
-                                         tp.head_outer_surface_fraction)
+                                         tp.head_outer_surface_fraction, tp.head_radius_from_other_side)
             margin = tp.lesion_margin if segmented_lesion else None
             continued = tp.band_continued_ml is not None and tp.band_continued_ml > MAX_BAND_CONTINUED_FRACTION * \
                 v.lesion_volume_ml
@@ -500,6 +507,7 @@ class StudyResult:
                 "head_refit_radius_shift_mm": tp.head_refit_radius_shift_mm,
                 "head_refit_failed_starts": tp.head_refit_failed_starts,
                 "head_outer_surface_fraction": tp.head_outer_surface_fraction,
+                "head_radius_from_other_side": tp.head_radius_from_other_side,
                 "head_size_doubtful": None if size_doubt is None else bool(size_doubt),
                 "head_size_doubtful_reason": size_doubt,
                 **tp.registration_qc,
@@ -551,6 +559,7 @@ class StudyResult:
             tp.head_refit_radius_shift_mm = None
             tp.head_refit_failed_starts = None
             tp.head_outer_surface_fraction = None
+            tp.head_radius_from_other_side = None
         tp.volumes = measure_volumes(tp.lesion, tp.head)
         edges = _acetabular_edges(self.timepoints, self.options.acetabular_edge_mm)
         _locate([tp], tp.location.get("location_side", ""), [edges[index]])

@@ -71,7 +71,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from lesionvol.errors import InputError
-from lesionvol.geometry import Grid, fit_sphere
+from lesionvol.geometry import Grid, fit_sphere, fit_sphere_centre
 
 __all__ = ["HeadFit", "NoFemoralHeadError", "find_heads", "fit_head", "fat_level", "junction_distance_mm",
            "neck_axis"]
@@ -353,6 +353,10 @@ OUTER_SURFACE_DOUBT_BELOW = 0.3
 RESCUE_OFFSET_MM = 5.0
 RESCUE_STARTS_MM = RESCUE_OFFSET_MM * np.vstack([np.eye(3), -np.eye(3)])
 #: Head radius: median distance of the outer points within this distance of the outer fit.
+#: A head whose own fit is doubtful (:func:`own_size_doubt`) beside a head whose fit holds takes that head's radii, and
+#: its centre is fitted again at them (:func:`fit_at_radius_of`); not where the centre would move further than this.
+AT_OTHER_RADIUS_MAX_MOVE_MM = 4.0
+AT_OTHER_RADIUS_MIN_GAP_MM = 0.75
 RADIUS_INLIER_MM = 2.0
 #: A head needs its outer surface (or its marrow surface, when that gives the centre) on at least
 #: this fraction of the rays (empirical) ...
@@ -937,7 +941,8 @@ def _dome_marrow_fraction(e: _Edges, centre: np.ndarray, r_in: float) -> float:
 
 def head_size_doubt(dome_marrow_fraction: float | None, radius_minus_other_side_mm: float | None,
                     radius_mm: float | None = None, refit_radius_shift_mm: float | None = None,
-                    refit_failed_starts: int | None = None, outer_fraction: float | None = None) -> str | None:
+                    refit_failed_starts: int | None = None, outer_fraction: float | None = None,
+                    radius_from_other_side: bool | None = None) -> str | None:
     """Why a fitted head's size is doubtful ("" when nothing says so; None when no figure is known).
 
     Its marrow surface is hidden under the dome (``dome_marrow_fraction`` below ``DOME_MARROW_MIN``), its
@@ -947,7 +952,8 @@ def head_size_doubt(dome_marrow_fraction: float | None, radius_minus_other_side_
     ``REFIT_STARTS_MM`` around its centre, the median radius moves by more than ``REFIT_RADIUS_SHIFT_MAX_MM``
     (``refit_radius_shift_mm``), or more than ``REFIT_MAX_FAILED_STARTS`` of them find no head
     (``refit_failed_starts``; :func:`refit_head`), or its bone surface was found on fewer than
-    ``OUTER_SURFACE_DOUBT_BELOW`` of the rays (``outer_fraction``).
+    ``OUTER_SURFACE_DOUBT_BELOW`` of the rays (``outer_fraction``).  With ``radius_from_other_side`` the reasons
+    are those of the head's own fit, and the radius is then the other head's (:func:`fit_at_radius_of`).
 
     Example
     -------
@@ -991,6 +997,9 @@ def head_size_doubt(dome_marrow_fraction: float | None, radius_minus_other_side_
     if outer_fraction is not None and outer_fraction < OUTER_SURFACE_DOUBT_BELOW:
         reasons.append(f"the head's bone surface was found on {100 * outer_fraction:.0f} % of the rays (normal heads: "
                        "33 % or more): the sphere may rest on the marrow surface alone, or on a large lesion's band")
+    if radius_from_other_side:
+        reasons.append("its own fit being doubtful, the head was given the other head's radius and its centre fitted "
+                       "again at it (a person's two heads differ by 0.3 mm across on average)")
     return "; ".join(reasons)
 
 
@@ -1294,30 +1303,11 @@ def junction_distance_mm(R: float, neck_radius_mm: float | None) -> float:
     return float(np.clip(d, JUNCTION_LIMITS[0] * R, JUNCTION_LIMITS[1] * R))
 
 
-def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None = None,
-             junction_fraction: float | None = None, side: str | None = None,
-             require_marrow: bool = True, rays: _Rays | None = None) -> HeadFit:
-    """Fit the femoral head around a candidate centre (physical mm); raises NoFemoralHeadError.
-
-    The head is cut at ``junction_fraction`` × R from the centre, or where its neck leaves it
-    (measured neck radius) when ``junction_fraction`` is None.  ``side`` ("left"/"right"), when
-    known from where the head lies, makes the neck be looked for laterally only; otherwise the
-    side is read off the neck.  ``fat`` is the fat/marrow signal near the candidate (image units);
-    by default the image's fat field there (:func:`fat_field`), so coil shading does not matter.
-    ``require_marrow`` refuses a candidate with no marrow signal inside (``MIN_MARROW_SIGNAL``) or whose
-    marrow surface shows on too few rays (``MIN_MARROW_SURFACE_FRACTION``); a reader's seed point or head
-    mask vouches for a head necrotic throughout its centre instead.  ``rays``: the image's region around the
-    candidate, smoothed and over ``fat``, made once for several fits (:func:`refit_head`).
-
-    Example
-    -------
-    >>> from lesionvol.phantom import VisitSpec, make_visit
-    >>> scan = make_visit(VisitSpec(), seed=0)
-    >>> fit = fit_head(scan.image, scan.truth.head_centre_mm + 3.0)
-    >>> float(np.linalg.norm(fit.centre_mm - scan.truth.head_centre_mm)) < 0.5
-    True
-    """
-    centre = np.asarray(candidate_mm, float)
+def _marrow_rays(image: sitk.Image, centre: np.ndarray, fat: float | None, require_marrow: bool,
+                 rays: _Rays | None = None) -> tuple[_Rays, float, float]:
+    """The rays around ``centre`` rescaled so that the marrow near it reads 1 and, where the dark rim around it reads
+    above RIM_RESCALE_ABOVE, the rim RIM_TARGET; with the fat level then (image units) and the rim's level before
+    that rescaling.  ``fat``, ``require_marrow`` and ``rays`` as in :func:`fit_head` (``rays`` is not changed)."""
     if fat is None:
         fat = _fat_near(image, centre)
     if rays is None:
@@ -1345,6 +1335,34 @@ def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None =
     if rim > RIM_RESCALE_ABOVE:  # marrow 1, rim RIM_TARGET: the levels below then hold on real scans too
         gain = np.float32((1.0 - RIM_TARGET) / (1.0 - rim))
         rays.array = (rays.array - np.float32(rim)) * gain + np.float32(RIM_TARGET)
+    return rays, fat, rim
+
+
+def fit_head(image: sitk.Image, candidate_mm: np.ndarray, *, fat: float | None = None,
+             junction_fraction: float | None = None, side: str | None = None,
+             require_marrow: bool = True, rays: _Rays | None = None) -> HeadFit:
+    """Fit the femoral head around a candidate centre (physical mm); raises NoFemoralHeadError.
+
+    The head is cut at ``junction_fraction`` × R from the centre, or where its neck leaves it
+    (measured neck radius) when ``junction_fraction`` is None.  ``side`` ("left"/"right"), when
+    known from where the head lies, makes the neck be looked for laterally only; otherwise the
+    side is read off the neck.  ``fat`` is the fat/marrow signal near the candidate (image units);
+    by default the image's fat field there (:func:`fat_field`), so coil shading does not matter.
+    ``require_marrow`` refuses a candidate with no marrow signal inside (``MIN_MARROW_SIGNAL``) or whose
+    marrow surface shows on too few rays (``MIN_MARROW_SURFACE_FRACTION``); a reader's seed point or head
+    mask vouches for a head necrotic throughout its centre instead.  ``rays``: the image's region around the
+    candidate, smoothed and over ``fat``, made once for several fits (:func:`refit_head`).
+
+    Example
+    -------
+    >>> from lesionvol.phantom import VisitSpec, make_visit
+    >>> scan = make_visit(VisitSpec(), seed=0)
+    >>> fit = fit_head(scan.image, scan.truth.head_centre_mm + 3.0)
+    >>> float(np.linalg.norm(fit.centre_mm - scan.truth.head_centre_mm)) < 0.5
+    True
+    """
+    centre = np.asarray(candidate_mm, float)
+    rays, fat, rim = _marrow_rays(image, centre, fat, require_marrow, rays)
     prof, h, _ = rays.central_profiles(centre)
     radii = _median_profile_radius(prof, h)
     lo_mm, hi_mm = HEAD_RADIUS_RANGE_MM
@@ -1505,6 +1523,82 @@ def _fits_around(image: sitk.Image, fit: HeadFit, offsets_mm: np.ndarray, fat: f
     return fits
 
 
+def _centre_at_radius(rays: _Rays, start_mm: np.ndarray, R: float, r_in: float) -> tuple[np.ndarray | None, int]:
+    """:func:`fit_at_radius_of` from one start: the centre (None when too few rays show the marrow surface) and the
+    number of rays whose marrow surface lies within RADIUS_INLIER_MM / 2 of the sphere from it."""
+    centre = np.asarray(start_mm, float)
+    for _ in range(FIT_ROUNDS):
+        e = _edges(rays, centre, R, r_in)
+        points = e.inner[e.inner_resolved]
+        keep = np.ones(len(points), bool)
+        new = centre
+        for _ in range(SPHERE_TRIM_ROUNDS + 1):
+            if keep.sum() < MIN_SURFACE_POINTS:
+                return None, 0
+            new = fit_sphere_centre(points[keep], r_in, new)
+            res = np.linalg.norm(points - new, axis=1) - r_in
+            mad = MAD_TO_SIGMA * np.median(np.abs(res[keep] - np.median(res[keep])))
+            keep = np.abs(res) < max(SPHERE_TRIM_SIGMAS * mad, SPHERE_TRIM_MIN_MM)
+        moved = float(np.linalg.norm(new - centre))
+        centre = new
+        if moved < CONVERGED_MM:
+            break
+    e = _edges(rays, centre, R, r_in)
+    res = np.linalg.norm(e.inner[e.inner_resolved] - centre, axis=1) - r_in
+    return centre, int((np.abs(res) < RADIUS_INLIER_MM / 2).sum())
+
+
+def own_size_doubt(fit: HeadFit) -> str:
+    """:func:`head_size_doubt` from ``fit``'s own figures, without the other head's ("" when none says so)."""
+    q = fit.quality
+    return head_size_doubt(q.get("dome_marrow_fraction"), None, fit.radius_mm, q.get("refit_radius_shift_mm"),
+                           q.get("refit_failed_starts"), q.get("outer_fraction")) or ""
+
+
+def fit_at_radius_of(image: sitk.Image, fit: HeadFit, other: HeadFit, fat: float | None = None,
+                     junction_fraction: float | None = None) -> HeadFit | None:
+    """``fit`` given the radii of ``other``, the other head of the same scan, and its centre fitted again at that
+    marrow-surface radius: the centre from which the marrow surface found on its rays lies on that sphere (the
+    points more than a trimmed band off it left out, as :func:`_fit_sphere` does).  None when too few rays show it,
+    or the centre moves more than AT_OTHER_RADIUS_MAX_MOVE_MM.  ``quality["radius_from_other_side"]`` is True and
+    ``quality["own_radius_mm"]`` holds ``fit``'s radius; its other figures are those of ``fit``'s own fit, which say
+    why its size was doubted.
+
+    A large lesion at the dome hides the head's marrow surface there, and the sphere through what is left, a cap,
+    trades its radius against its centre; at a known radius the cap fixes the centre (a person's two femoral heads
+    differ by 0.3 mm across on average, HEAD_PAIR_RADIUS_MAX_MM).  ``fat`` and ``junction_fraction`` as in
+    :func:`fit_head`.
+
+    Example
+    -------
+    >>> from lesionvol.phantom import VisitSpec, make_visit
+    >>> scan = make_visit(VisitSpec(), seed=0)
+    >>> fit = fit_head(scan.image, scan.truth.head_centre_mm)
+    >>> small = HeadFit(fit.centre_mm + 1.0, fit.radius_mm - 1.0, fit.inner_radius_mm - 1.0, fit.neck_axis,
+    ...                 fit.junction_mm, fit.side, fit.marrow_level, dict(fit.quality))
+    >>> again = fit_at_radius_of(scan.image, small, fit)
+    >>> again.radius_mm == fit.radius_mm, float(np.linalg.norm(again.centre_mm - fit.centre_mm)) < 0.3
+    (True, True)
+    """
+    rays, _, _ = _marrow_rays(image, fit.centre_mm, fat, require_marrow=False)
+    r_in = other.inner_radius_mm
+    best, best_support = None, -1
+    for start in fit.centre_mm + np.vstack([np.zeros(3), REFIT_STARTS_MM]):
+        centre, support = _centre_at_radius(rays, start, other.radius_mm, r_in)
+        if centre is not None and support > best_support and \
+                np.linalg.norm(centre - fit.centre_mm) <= AT_OTHER_RADIUS_MAX_MOVE_MM:
+            best, best_support = centre, support
+    if best is None:
+        return None
+    centre = best
+    R = other.radius_mm
+    rn = fit.quality.get("neck_radius_mm")
+    junction = junction_fraction * R if junction_fraction is not None else \
+        junction_distance_mm(R, None if rn is None or math.isnan(rn) else rn)
+    return HeadFit(centre, R, r_in, fit.neck_axis, junction, fit.side, fit.marrow_level,
+                   dict(fit.quality, radius_mm=R, own_radius_mm=fit.radius_mm, radius_from_other_side=True))
+
+
 def fit_size_doubt(fit: HeadFit) -> str | None:
     """:func:`head_size_doubt` from the figures of ``fit`` itself (its quality, its radius).
 
@@ -1517,7 +1611,8 @@ def fit_size_doubt(fit: HeadFit) -> str | None:
     """
     q = fit.quality
     return head_size_doubt(q.get("dome_marrow_fraction"), q.get("radius_minus_other_side_mm"), fit.radius_mm,
-                           q.get("refit_radius_shift_mm"), q.get("refit_failed_starts"), q.get("outer_fraction"))
+                           q.get("refit_radius_shift_mm"), q.get("refit_failed_starts"), q.get("outer_fraction"),
+                           q.get("radius_from_other_side"))
 
 
 def _pair_plausible(a: HeadFit, b: HeadFit) -> bool:
@@ -1619,8 +1714,9 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
     then looked for in a one-hip field where the other hip would be (:func:`_head_in_mirror_field`).  A head whose
     bone surface is seen on too few rays is fitted again from starts around it, and the largest fit whose bone surface
     is seen replaces it when larger (:func:`_fit_where_bone_is_seen`).  Each head found is fitted again from starts around it
-    (:func:`refit_head`), which says whether its size is doubtful.  Raises
-    :class:`NoFemoralHeadError` when there is none.
+    (:func:`refit_head`), which says whether its size is doubtful.  Where one head's own fit is doubtful, the other's is
+    not, and their radii differ by more than AT_OTHER_RADIUS_MIN_GAP_MM, the doubtful head is given the other's radii and
+    its centre fitted again at them (:func:`fit_at_radius_of`).  Raises :class:`NoFemoralHeadError` when there is none.
 
     Example
     -------
@@ -1696,6 +1792,13 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
         if "refit_radius_shift_mm" not in fit.quality:     # the mirror field's own search measured its head's
             refit_head(image, fit, fats.get(side), require_marrow=seed_mm is None)
     if len(best) == 2:
+        # a head whose own fit is doubtful beside one whose fit holds: the sound head's radius, this head's centre
+        doubt = {side: own_size_doubt(fit) for side, fit in best.items()}
+        for side, other in (("right", "left"), ("left", "right")):
+            if doubt[side] and not doubt[other] and \
+                    abs(best[side].radius_mm - best[other].radius_mm) > AT_OTHER_RADIUS_MIN_GAP_MM:
+                best[side] = fit_at_radius_of(image, best[side], best[other], fats.get(side),
+                                              junction_fraction) or best[side]
         right, left = best["right"], best["left"]
         right.quality["radius_minus_other_side_mm"] = right.radius_mm - left.radius_mm
         left.quality["radius_minus_other_side_mm"] = left.radius_mm - right.radius_mm
