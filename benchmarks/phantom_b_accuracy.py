@@ -19,7 +19,7 @@ fraction >= 0.5).
 
 Per case: found / refused, head Dice, head volume error (%), lesion volume error (%), LF error
 (percentage points), the lesion read on a normal head (mL), segmentation time (s), the head's dome marrow
-fraction (``head_size_doubtful`` below 0.25), the marrow oedema trimmed next to the lesion as % of it
+fraction (``head_size_doubtful`` below ``DOME_MARROW_MIN``), the marrow oedema trimmed next to the lesion as % of it
 (``lesion_margin_doubtful`` above ``MAX_MARGIN_OEDEMA_FRACTION``) and the head fitted again from starts around it
 (``refit``: median radius shift in mm / starts that found no head); the summary counts the heads flagged
 ``head_size_doubtful`` for any reason.

@@ -155,9 +155,9 @@ DEFINITIONS = {
                                        "radius)",
     "head_size_doubtful": f"True when head_dome_marrow_fraction is below {DOME_MARROW_MIN:g} (the head's sphere was "
                           "fitted without its dome: lesions written into real heads, the 6 of 148 heads more than 5 % "
-                          "off, -21 to +24 %, read below it, as did 22 within 5 %; on a fresh set of 58 the flag caught 2 "
-                          "of the 3 more than 5 % off, the one more than 10 % off among them, and 6 within 5 %; normal "
-                          "heads read 0.72 or more) or head_radius_minus_other_side_mm is beyond "
+                          "off, -21 to +24 %, read below 0.25, as did 22 within 5 %; on 43 draws of 30 such hips, 2 heads "
+                          "reading 0.25-0.30 were 5 and 11 % small with nothing else flagging them; normal heads read "
+                          "0.60 or more) or head_radius_minus_other_side_mm is beyond "
                           f"±{HEAD_PAIR_RADIUS_MAX_MM:g} mm (one of the two heads is off: on 86 such pairs, 5 of the 9 "
                           "with a head more than 10 % off and none of the 69 with both within 5 %) or the fitted radius "
                           f"lies outside {HEAD_RADIUS_PLAUSIBLE_MM[0]:g}-{HEAD_RADIUS_PLAUSIBLE_MM[1]:g} mm (an adult "
