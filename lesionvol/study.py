@@ -24,8 +24,8 @@ from lesionvol.inputs import AnalysisOptions, LoadedVisit, Visit, load_visit, vi
 from lesionvol.io import Scan, as_binary_mask
 from lesionvol.location import LOCATION_DEFINITIONS, describe_location, infer_side
 from lesionvol.register import REGISTRATION_DEFINITIONS
-from lesionvol.segment.head import (ARTICULAR_PLATE_MM, AT_OTHER_RADIUS_MIN_GAP_MM, DOME_MARROW_MIN, HEAD_PAIR_RADIUS_MAX_MM,
-                                    HEAD_RADIUS_PLAUSIBLE_MM, MAX_RESOLVED_PLATE_MM, PLATE_TROUGH_REACH_MM,
+from lesionvol.segment.head import (ARTICULAR_PLATE_MM, AT_OTHER_RADIUS_MIN_GAP_MM, DOME_MARROW_MIN,
+                                    HEAD_PAIR_RADIUS_MAX_MM, HEAD_RADIUS_PLAUSIBLE_MM, MAX_RESOLVED_PLATE_MM, PLATE_TROUGH_REACH_MM,
                                     OUTER_SURFACE_DOUBT_BELOW, REFIT_MAX_FAILED_STARTS, REFIT_OFFSET_MM,
                                     REFIT_RADIUS_SHIFT_MAX_MM, REFIT_STARTS_MM, RESOLVED_PLATE_TROUGH_MAX,
                                     head_size_doubt)

@@ -357,11 +357,15 @@ OUTER_SURFACE_DOUBT_BELOW = 0.3
 #: the most-seen fit is not the one kept (3980 case 3 right, -8.5 %, read -26.1 % with it).
 RESCUE_OFFSET_MM = 5.0
 RESCUE_STARTS_MM = RESCUE_OFFSET_MM * np.vstack([np.eye(3), -np.eye(3)])
-#: Head radius: median distance of the outer points within this distance of the outer fit.
-#: A head whose own fit is doubtful (:func:`own_size_doubt`) beside a head whose fit holds takes that head's radii, and
-#: its centre is fitted again at them (:func:`fit_at_radius_of`); not where the centre would move further than this.
-AT_OTHER_RADIUS_MAX_MOVE_MM = 4.0
+#: A head whose own fit is doubtful (:func:`own_size_doubt`) beside a head whose fit holds, their radii more than
+#: AT_OTHER_RADIUS_MIN_GAP_MM apart, takes that head's radii, and its centre is fitted again at them
+#: (:func:`fit_at_radius_of`), unless the centre would move further than AT_OTHER_RADIUS_MAX_MOVE_MM.  Without the gap,
+#: on the draws it was built on (implant.py 4080 and 4100), 4 of the 9 heads it moved read further off: two heads'
+#: radii differ by up to 0.5 mm on the development scans, and the "sound" head may be off unflagged too.  With it,
+#: on 9 draws (270 hips) the 8 heads it moved all read nearer the truth (3980 case 6 right -45.7 -> -6.7 %).
 AT_OTHER_RADIUS_MIN_GAP_MM = 0.75
+AT_OTHER_RADIUS_MAX_MOVE_MM = 4.0
+#: Head radius: median distance of the outer points within this distance of the outer fit.
 RADIUS_INLIER_MM = 2.0
 #: A head needs its outer surface (or its marrow surface, when that gives the centre) on at least
 #: this fraction of the rays (empirical) ...
@@ -827,16 +831,18 @@ def _steepest_falls(prof: np.ndarray, expect: np.ndarray, window_mm: tuple[float
     return np.where(found, (best + np.clip(shift, -0.5, 0.5)) * RAY_STEP_MM, np.nan)
 
 
-def _fit_sphere(points: np.ndarray, trim_iter: int = SPHERE_TRIM_ROUNDS):
+def _fit_sphere(points: np.ndarray, trim_iter: int = SPHERE_TRIM_ROUNDS, radius_mm: float | None = None,
+                start_mm: np.ndarray | None = None, min_points: int = SPHERE_MIN_POINTS):
     """Robust sphere fit: centre, radius, inlier mask; refitted ``trim_iter`` times, each time on
-    the points within a MAD band of the last fit.  None when fewer than SPHERE_MIN_POINTS remain."""
+    the points within a MAD band of the last fit.  None when fewer than ``min_points`` remain.  With ``radius_mm``
+    the radius is that, and only the centre is fitted, from ``start_mm`` (:func:`fit_sphere_centre`)."""
     p = np.asarray(points, float)
     keep = np.ones(len(p), bool)
-    c, r = p.mean(0), 0.0
+    c, r = (p.mean(0) if start_mm is None else np.asarray(start_mm, float)), 0.0
     for _ in range(trim_iter + 1):
-        if keep.sum() < SPHERE_MIN_POINTS:
+        if keep.sum() < min_points:
             return None
-        c, r = fit_sphere(p[keep])
+        c, r = fit_sphere(p[keep]) if radius_mm is None else (fit_sphere_centre(p[keep], radius_mm, c), radius_mm)
         res = np.linalg.norm(p - c, axis=1) - r
         mad = MAD_TO_SIGMA * np.median(np.abs(res[keep] - np.median(res[keep])))
         keep = np.abs(res) < max(SPHERE_TRIM_SIGMAS * mad, SPHERE_TRIM_MIN_MM)
@@ -1534,16 +1540,10 @@ def _centre_at_radius(rays: _Rays, start_mm: np.ndarray, R: float, r_in: float) 
     centre = np.asarray(start_mm, float)
     for _ in range(FIT_ROUNDS):
         e = _edges(rays, centre, R, r_in)
-        points = e.inner[e.inner_resolved]
-        keep = np.ones(len(points), bool)
-        new = centre
-        for _ in range(SPHERE_TRIM_ROUNDS + 1):
-            if keep.sum() < MIN_SURFACE_POINTS:
-                return None, 0
-            new = fit_sphere_centre(points[keep], r_in, new)
-            res = np.linalg.norm(points - new, axis=1) - r_in
-            mad = MAD_TO_SIGMA * np.median(np.abs(res[keep] - np.median(res[keep])))
-            keep = np.abs(res) < max(SPHERE_TRIM_SIGMAS * mad, SPHERE_TRIM_MIN_MM)
+        fit = _fit_sphere(e.inner[e.inner_resolved], radius_mm=r_in, start_mm=centre, min_points=MIN_SURFACE_POINTS)
+        if fit is None:
+            return None, 0
+        new = fit[0]
         moved = float(np.linalg.norm(new - centre))
         centre = new
         if moved < CONVERGED_MM:
@@ -1564,15 +1564,14 @@ def fit_at_radius_of(image: sitk.Image, fit: HeadFit, other: HeadFit, fat: float
                      junction_fraction: float | None = None) -> HeadFit | None:
     """``fit`` given the radii of ``other``, the other head of the same scan, and its centre fitted again at that
     marrow-surface radius: the centre from which the marrow surface found on its rays lies on that sphere (the
-    points more than a trimmed band off it left out, as :func:`_fit_sphere` does).  None when too few rays show it,
+    points more than a trimmed band off it left out, :func:`_fit_sphere`).  None when too few rays show it,
     or the centre moves more than AT_OTHER_RADIUS_MAX_MOVE_MM.  ``quality["radius_from_other_side"]`` is True and
     ``quality["own_radius_mm"]`` holds ``fit``'s radius; its other figures are those of ``fit``'s own fit, which say
     why its size was doubted.
 
     A large lesion at the dome hides the head's marrow surface there, and the sphere through what is left, a cap,
     trades its radius against its centre; at a known radius the cap fixes the centre (a person's two femoral heads
-    differ by 0.3 mm across on average, HEAD_PAIR_RADIUS_MAX_MM).  ``fat`` and ``junction_fraction`` as in
-    :func:`fit_head`.
+    differ by 0.3 mm across on average).  ``fat`` and ``junction_fraction`` as in :func:`fit_head`.
 
     Example
     -------
