@@ -181,8 +181,8 @@ DEFINITIONS = {
                                    "alone, or on a large lesion's band: a head fitted inside a 49 % lesion's band read "
                                    "0.22 and no lesion)",
     "head_radius_from_other_side": "segmented heads: True when the head's own fit was doubtful, the other head's on "
-                                   "the scan was not, and their radii differed by more than "
-                                   f"{AT_OTHER_RADIUS_MIN_GAP_MM:g} mm: the head was then given the other head's radius "
+                                   "the scan was not, and this head's radius was more than "
+                                   f"{AT_OTHER_RADIUS_MIN_GAP_MM:g} mm smaller: it was then given the other head's radius "
                                    "and its centre fitted again at it (a person's two heads differ by 0.3 mm across on "
                                    "average); head_size_doubtful stays True",
     "head_size_doubtful_reason": "why head_size_doubtful is True",

@@ -357,12 +357,15 @@ OUTER_SURFACE_DOUBT_BELOW = 0.3
 #: the most-seen fit is not the one kept (3980 case 3 right, -8.5 %, read -26.1 % with it).
 RESCUE_OFFSET_MM = 5.0
 RESCUE_STARTS_MM = RESCUE_OFFSET_MM * np.vstack([np.eye(3), -np.eye(3)])
-#: A head whose own fit is doubtful (:func:`own_size_doubt`) beside a head whose fit holds, their radii more than
-#: AT_OTHER_RADIUS_MIN_GAP_MM apart, takes that head's radii, and its centre is fitted again at them
+#: A head whose own fit is doubtful (:func:`own_size_doubt`) beside a head whose fit holds, its radius more than
+#: AT_OTHER_RADIUS_MIN_GAP_MM smaller, takes that head's radii, and its centre is fitted again at them
 #: (:func:`fit_at_radius_of`), unless the centre would move further than AT_OTHER_RADIUS_MAX_MOVE_MM.  Without the gap,
 #: on the draws it was built on (implant.py 4080 and 4100), 4 of the 9 heads it moved read further off: two heads'
-#: radii differ by up to 0.5 mm on the development scans, and the "sound" head may be off unflagged too.  With it,
-#: on 9 draws (270 hips) the 8 heads it moved all read nearer the truth (3980 case 6 right -45.7 -> -6.7 %).
+#: radii differ by up to 0.5 mm on the development scans, and the "sound" head may be off unflagged too.  With it, on
+#: 11 draws (330 hips) 10 heads moved: the 9 that were 0.80-3.03 mm smaller than the other all read nearer the truth
+#: (3980 case 6 right -45.7 -> -6.7 %); the one 0.98 mm larger (fresh 4120 case 14 right, moved) had read right, +3.5 %,
+#: and read -11.0 % at the other's radius.  A lesion's band and the cap it leaves make a head small (as in
+#: :func:`_fit_where_bone_is_seen`), so only a smaller head takes the other's radius.
 AT_OTHER_RADIUS_MIN_GAP_MM = 0.75
 AT_OTHER_RADIUS_MAX_MOVE_MM = 4.0
 #: Head radius: median distance of the outer points within this distance of the outer fit.
@@ -1719,8 +1722,9 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
     bone surface is seen on too few rays is fitted again from starts around it, and the largest fit whose bone surface
     is seen replaces it when larger (:func:`_fit_where_bone_is_seen`).  Each head found is fitted again from starts around it
     (:func:`refit_head`), which says whether its size is doubtful.  Where one head's own fit is doubtful, the other's is
-    not, and their radii differ by more than AT_OTHER_RADIUS_MIN_GAP_MM, the doubtful head is given the other's radii and
-    its centre fitted again at them (:func:`fit_at_radius_of`).  Raises :class:`NoFemoralHeadError` when there is none.
+    not, and its radius is more than AT_OTHER_RADIUS_MIN_GAP_MM smaller, the doubtful head is given the other's radii
+    and its centre fitted again at them (:func:`fit_at_radius_of`).  Raises :class:`NoFemoralHeadError` when there is
+    none.
 
     Example
     -------
@@ -1796,11 +1800,11 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
         if "refit_radius_shift_mm" not in fit.quality:     # the mirror field's own search measured its head's
             refit_head(image, fit, fats.get(side), require_marrow=seed_mm is None)
     if len(best) == 2:
-        # a head whose own fit is doubtful beside one whose fit holds: the sound head's radius, this head's centre
+        # a head whose own fit is doubtful, smaller than one whose fit holds: the sound head's radius, its own centre
         doubt = {side: own_size_doubt(fit) for side, fit in best.items()}
         for side, other in (("right", "left"), ("left", "right")):
             if doubt[side] and not doubt[other] and \
-                    abs(best[side].radius_mm - best[other].radius_mm) > AT_OTHER_RADIUS_MIN_GAP_MM:
+                    best[other].radius_mm - best[side].radius_mm > AT_OTHER_RADIUS_MIN_GAP_MM:
                 best[side] = fit_at_radius_of(image, best[side], best[other], fats.get(side),
                                               junction_fraction) or best[side]
         right, left = best["right"], best["left"]
