@@ -191,12 +191,22 @@ def fit_sphere(points_mm: np.ndarray, orthogonal: bool = False) -> tuple[np.ndar
     centre = sol[:3]
     # r² = sol[3] + |c|² is >= 0 for any real sphere; the floor only guards degenerate input
     radius = math.sqrt(max(sol[3] + centre @ centre, 1e-9))
-    for _ in range(ORTHOGONAL_STEPS if orthogonal else 0):
+    return _orthogonal_steps(p, centre, radius, fit_radius=True) if orthogonal else (centre, radius)
+
+
+def _orthogonal_steps(p: np.ndarray, centre: np.ndarray, radius: float, fit_radius: bool) -> tuple[np.ndarray, float]:
+    """Gauss-Newton steps from (``centre``, ``radius``) to the least squares of the points' distances to the sphere;
+    the radius is kept fixed unless ``fit_radius``."""
+    for _ in range(ORTHOGONAL_STEPS):
         v = p - centre
         dist = np.maximum(np.linalg.norm(v, axis=1), 1e-9)
-        jac = np.column_stack([-v / dist[:, None], -np.ones(len(p))])       # d(dist - r)/d(c, r)
+        jac = -v / dist[:, None]                                                    # d(dist - r)/dc
+        if fit_radius:
+            jac = np.column_stack([jac, -np.ones(len(p))])                          # and d(dist - r)/dr
         step, *_ = np.linalg.lstsq(jac, -(dist - radius), rcond=None)
-        centre, radius = centre + step[:3], radius + float(step[3])
+        centre = centre + step[:3]
+        if fit_radius:
+            radius = radius + float(step[3])
         if np.abs(step).max() < 1e-6:
             break
     return centre, radius
@@ -215,16 +225,8 @@ def fit_sphere_centre(points_mm: np.ndarray, radius_mm: float, start_mm: np.ndar
     >>> float(np.linalg.norm(fit_sphere_centre(20.0 * u, 20.0, np.array([2.0, -1.0, 2.0])))) < 1e-6
     True
     """
-    p = np.asarray(points_mm, dtype=float)
-    centre = np.asarray(start_mm, dtype=float).copy()
-    for _ in range(ORTHOGONAL_STEPS):
-        v = p - centre
-        dist = np.maximum(np.linalg.norm(v, axis=1), 1e-9)
-        step, *_ = np.linalg.lstsq(-v / dist[:, None], -(dist - radius_mm), rcond=None)   # d(dist - r)/dc
-        centre = centre + step
-        if np.abs(step).max() < 1e-6:
-            break
-    return centre
+    return _orthogonal_steps(np.asarray(points_mm, dtype=float), np.asarray(start_mm, dtype=float), radius_mm,
+                             fit_radius=False)[0]
 
 
 def grid_difference(a: sitk.Image, b: sitk.Image) -> str | None:
