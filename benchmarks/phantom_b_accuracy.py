@@ -167,8 +167,8 @@ def run_case(case: Case) -> list[dict]:
                        lf_err=(100 * le / h if h else np.nan) - t.lesion_pct_head,
                        lesion_dice=dice(seg.lesion, masks[s]["lesion"]) if t.lesion_volume_ml else np.nan,
                        dome=seg.head_fit.quality["dome_marrow_fraction"],
-                       refit=seg.head_fit.quality["refit_radius_shift_mm"],
-                       refit_failed=seg.head_fit.quality["refit_failed_starts"],
+                       refit=seg.head_fit.quality.get("refit_radius_shift_mm", np.nan),   # none when fitted to the roof
+                       refit_failed=seg.head_fit.quality.get("refit_failed_starts", np.nan),
                        size_doubt=fit_size_doubt(seg.head_fit),
                        oedema_pct=100 * mask_volume_ml(seg.masks["oedema"]) / le if le else np.nan)
         elif error is None:

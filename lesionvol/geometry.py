@@ -194,16 +194,17 @@ def fit_sphere(points_mm: np.ndarray, orthogonal: bool = False) -> tuple[np.ndar
     return _orthogonal_steps(p, centre, radius, fit_radius=True) if orthogonal else (centre, radius)
 
 
-def _orthogonal_steps(p: np.ndarray, centre: np.ndarray, radius: float, fit_radius: bool) -> tuple[np.ndarray, float]:
-    """Gauss-Newton steps from (``centre``, ``radius``) to the least squares of the points' distances to the sphere;
-    the radius is kept fixed unless ``fit_radius``."""
+def _orthogonal_steps(p: np.ndarray, centre: np.ndarray, radius: float, fit_radius: bool,
+                      offsets: np.ndarray | float = 0.0) -> tuple[np.ndarray, float]:
+    """Gauss-Newton steps from (``centre``, ``radius``) to the least squares of the points' distances to the sphere
+    (to the concentric sphere ``offsets`` mm outside it, per point); the radius is kept fixed unless ``fit_radius``."""
     for _ in range(ORTHOGONAL_STEPS):
         v = p - centre
         dist = np.maximum(np.linalg.norm(v, axis=1), 1e-9)
         jac = -v / dist[:, None]                                                    # d(dist - r)/dc
         if fit_radius:
             jac = np.column_stack([jac, -np.ones(len(p))])                          # and d(dist - r)/dr
-        step, *_ = np.linalg.lstsq(jac, -(dist - radius), rcond=None)
+        step, *_ = np.linalg.lstsq(jac, -(dist - radius - offsets), rcond=None)
         centre = centre + step[:3]
         if fit_radius:
             radius = radius + float(step[3])
@@ -227,6 +228,28 @@ def fit_sphere_centre(points_mm: np.ndarray, radius_mm: float, start_mm: np.ndar
     """
     return _orthogonal_steps(np.asarray(points_mm, dtype=float), np.asarray(start_mm, dtype=float), radius_mm,
                              fit_radius=False)[0]
+
+
+def fit_concentric_spheres(points_mm: np.ndarray, offsets_mm: np.ndarray, start_mm: np.ndarray,
+                           start_radius_mm: float) -> tuple[np.ndarray, float]:
+    """Centre and radius (mm) of the sphere such that each point lies nearest its own concentric sphere,
+    ``offsets_mm`` (one per point) outside it: two surfaces a known gap apart, fitted as one (orthogonal least
+    squares, Gauss-Newton steps from ``start_mm`` and ``start_radius_mm``).  No outlier handling, as :func:`fit_sphere`.
+
+    Example
+    -------
+    The bottom of a 20 mm sphere and the top of one 5 mm larger around it, from a start 3 mm off:
+
+    >>> rng = np.random.default_rng(0)
+    >>> u = rng.normal(size=(2000, 3)); u /= np.linalg.norm(u, axis=1)[:, None]
+    >>> low, top = u[u[:, 2] < -0.3], u[u[:, 2] > 0.7]
+    >>> pts = np.vstack([20.0 * low, 25.0 * top]); gap = np.r_[np.zeros(len(low)), np.full(len(top), 5.0)]
+    >>> centre, radius = fit_concentric_spheres(pts, gap, np.array([2.0, -1.0, 2.0]), 18.0)
+    >>> float(np.linalg.norm(centre)) < 1e-6, round(radius, 6)
+    (True, 20.0)
+    """
+    return _orthogonal_steps(np.asarray(points_mm, dtype=float), np.asarray(start_mm, dtype=float),
+                             float(start_radius_mm), fit_radius=True, offsets=np.asarray(offsets_mm, dtype=float))
 
 
 def grid_difference(a: sitk.Image, b: sitk.Image) -> str | None:

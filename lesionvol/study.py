@@ -28,7 +28,7 @@ from lesionvol.segment.head import (ARTICULAR_PLATE_MM, AT_OTHER_RADIUS_MIN_GAP_
                                     HEAD_PAIR_RADIUS_MAX_MM, HEAD_RADIUS_PLAUSIBLE_MM, MAX_RESOLVED_PLATE_MM, PLATE_TROUGH_REACH_MM,
                                     OUTER_SURFACE_DOUBT_BELOW, REFIT_MAX_FAILED_STARTS, REFIT_OFFSET_MM,
                                     REFIT_RADIUS_SHIFT_MAX_MM, REFIT_STARTS_MM, RESOLVED_PLATE_TROUGH_MAX,
-                                    head_size_doubt)
+                                    ROOF_LARGER_BY_MM, head_size_doubt)
 from lesionvol.segment.lesion import (LESION_FILL_MIN, MARGIN_BAND_GAP_MM, MARGIN_OEDEMA_SIGNAL, OEDEMA_PROFILE_MAX,
                                       MarginReading, lesion_fill_ratio)
 from lesionvol.sequence import check_t1
@@ -185,6 +185,11 @@ DEFINITIONS = {
                                    f"{AT_OTHER_RADIUS_MIN_GAP_MM:g} mm smaller: it was then given the other head's radius "
                                    "and its centre fitted again at it (a person's two heads differ by 0.3 mm across on "
                                    "average); head_size_doubtful stays True",
+    "head_fitted_to_roof": "segmented heads: True when the head was fitted to its marrow surface below the dome and to "
+                           "the acetabular roof above it, at the gap the other head of the scan shows (that head's "
+                           f"own fit holding): its own fit was doubtful and read more than {ROOF_LARGER_BY_MM:g} mm "
+                           "small against it, or none was found beside the other head (a large lesion at the dome hides both of the head's surfaces "
+                           "there, not the roof); read to about 0.5 mm in radius; head_size_doubtful stays True",
     "head_size_doubtful_reason": "why head_size_doubtful is True",
     "lesion_outside_head_ml": f"lesion voxels outside the head mask (QC); a lesion with more than "
                               f"{100 * MAX_LESION_OUTSIDE_FRACTION:g} % of its volume outside is refused",
@@ -268,6 +273,7 @@ class Timepoint:
     head_refit_failed_starts: int | None = None  # segmented heads, see DEFINITIONS
     head_outer_surface_fraction: float | None = None  # segmented heads, see DEFINITIONS
     head_radius_from_other_side: bool | None = None  # segmented heads, see DEFINITIONS
+    head_fitted_to_roof: bool | None = None  # segmented heads, see DEFINITIONS
 
     def take_segmentation_quality(self, seg: HipSegmentation, *, head: bool = True, lesion: bool = True) -> None:
         """Keep the segmenter's definitions and quality figures for the masks of ``seg`` this visit uses:
@@ -283,6 +289,7 @@ class Timepoint:
                 self.head_refit_failed_starts = seg.head_fit.quality.get("refit_failed_starts")
                 self.head_outer_surface_fraction = seg.head_fit.quality.get("outer_fraction")
                 self.head_radius_from_other_side = bool(seg.head_fit.quality.get("radius_from_other_side"))
+                self.head_fitted_to_roof = bool(seg.head_fit.quality.get("fitted_to_roof"))
         if lesion:
             self.lesion_definition = seg.lesion_definition
             if "oedema" in seg.masks:
@@ -459,7 +466,8 @@ class StudyResult:
             thick_reason = thick_slice_reason(tp.scan.image) if segmented_lesion else ""
             size_doubt = head_size_doubt(tp.head_dome_marrow_fraction, tp.head_radius_minus_other_side_mm,
                                          tp.head_radius_mm, tp.head_refit_radius_shift_mm, tp.head_refit_failed_starts,
-                                         tp.head_outer_surface_fraction, tp.head_radius_from_other_side)
+                                         tp.head_outer_surface_fraction, tp.head_radius_from_other_side,
+                                         tp.head_fitted_to_roof)
             margin = tp.lesion_margin if segmented_lesion else None
             continued = tp.band_continued_ml is not None and tp.band_continued_ml > MAX_BAND_CONTINUED_FRACTION * \
                 v.lesion_volume_ml
@@ -508,6 +516,7 @@ class StudyResult:
                 "head_refit_failed_starts": tp.head_refit_failed_starts,
                 "head_outer_surface_fraction": tp.head_outer_surface_fraction,
                 "head_radius_from_other_side": tp.head_radius_from_other_side,
+                "head_fitted_to_roof": tp.head_fitted_to_roof,
                 "head_size_doubtful": None if size_doubt is None else bool(size_doubt),
                 "head_size_doubtful_reason": size_doubt,
                 **tp.registration_qc,
@@ -560,6 +569,7 @@ class StudyResult:
             tp.head_refit_failed_starts = None
             tp.head_outer_surface_fraction = None
             tp.head_radius_from_other_side = None
+            tp.head_fitted_to_roof = None
         tp.volumes = measure_volumes(tp.lesion, tp.head)
         edges = _acetabular_edges(self.timepoints, self.options.acetabular_edge_mm)
         _locate([tp], tp.location.get("location_side", ""), [edges[index]])

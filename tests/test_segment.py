@@ -148,7 +148,8 @@ def test_both_hips_need_a_side(both_scan):
 def test_a_head_the_whole_fields_vote_misses_is_found_in_a_field_of_its_own(monkeypatch):
     """In a field showing both hips, a head whose vote peaks all fail (a real pelvis with a 25 % lesion at 0.45 of
     marrow written into its left head: missed in the field, found in a one-hip crop 0.2 mm from its centre) is looked
-    for once more in a one-hip field where the other hip would be, with that field's own vote."""
+    for once more in a one-hip field where the other hip would be, with that field's own vote, and failing that fitted
+    to its acetabular roof from the vote's peaks where it would lie."""
     from lesionvol.segment import head
 
     scan = make_visit(VisitSpec(shape=(224, 128, 40), spacing_mm=(1.5, 1.0, 3.0)), seed=0, side="both")
@@ -167,7 +168,13 @@ def test_a_head_the_whole_fields_vote_misses_is_found_in_a_field_of_its_own(monk
     assert np.linalg.norm(fits["left"].centre_mm - left.head_centre_mm) < 0.5
     assert fits["left"].radius_mm == pytest.approx(left.head_radius_mm, abs=0.3)
     assert fits["left"].quality["radius_minus_other_side_mm"] == pytest.approx(0.0, abs=0.3)
-    monkeypatch.setattr(head, "_head_in_mirror_field", lambda *args: None)      # the search before
+    monkeypatch.setattr(head, "_head_in_mirror_field", lambda *args: None)
+    # failing that too, the head fitted to its acetabular roof from where it would lie, at the right head's roof gap
+    fits = {f.side: f for f in head.find_heads(scan.image)}
+    assert fits["left"].quality["fitted_to_roof"]
+    assert np.linalg.norm(fits["left"].centre_mm - left.head_centre_mm) < 0.5                  # measured 0.05 mm
+    assert fits["left"].radius_mm == pytest.approx(left.head_radius_mm, abs=0.3)               # measured 0.002 mm
+    monkeypatch.setattr(head, "_missed_head_under_roof", lambda *args: None)     # the search before
     assert [f.side for f in head.find_heads(scan.image)] == ["right"]
 
 
@@ -1185,6 +1192,41 @@ def test_a_head_whose_own_fit_is_doubtful_is_fitted_again_at_the_other_heads_rad
     assert abs(mask_volume_ml(after.head) / truth["head_true_ml"] - 1) < 0.03                  # measured +0.3 %
     assert abs(mask_volume_ml(after.lesion) / truth["lesion_true_ml"] - 1) < 0.10              # measured -4.6 %
     assert "given the other head's radius" in fit_size_doubt(again)
+
+
+def test_a_head_whose_own_fit_is_doubtful_and_small_is_fitted_to_its_acetabular_roof():
+    """Real anatomy (tests/data/README.md): a 31 % lesion with an intermediate centre (0.42 of marrow) at the dome of a
+    real right head, on 5.2 mm coronal slices.  On the whole scan its own fit was doubtful (the dome's marrow surface
+    seen on 0.07 of the rays) and small: head -9.4 % in this crop, the lesion -16.2 %.  The acetabular roof above the
+    head is not touched by the lesion and lies a gap beyond its marrow surface, 4.48 mm on the other head of the scan,
+    whose fit held.  Fitted to the marrow surface below the dome and to the roof at that gap, the marrow surface lies
+    0.78 mm further out, more than the 0.6 mm that lets the roof fit replace the head's own: the head reads +3.6 %, its
+    centre 0.36 mm from the true one, the lesion -4.9 %, and the size stays flagged, saying so."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.segment import ClassicalSegmenter
+    from lesionvol.segment.head import ROOF_LARGER_BY_MM, HeadFit, fit_size_doubt, fit_to_roof, own_size_doubt
+
+    data = Path(__file__).parent / "data"
+    name = "real_t1_implanted_right_head_under_roof"
+    truth = json.loads((data / f"{name}.json").read_text())
+    image = sitk.ReadImage(str(data / f"{name}.nii.gz"))
+    o = truth["own_fit"]
+    own = HeadFit(np.array(o["centre_mm"]), o["radius_mm"], o["inner_radius_mm"], np.array(o["neck_axis"]),
+                  o["junction_mm"], o["side"], o["marrow_level"], dict(o["quality"]))
+    seg = ClassicalSegmenter()
+    before = seg.from_fit(image, own)
+    assert own_size_doubt(own) and mask_volume_ml(before.head) / truth["head_true_ml"] - 1 < -0.07    # measured -9.4 %
+    assert mask_volume_ml(before.lesion) / truth["lesion_true_ml"] - 1 < -0.10                         # measured -16.2 %
+    roof = fit_to_roof(image, own.centre_mm, own.inner_radius_mm, own.radius_mm - own.inner_radius_mm,
+                       truth["other_head_roof_gap_mm"], "right")
+    after = seg.from_fit(image, roof)
+    assert roof.quality["fitted_to_roof"] and roof.inner_radius_mm - own.inner_radius_mm > ROOF_LARGER_BY_MM
+    assert np.linalg.norm(roof.centre_mm - truth["head_true_centre_mm"]) < 1.0                  # measured 0.36 mm
+    assert abs(mask_volume_ml(after.head) / truth["head_true_ml"] - 1) < 0.05                   # measured +3.6 %
+    assert abs(mask_volume_ml(after.lesion) / truth["lesion_true_ml"] - 1) < 0.08               # measured -4.9 %
+    assert "acetabular roof" in fit_size_doubt(roof)
 
 
 def test_a_lesion_at_the_dome_does_not_make_the_rim_read_as_a_resolved_plate():

@@ -245,8 +245,8 @@ def main(argv=None) -> int:
                                  else "",
                                  ("head size" if head_size_doubt(dome, f1.quality.get("radius_minus_other_side_mm"),
                                                                  f1.radius_mm, outer_fraction=f1.quality["outer_fraction"])
-                                  else
-                                  f"head size: moves with its start ({f1.quality['refit_radius_shift_mm']:+.2f} mm, "
+                                  else "head size: fitted to the acetabular roof" if f1.quality.get("fitted_to_roof")
+                                  else f"head size: moves with its start ({f1.quality['refit_radius_shift_mm']:+.2f} mm, "
                                   f"{f1.quality['refit_failed_starts']} failed)")
                                  if size_doubt else "") if r]
             errs.append(err)
