@@ -1161,25 +1161,31 @@ def test_a_head_fitted_inside_a_large_lesions_band_is_fitted_again_where_its_bon
     assert row["head_outer_surface_fraction"] > 0.5 and row["head_size_doubtful"] is False   # measured 0.58
 
 
+def _fixture_with_own_fit(name: str):
+    """A real-anatomy fixture of tests/data (its truth and crop) and the doubtful whole-scan fit it holds (``own_fit``)."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.segment.head import HeadFit
+
+    data = Path(__file__).parent / "data"
+    truth = json.loads((data / f"{name}.json").read_text())
+    o = truth["own_fit"]
+    own = HeadFit(np.array(o["centre_mm"]), o["radius_mm"], o["inner_radius_mm"], np.array(o["neck_axis"]),
+                  o["junction_mm"], o["side"], o["marrow_level"], dict(o["quality"]))
+    return truth, sitk.ReadImage(str(data / f"{name}.nii.gz")), own
+
+
 def test_a_head_whose_own_fit_is_doubtful_is_fitted_again_at_the_other_heads_radius():
     """Real anatomy (tests/data/README.md): a 23 % lesion with an intermediate centre (0.40 of marrow) at the dome of
     a real left head.  On the whole scan the head was fitted 1.15 mm small and 2.6 mm high, -19.6 % of volume, its
     lesion +12.7 %: the sphere through the marrow surface left under a lesion trades radius against centre.  The
     right head's fit held (nothing doubted it), 1.3 mm larger.  Given that head's radius, the centre is fitted again
     on the marrow surface it shows: the head reads +0.3 %, the lesion -4.6 %, and the size stays flagged, saying so."""
-    import json
-    from pathlib import Path
-
-    from lesionvol.segment import ClassicalSegmenter
     from lesionvol.segment.head import HeadFit, fit_at_radius_of, fit_size_doubt, own_size_doubt
 
-    data = Path(__file__).parent / "data"
-    name = "real_t1_implanted_left_head_own_fit_small"
-    truth = json.loads((data / f"{name}.json").read_text())
-    image = sitk.ReadImage(str(data / f"{name}.nii.gz"))
+    truth, image, own = _fixture_with_own_fit("real_t1_implanted_left_head_own_fit_small")
     o = truth["own_fit"]
-    own = HeadFit(np.array(o["centre_mm"]), o["radius_mm"], o["inner_radius_mm"], np.array(o["neck_axis"]),
-                  o["junction_mm"], o["side"], o["marrow_level"], dict(o["quality"]))
     other = HeadFit(np.zeros(3), truth["other_head_radius_mm"], truth["other_head_inner_radius_mm"],
                     np.array([-0.7, 0.3, -0.6]), 15.0, "right", 1.0)
     seg = ClassicalSegmenter()
@@ -1202,19 +1208,9 @@ def test_a_head_whose_own_fit_is_doubtful_and_small_is_fitted_to_its_acetabular_
     whose fit held.  Fitted to the marrow surface below the dome and to the roof at that gap, the marrow surface lies
     0.78 mm further out, more than the 0.6 mm that lets the roof fit replace the head's own: the head reads +3.6 %, its
     centre 0.36 mm from the true one, the lesion -4.9 %, and the size stays flagged, saying so."""
-    import json
-    from pathlib import Path
+    from lesionvol.segment.head import ROOF_LARGER_BY_MM, fit_size_doubt, fit_to_roof, own_size_doubt
 
-    from lesionvol.segment import ClassicalSegmenter
-    from lesionvol.segment.head import ROOF_LARGER_BY_MM, HeadFit, fit_size_doubt, fit_to_roof, own_size_doubt
-
-    data = Path(__file__).parent / "data"
-    name = "real_t1_implanted_right_head_under_roof"
-    truth = json.loads((data / f"{name}.json").read_text())
-    image = sitk.ReadImage(str(data / f"{name}.nii.gz"))
-    o = truth["own_fit"]
-    own = HeadFit(np.array(o["centre_mm"]), o["radius_mm"], o["inner_radius_mm"], np.array(o["neck_axis"]),
-                  o["junction_mm"], o["side"], o["marrow_level"], dict(o["quality"]))
+    truth, image, own = _fixture_with_own_fit("real_t1_implanted_right_head_under_roof")
     seg = ClassicalSegmenter()
     before = seg.from_fit(image, own)
     assert own_size_doubt(own) and mask_volume_ml(before.head) / truth["head_true_ml"] - 1 < -0.07    # measured -9.4 %
