@@ -399,8 +399,9 @@ ROOF_MIN_STARTS = 3
 ROOF_START_SPREAD_MAX_MM = 0.5
 #: A doubtful head takes the fit to the roof only where that fit's marrow surface lies more than this (mm) outside its
 #: own: a lesion's band left below ROOF_BELOW_UP draws the roof fit in, never out, so only a larger fit is taken (on
-#: lesion draws into the development heads, of the 80 doubtful heads the 9 whose roof fit read 0.6 mm or more larger
-#: all moved towards the truth, -30 to -5 % to -8 to +7 %; of the 9 that read 0.6 mm or more smaller, 4 moved away).
+#: lesion draws into the development heads, of 80 doubtful heads fitted at the other head's gap or 5.5 mm, the 9 whose
+#: roof fit read 0.6 mm or more larger all moved towards the truth, from -30..-5 % to -8..+7 %; of the 9 that read
+#: 0.6 mm or more smaller, 4 moved away).
 ROOF_LARGER_BY_MM = 0.6
 #: Head radius: median distance of the outer points within this distance of the outer fit.
 RADIUS_INLIER_MM = 2.0
@@ -1691,7 +1692,7 @@ def _roof_points(rays: _Rays, centre: np.ndarray, r_in: float, gap_mm: float) ->
         k = dark[0] + rise[0]
         level = 0.5 * (p[dark[0]:k].min() + p[k:k + n_marrow + 1].max())
         j = k - 1
-        while p[j] >= level:            # back to the last sample below the half-way level (one lies below ROOF_DARK)
+        while p[j] >= level:            # back to the last sample below the half-way level (the rim's minimum is)
             j -= 1
         r = rho[j] + RAY_STEP_MM * (level - p[j]) / (p[j + 1] - p[j])
         if abs(r - r_in - gap_mm) <= ROOF_WINDOW_MM:
