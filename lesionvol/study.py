@@ -188,8 +188,9 @@ DEFINITIONS = {
     "head_fitted_to_roof": "segmented heads: True when the head was fitted to its marrow surface below the dome and to "
                            "the acetabular roof above it, at the gap the other head of the scan shows (that head's "
                            f"own fit holding): its own fit was doubtful and read more than {ROOF_LARGER_BY_MM:g} mm "
-                           "small against it, or none was found beside the other head (a large lesion at the dome hides both of the head's surfaces "
-                           "there, not the roof); read to about 0.5 mm in radius; head_size_doubtful stays True",
+                           "small against it, or none was found beside the other head (a large lesion at the dome "
+                           "hides both of the head's surfaces there, not the roof); read to about 0.5 mm in radius; "
+                           "head_size_doubtful stays True",
     "head_size_doubtful_reason": "why head_size_doubtful is True",
     "lesion_outside_head_ml": f"lesion voxels outside the head mask (QC); a lesion with more than "
                               f"{100 * MAX_LESION_OUTSIDE_FRACTION:g} % of its volume outside is refused",

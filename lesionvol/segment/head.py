@@ -1717,6 +1717,13 @@ def roof_gap_mm(image: sitk.Image, fit: HeadFit, fat: float | None = None) -> fl
     return float(np.median(d)) if len(d) else float("nan")
 
 
+def _below_dome(rays: _Rays, centre: np.ndarray, r_in: float, window_mm: tuple[float, float]) -> np.ndarray:
+    """Marrow-surface points (mm) found within ``window_mm`` of the sphere (``centre``, ``r_in``) on the rays whose
+    superior component lies below ROOF_BELOW_UP, in slices that resolve the surface."""
+    e = _edges(rays, centre, r_in + ARTICULAR_PLATE_MM, r_in, window_mm)
+    return e.inner[e.inner_resolved & (_up(e.inner - centre) < ROOF_BELOW_UP)]
+
+
 def _centre_under_roof(rays: _Rays, start_mm: np.ndarray, r_in: float,
                        gap_mm: float) -> tuple[np.ndarray, float, int] | None:
     """Centre and marrow-surface radius (mm) of the head whose marrow surface below ROOF_BELOW_UP and acetabular roof
@@ -1727,8 +1734,7 @@ def _centre_under_roof(rays: _Rays, start_mm: np.ndarray, r_in: float,
     centre = np.asarray(start_mm, float)
     for window in (INNER_WINDOW_MM, ROOF_FINE_WINDOW_MM):
         for _ in range(FIT_ROUNDS):
-            e = _edges(rays, centre, r_in + ARTICULAR_PLATE_MM, r_in, window)
-            below = e.inner[e.inner_resolved & (_up(e.inner - centre) < ROOF_BELOW_UP)]
+            below = _below_dome(rays, centre, r_in, window)
             roof, _ = _roof_points(rays, centre, r_in, gap_mm)
             if len(below) < MIN_SURFACE_POINTS or len(roof) < SPHERE_MIN_POINTS:
                 return None
@@ -1744,8 +1750,7 @@ def _centre_under_roof(rays: _Rays, start_mm: np.ndarray, r_in: float,
     roof, n_roof = _roof_points(rays, centre, r_in, gap_mm)
     if len(roof) < ROOF_MIN_FRACTION * n_roof:
         return None
-    e = _edges(rays, centre, r_in + ARTICULAR_PLATE_MM, r_in, ROOF_FINE_WINDOW_MM)
-    below = e.inner[e.inner_resolved & (_up(e.inner - centre) < ROOF_BELOW_UP)]
+    below = _below_dome(rays, centre, r_in, ROOF_FINE_WINDOW_MM)
     support = int((np.abs(np.linalg.norm(below - centre, axis=1) - r_in) < RADIUS_INLIER_MM / 2).sum()
                   + (np.abs(np.linalg.norm(roof - centre, axis=1) - r_in - gap_mm) < RADIUS_INLIER_MM / 2).sum())
     return centre, r_in, support
@@ -2034,16 +2039,16 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
                     best[other].radius_mm - best[side].radius_mm > AT_OTHER_RADIUS_MIN_GAP_MM:
                 best[side] = fit_at_radius_of(image, best[side], best[other], fats.get(side),
                                               junction_fraction) or best[side]
-    for side, fit in list(best.items()):
-        # a doubtful head beside a sound one: fitted to its acetabular roof where that fit lies well outside its own
-        if refine and own_size_doubt(fit) and not fit.quality.get("radius_from_other_side") \
-                and not fit.quality.get("fitted_to_roof") \
-                and (gap := _gap_from(image, best.get("left" if side == "right" else "right"))) is not None:
-            under = fit_to_roof(image, fit.centre_mm, fit.inner_radius_mm, fit.radius_mm - fit.inner_radius_mm, gap,
-                                side, fats.get(side), junction_fraction)
-            if under is not None and under.inner_radius_mm - fit.inner_radius_mm > ROOF_LARGER_BY_MM:
-                under.quality["own_radius_mm"] = fit.radius_mm
-                best[side] = under
+        # any other doubtful head beside a sound one: fitted to its acetabular roof where that fit lies well outside
+        for side, other in (("right", "left"), ("left", "right")):
+            fit = best[side]
+            if own_size_doubt(fit) and not fit.quality.get("radius_from_other_side") \
+                    and not fit.quality.get("fitted_to_roof") and (gap := _gap_from(image, best[other])) is not None:
+                under = fit_to_roof(image, fit.centre_mm, fit.inner_radius_mm, fit.radius_mm - fit.inner_radius_mm,
+                                    gap, side, fats.get(side), junction_fraction)
+                if under is not None and under.inner_radius_mm - fit.inner_radius_mm > ROOF_LARGER_BY_MM:
+                    under.quality["own_radius_mm"] = fit.radius_mm
+                    best[side] = under
     if len(best) == 2:
         right, left = best["right"], best["left"]
         right.quality["radius_minus_other_side_mm"] = right.radius_mm - left.radius_mm
