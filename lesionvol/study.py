@@ -30,7 +30,7 @@ from lesionvol.segment.head import (ARTICULAR_PLATE_MM, AT_OTHER_RADIUS_MIN_GAP_
                                     REFIT_RADIUS_SHIFT_MAX_MM, REFIT_STARTS_MM, RESOLVED_PLATE_TROUGH_MAX,
                                     ROOF_LARGER_BY_MM, head_size_doubt)
 from lesionvol.segment.lesion import (LESION_FILL_MIN, MARGIN_BAND_GAP_MM, MARGIN_OEDEMA_SIGNAL, OEDEMA_PROFILE_MAX,
-                                      MarginReading, lesion_fill_ratio)
+                                      SET_ASIDE_DOUBT_ML, MarginReading, lesion_fill_ratio)
 from lesionvol.sequence import check_t1
 from lesionvol.measure import (
     MAX_LESION_OUTSIDE_FRACTION,
@@ -114,11 +114,13 @@ DEFINITIONS = {
                               "lesions written into real heads read 4-10 % off (median), 3-14 of 30 still over 10 %, "
                               "8 mm halos 17-31 %); "
                               "check it",
-    "lesion_on_thick_slices": f"True when a segmented lesion was measured on slices thicker than "
+    "lesion_on_thick_slices": f"True when a segmented head was read on slices thicker than "
                               f"{MAX_LESION_SLICE_MM:g} mm, or than {MAX_LESION_AXIAL_SLICE_MM:g} mm when they are "
-                              "axial: where its band lies within one slice it can read as marrow, so the lesion may "
-                              "read small (phantom family B: -9 to -89 % on 5.9-6.3 mm slices, axial -10 to -22 % "
-                              "on 3.9-5 mm); lesion_on_thick_slices_reason says which; check it",
+                              "axial, whatever lesion it read: where a lesion's band lies within one slice it can read "
+                              "as marrow, so a lesion may read small, or not at all (phantom family B: -9 to -89 % on "
+                              "5.9-6.3 mm slices, axial -10 to -22 % on 3.9-5 mm, a 40 % lesion on 3.9 mm axial slices "
+                              "0.00 mL; a 45 % lesion written into a real head, moved onto 5.8 mm slices, 0.00 mL); "
+                              "lesion_on_thick_slices_reason says which; check it",
     "lesion_fill_ratio": "segmented (enclosed) lesions: the lesion's volume over the subchondral segment under its "
                          "footprint (footprint disc x depth under the marrow surface, per component); a segment "
                          "filled up to the plate reads 0.6-0.9, a band whose centre read as healthy marrow less",
@@ -146,6 +148,13 @@ DEFINITIONS = {
                               "written into real heads: the three not continued that read 10.5-12.9 % small held "
                               "9.8-11.0 %, the others 7.7 % at most, phantom family B's 7.0 %); check its margin "
                               "across the slices",
+    "lesion_set_aside_ml": "segmented (enclosed) lesions: the largest region of low signal reaching the plate that was "
+                           "set aside as anatomy, not lesion (no subchondral segment, or at the head-neck junction, "
+                           "the fovea or in the inferior head); not included in lesion_volume_ml",
+    "lesion_set_aside_doubtful": f"True when lesion_set_aside_ml exceeds {SET_ASIDE_DOUBT_ML:g} mL (normal real heads, "
+                                 "on their own and on follow-up grids: 1.07 mL at most): it may be a lesion's band "
+                                 "whose centre was read as marrow (a 46 % fat-centred lesion written into a real head "
+                                 "read 0.00 mL, its band's deep part, 5.4 mL, set aside as inferior head); check it",
     "head_dome_marrow_fraction": "segmented heads: the fraction of the rays from the head centre to the dome (in slices "
                                  "that resolve the surface) on which the marrow surface was found on the fitted sphere; "
                                  "a large lesion at the dome, its centre darker than marrow, hides it there; empty where no slice "
@@ -165,7 +174,8 @@ DEFINITIONS = {
                           "a seed point, read no lesion) or the fit depends on where it starts (head_refit_radius_shift_mm "
                           f"beyond ±{REFIT_RADIUS_SHIFT_MAX_MM:g} mm, or head_refit_failed_starts above "
                           f"{REFIT_MAX_FAILED_STARTS}) or head_outer_surface_fraction is below "
-                          f"{OUTER_SURFACE_DOUBT_BELOW:g}; the head may "
+                          f"{OUTER_SURFACE_DOUBT_BELOW:g}, or the head was given the other head's radius, fitted "
+                          "to its acetabular roof, or found only from a grid of starts; the head may "
                           "read too small or too large: check the head outline",
     "head_refit_radius_shift_mm": f"segmented heads: the head fitted again from {len(REFIT_STARTS_MM)} starts "
                                   f"{REFIT_OFFSET_MM:g} mm around its centre, the median of those fits' radii minus its "
@@ -191,6 +201,10 @@ DEFINITIONS = {
                            "small against it, or none was found beside the other head (a large lesion at the dome "
                            "hides both of the head's surfaces there, not the roof); read to about 0.5 mm in radius; "
                            "head_size_doubtful stays True",
+    "head_found_from_grid": "segmented heads: True when the head was missed from the vote's peaks beside a head whose "
+                            "own fit holds, and found only from a grid of starts around them, the fit whose radius is "
+                            f"nearest that head's (within {HEAD_PAIR_RADIUS_MAX_MM:g} mm) kept (a large lesion at the dome "
+                            "draws the peaks up); head_size_doubtful stays True",
     "head_size_doubtful_reason": "why head_size_doubtful is True",
     "lesion_outside_head_ml": f"lesion voxels outside the head mask (QC); a lesion with more than "
                               f"{100 * MAX_LESION_OUTSIDE_FRACTION:g} % of its volume outside is refused",
@@ -215,7 +229,7 @@ NOT_COMPARED = "not compared: not registered and not on the baseline's grid"
 
 
 def thick_slice_reason(image: sitk.Image) -> str:
-    """Why a lesion segmented on ``image`` may read small because of its slices ("" when it need not):
+    """Why a lesion segmented on ``image`` may read small, or not at all, because of its slices ("" when it need not):
     slices thicker than MAX_LESION_SLICE_MM, or axial-like ones thicker than MAX_LESION_AXIAL_SLICE_MM.
 
     Example
@@ -267,6 +281,7 @@ class Timepoint:
     lesion_fill_ratio: float | None = None  # segmented enclosed lesions, see DEFINITIONS
     band_continued_ml: float | None = None  # segmented enclosed lesions, see DEFINITIONS
     band_sphere_marrow_ml: float | None = None  # segmented enclosed lesions, see DEFINITIONS
+    set_aside_ml: float | None = None  # segmented enclosed lesions, see DEFINITIONS
     head_dome_marrow_fraction: float | None = None  # segmented heads, see DEFINITIONS
     head_radius_minus_other_side_mm: float | None = None  # segmented heads with the other one found, see DEFINITIONS
     head_radius_mm: float | None = None  # segmented heads: the fitted sphere's radius (head_size_doubtful)
@@ -275,6 +290,7 @@ class Timepoint:
     head_outer_surface_fraction: float | None = None  # segmented heads, see DEFINITIONS
     head_radius_from_other_side: bool | None = None  # segmented heads, see DEFINITIONS
     head_fitted_to_roof: bool | None = None  # segmented heads, see DEFINITIONS
+    head_found_from_grid: bool | None = None  # segmented heads, see DEFINITIONS
 
     def take_segmentation_quality(self, seg: HipSegmentation, *, head: bool = True, lesion: bool = True) -> None:
         """Keep the segmenter's definitions and quality figures for the masks of ``seg`` this visit uses:
@@ -291,6 +307,7 @@ class Timepoint:
                 self.head_outer_surface_fraction = seg.head_fit.quality.get("outer_fraction")
                 self.head_radius_from_other_side = bool(seg.head_fit.quality.get("radius_from_other_side"))
                 self.head_fitted_to_roof = bool(seg.head_fit.quality.get("fitted_to_roof"))
+                self.head_found_from_grid = bool(seg.head_fit.quality.get("found_from_grid"))
         if lesion:
             self.lesion_definition = seg.lesion_definition
             if "oedema" in seg.masks:
@@ -303,6 +320,8 @@ class Timepoint:
                     self.band_continued_ml = mask_volume_ml(seg.masks["band_continued"])
                 if "band_sphere_marrow" in seg.masks:
                     self.band_sphere_marrow_ml = mask_volume_ml(seg.masks["band_sphere_marrow"])
+                if "set_aside" in seg.masks:
+                    self.set_aside_ml = mask_volume_ml(seg.masks["set_aside"])
 
     @property
     def change_method(self) -> str:
@@ -369,8 +388,9 @@ def _number(value: object) -> float | None:
 def row_checks(row: dict) -> list[str]:
     """What a reader should check in one row of :meth:`StudyResult.rows`, a phrase per flag raised: a mask at
     the edge of the field, a lesion margin next to marrow oedema, a lesion on thick slices, a lesion that may be its
-    band alone, a lesion continued in part from its band's shape or left short of it, a head whose dome a lesion
-    hides or whose radius disagrees with the other head's, a doubtful registration.  ``lesionvol analyze`` prints
+    band alone, a lesion continued in part from its band's shape or left short of it, a large low-signal region set
+    aside as anatomy, a head whose dome a lesion hides or whose radius disagrees with the other head's, a doubtful
+    registration.  ``lesionvol analyze`` prints
     them under its table, the napari table shows them on the row.
 
     Example
@@ -404,8 +424,8 @@ def row_checks(row: dict) -> list[str]:
             checks.append(f"the lesion's margin reads {signal:.2f} of marrow with {band}: it may hold marrow oedema "
                           "taken in with it (too large)")
     if is_set(row.get("lesion_on_thick_slices")):
-        checks.append(f"the lesion was measured on {row.get('lesion_on_thick_slices_reason')}: where its band lies "
-                      "within a slice it can read as marrow, so it may read small")
+        checks.append(f"the head was read on {row.get('lesion_on_thick_slices_reason')}: where a lesion's band lies "
+                      "within a slice it can read as marrow, so a lesion may read small, or not at all")
     if is_set(row.get("lesion_fill_doubtful")):
         checks.append(f"the lesion fills {ml('lesion_fill_ratio')} of the segment under it: it may be its band alone, "
                       "what the band encloses read as marrow (far too small)")
@@ -416,6 +436,9 @@ def row_checks(row: dict) -> list[str]:
         checks.append(f"the lesion's band, continued as a sphere, holds {ml('lesion_band_sphere_marrow_ml')} mL of "
                       f"marrow next to the {ml('lesion_volume_ml')} mL lesion that thick slices leave undecided: the "
                       "lesion may read small; check its margin across the slices")
+    if is_set(row.get("lesion_set_aside_doubtful")):
+        checks.append(f"a {ml('lesion_set_aside_ml')} mL region of low signal in the head was set aside as anatomy, not "
+                      "lesion: it may be a lesion's band whose centre was read as marrow (far too small); check it")
     if is_set(row.get("head_size_doubtful")):
         why = row.get("head_size_doubtful_reason")      # absent from tables written before it was a column
         checks.append(f"{why if isinstance(why, str) and why else 'its size is doubtful'}: the head may read too "
@@ -464,11 +487,11 @@ class StudyResult:
             lf = v.lesion_pct_head
             spacing = tp.scan.image.GetSpacing()
             segmented_lesion = tp.margin_oedema_ml is not None and v.lesion_volume_ml > 0
-            thick_reason = thick_slice_reason(tp.scan.image) if segmented_lesion else ""
+            thick_reason = thick_slice_reason(tp.scan.image) if tp.margin_oedema_ml is not None else ""
             size_doubt = head_size_doubt(tp.head_dome_marrow_fraction, tp.head_radius_minus_other_side_mm,
                                          tp.head_radius_mm, tp.head_refit_radius_shift_mm, tp.head_refit_failed_starts,
                                          tp.head_outer_surface_fraction, tp.head_radius_from_other_side,
-                                         tp.head_fitted_to_roof)
+                                         tp.head_fitted_to_roof, tp.head_found_from_grid)
             margin = tp.lesion_margin if segmented_lesion else None
             continued = tp.band_continued_ml is not None and tp.band_continued_ml > MAX_BAND_CONTINUED_FRACTION * \
                 v.lesion_volume_ml
@@ -511,6 +534,8 @@ class StudyResult:
                 "lesion_extent_doubtful": (None if tp.band_sphere_marrow_ml is None else
                                            tp.band_sphere_marrow_ml > MAX_BAND_SPHERE_MARROW_FRACTION
                                            * v.lesion_volume_ml),
+                "lesion_set_aside_ml": tp.set_aside_ml,
+                "lesion_set_aside_doubtful": None if tp.set_aside_ml is None else tp.set_aside_ml > SET_ASIDE_DOUBT_ML,
                 "head_dome_marrow_fraction": tp.head_dome_marrow_fraction,
                 "head_radius_minus_other_side_mm": tp.head_radius_minus_other_side_mm,
                 "head_refit_radius_shift_mm": tp.head_refit_radius_shift_mm,
@@ -518,6 +543,7 @@ class StudyResult:
                 "head_outer_surface_fraction": tp.head_outer_surface_fraction,
                 "head_radius_from_other_side": tp.head_radius_from_other_side,
                 "head_fitted_to_roof": tp.head_fitted_to_roof,
+                "head_found_from_grid": tp.head_found_from_grid,
                 "head_size_doubtful": None if size_doubt is None else bool(size_doubt),
                 "head_size_doubtful_reason": size_doubt,
                 **tp.registration_qc,
@@ -562,6 +588,7 @@ class StudyResult:
             tp.lesion_fill_ratio = None
             tp.band_continued_ml = None
             tp.band_sphere_marrow_ml = None
+            tp.set_aside_ml = None
         else:
             tp.head_dome_marrow_fraction = None   # read off the segmented head's fit, not the reader's
             tp.head_radius_minus_other_side_mm = None
@@ -571,6 +598,7 @@ class StudyResult:
             tp.head_outer_surface_fraction = None
             tp.head_radius_from_other_side = None
             tp.head_fitted_to_roof = None
+            tp.head_found_from_grid = None
         tp.volumes = measure_volumes(tp.lesion, tp.head)
         edges = _acetabular_edges(self.timepoints, self.options.acetabular_edge_mm)
         _locate([tp], tp.location.get("location_side", ""), [edges[index]])

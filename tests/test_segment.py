@@ -472,7 +472,8 @@ def test_a_lesion_on_thick_slices_is_flagged():
     """Thick slices can hide the band within a slice and read the lesion small (family B, 5.9-6.3 mm slices
     of any plane -9 to -89 %, axial 3.9-5 mm -10 to -22 %): the row says so (``lesion_on_thick_slices``)
     and ``analyze`` prints a check line for it; on 5 mm coronal slices it does not, on 4.5 mm axial ones
-    it does."""
+    it does.  A head that reads no lesion there is flagged too: a 45 % fat-centred lesion written into a real
+    head moved onto 5.8 mm slices read 0.00 mL (implant.py --seed 4500 --moved 35500, case 4 left)."""
     from lesionvol.cli import _checks
     from lesionvol.inputs import Visit
     from lesionvol.study import analyze_scans
@@ -488,6 +489,14 @@ def test_a_lesion_on_thick_slices_is_flagged():
     axial, _, _ = _family_b(7, R=25.0, pct=20.0, plane="axial", spacing_mm=(0.8, 0.8, 4.5), fov_mm=(160.0, 160.0, 110.0))
     row = analyze_scans([Visit(axial)]).rows()[0]
     assert row["lesion_on_thick_slices_reason"] == "4.5 mm axial slices"
+    from lesionvol.phantom_b import Hip, HipScanSpec, make_hip_scan
+
+    normal, _ = make_hip_scan(HipScanSpec(right=Hip("right", head_radius_mm=25.0), field="right", anatomy_seed=7,
+                                          spacing_mm=(0.8, 0.8, 6.3)), seed=7)
+    row = analyze_scans([Visit(normal)]).rows()[0]
+    assert row["lesion_volume_ml"] == 0.0 and row["lesion_on_thick_slices"] is True
+    assert row["lesion_set_aside_doubtful"] is False                     # a normal head sets nothing large aside
+    assert any("6.3 mm slices" in line and "or not at all" in line for line in _checks([row]))
 
 
 def test_fat_field_follows_coil_shading():
@@ -1223,6 +1232,61 @@ def test_a_head_whose_own_fit_is_doubtful_and_small_is_fitted_to_its_acetabular_
     assert abs(mask_volume_ml(after.head) / truth["head_true_ml"] - 1) < 0.05                   # measured +3.6 %
     assert abs(mask_volume_ml(after.lesion) / truth["lesion_true_ml"] - 1) < 0.08               # measured -4.9 %
     assert "acetabular roof" in fit_size_doubt(roof)
+
+
+def test_a_head_missed_from_the_vote_peaks_beside_a_sound_head_is_found_from_a_grid_of_starts():
+    """Real anatomy (tests/data/README.md): a 38 % lesion with an intermediate centre (0.38 of marrow) at the dome of
+    a real right head.  The band draws the vote's peaks up and the fits from them find spheres 12-15 mm across, no head;
+    the left head's fit held.  From a grid of starts around the first peak, the fit whose radius is nearest the left
+    head's lies 0.5 mm from the true centre: the head reads -1.4 %, the lesion -3.6 %, and it is flagged, saying so."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.segment.head import HeadFit, _missed_head_from_grid, fit_head, fit_size_doubt
+
+    data = Path(__file__).parent / "data"
+    truth = json.loads((data / "real_t1_implanted_right_head_missed_beside_sound.json").read_text())
+    image = sitk.ReadImage(str(data / "real_t1_implanted_right_head_missed_beside_sound.nii.gz"))
+    o = truth["other_head"]
+    left = HeadFit(np.array(o["centre_mm"]), o["radius_mm"], o["inner_radius_mm"], np.array(o["neck_axis"]),
+                   o["junction_mm"], o["side"], 1.0, {})
+    peaks = [(np.array(p["centre_mm"]), p["fat"]) for p in truth["vote_peaks"]]
+    for centre, fat in peaks:                                                   # the search before
+        with pytest.raises(NoFemoralHeadError):
+            fit_head(image, centre, fat=fat, side="right")
+    fit = _missed_head_from_grid(image, left, peaks, None)
+    seg = ClassicalSegmenter().from_fit(image, fit)
+    assert fit.side == "right" and fit.quality["found_from_grid"]
+    assert np.linalg.norm(fit.centre_mm - truth["head_true_centre_mm"]) < 1.0                   # measured 0.52 mm
+    assert abs(mask_volume_ml(seg.head) / truth["head_true_ml"] - 1) < 0.05                     # measured -1.4 %
+    assert abs(mask_volume_ml(seg.lesion) / truth["lesion_true_ml"] - 1) < 0.08                 # measured -3.6 %
+    assert "grid of starts" in fit_size_doubt(fit)
+
+
+def test_a_large_low_signal_region_set_aside_as_anatomy_is_flagged():
+    """Real anatomy (tests/data/README.md): a 46 % lesion with a fat-bright centre and a 2.6 mm band written into a
+    real right head.  Its centre reads as marrow and the lesion 0.00 mL (not fixed); the band's deep part, 5.4 mL
+    pointing down from the head's centre, is set aside as inferior head.  Normal real heads set aside 1.07 mL at most,
+    so the row flags it (``lesion_set_aside_doubtful``) instead of returning 0 mL silently."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.segment.head import HeadFit
+    from lesionvol.segment.lesion import SET_ASIDE_DOUBT_ML
+    from lesionvol.study import row_checks
+
+    data = Path(__file__).parent / "data"
+    truth = json.loads((data / "real_t1_implanted_right_head_band_set_aside.json").read_text())
+    o = truth["own_fit"]
+    fit = HeadFit(np.array(o["centre_mm"]), o["radius_mm"], o["inner_radius_mm"], np.array(o["neck_axis"]),
+                  o["junction_mm"], o["side"], o["marrow_level"], dict(o["quality"]))
+    seg = ClassicalSegmenter().from_fit(sitk.ReadImage(str(data / "real_t1_implanted_right_head_band_set_aside.nii.gz")),
+                                        fit)
+    aside_ml = mask_volume_ml(seg.masks["set_aside"])
+    assert mask_volume_ml(seg.lesion) < 0.1 * truth["lesion_true_ml"]                          # measured 0.00 mL
+    assert aside_ml > SET_ASIDE_DOUBT_ML                                                       # measured 5.40 mL
+    checks = row_checks({"lesion_volume_ml": 0.0, "lesion_set_aside_ml": aside_ml, "lesion_set_aside_doubtful": True})
+    assert len(checks) == 1 and "set aside as anatomy" in checks[0]
 
 
 def test_a_lesion_at_the_dome_does_not_make_the_rim_read_as_a_resolved_plate():

@@ -58,6 +58,7 @@ from registration_stress import moved_real_copy  # noqa: E402
 from lesionvol.measure import mask_volume_ml  # noqa: E402
 from lesionvol.segment import segment_hips  # noqa: E402
 from lesionvol.segment.head import fat_level, fit_size_doubt  # noqa: E402
+from lesionvol.segment.lesion import SET_ASIDE_DOUBT_ML  # noqa: E402
 from lesionvol.sequence import classify_contrast  # noqa: E402
 
 CROP_WIDTH_MM = 180.0
@@ -237,7 +238,7 @@ def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict,
         else:
             why = ""
     out = dict(expected=len(expect), found=0, false=0, clean=0, dice=[], domes=[], pair_mm=[], doubtful=0, refit=[],
-               refit_failed=0,
+               refit_failed=0, aside=[],
                refused_contrast=contrast in ("T2", "STIR/fat-suppressed"))
     for side in sorted(set(expect) | set(segs)):
         seg = segs.get(side)
@@ -258,6 +259,7 @@ def score(name: str, case: int, image: sitk.Image, label: sitk.Image, ref: dict,
             out["doubtful"] += bool(fit_size_doubt(seg.head_fit))
             out["refit"].append(abs(q["refit_radius_shift_mm"]))
             out["refit_failed"] += q["refit_failed_starts"]
+            out["aside"].append(mask_volume_ml(seg.masks["set_aside"]))
         print(f"{case:4d} {name:17} {side:5} {'yes' if on else 'FALSE':>5} {sc['d_ref'].get(side, np.inf):6.1f} "
               f"{sc['dice']:5.3f} {sc['vol_pct']:+6.1f} {mask_volume_ml(seg.head):7.1f} {lv:6.2f} "
               f"{seg.head_fit.quality['dome_marrow_fraction']:5.2f} "
@@ -298,7 +300,9 @@ def main(argv=None) -> int:
               f"{sum(r['doubtful'] for r in rows)} (dome marrow fraction min {np.nanmin(domes) if len(domes) else np.nan:.2f}, "
               f"the two heads' radii up to {np.nanmax(pair) if np.isfinite(pair).any() else np.nan:.2f} mm apart, "
               f"refit radius shift up to {max((r for x in rows for r in x['refit']), default=np.nan):.2f} mm, "
-              f"{sum(x['refit_failed'] for x in rows)} refit starts finding no head); "
+              f"{sum(x['refit_failed'] for x in rows)} refit starts finding no head); set aside as anatomy up to "
+              f"{max((a for x in rows for a in x['aside']), default=np.nan):.2f} mL (lesion_set_aside_doubtful above "
+              f"{SET_ASIDE_DOUBT_ML:g} mL: {sum(a > SET_ASIDE_DOUBT_ML for x in rows for a in x['aside'])}); "
               f"read T2 or fat-suppressed from the image alone: {sum(r['refused_contrast'] for r in rows)} of {len(rows)} copies")
     return 0
 

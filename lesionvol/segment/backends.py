@@ -122,7 +122,8 @@ class ClassicalSegmenter:
         m = segment_masks(image, fit)
         masks = {"head_anatomical": m.head_anatomical, "head_sphere": m.head_sphere,
                  "lesion_enclosed": m.lesion_enclosed, "lesion_dark": m.lesion_dark, "oedema": m.oedema,
-                 "band_continued": m.band_continued, "band_sphere_marrow": m.band_sphere_marrow}
+                 "band_continued": m.band_continued, "band_sphere_marrow": m.band_sphere_marrow,
+                 "set_aside": m.set_aside}
         return HipSegmentation(masks[f"head_{head_definition}"], masks[f"lesion_{lesion_definition}"],
                                fit.side, head_definition, lesion_definition, self.name, fit, masks,
                                m.margin if lesion_definition == "enclosed" else None)

@@ -118,6 +118,14 @@ FOVEA_CONE_DEG = 35.0
 #: reaching 0.4–0.6 R from the cut; with their contrast raised (signal ** 1.4 of fat) 0.9–1.8 mL
 #: ones pointing 67–74° down, which the former 1 mL limit let through).
 INFERIOR_MAX_SUPERIOR_COMPONENT = -0.5
+#: The largest component set aside as anatomy by the checks above (segment shape, junction, fovea, inferior head) is
+#: kept as ``HipMasks.set_aside`` (``lesionvol.study``: ``lesion_set_aside_doubtful`` above SET_ASIDE_DOUBT_ML): a
+#: large one may be a lesion whose centre was taken for marrow, its band left.  Normal heads: the 30 real development
+#: heads, on their own grids and moved onto follow-up grids (90 heads), 1.07 mL at most; the lesions written into them
+#: (LF 30-50 %, implant.py 4240, 4480, 4520, and 4260, 4500 moved; 135 heads) 1.20 mL at most but one, 5.40 mL, whose
+#: 46 % fat-centred lesion read 0.00 mL unflagged (4520 case 4 right: the band's deep part, pointing down from the
+#: centre, set aside as inferior head).  Twice the normal heads' largest (empirical).
+SET_ASIDE_DOUBT_ML = 2.0
 #: The region of interest reaches this far beyond the head radius.
 ROI_MARGIN_MM = 3.0
 #: In-plane axes finer than FINE_SPACING_MM are smoothed with this sigma (noise) before levels are read.
@@ -356,7 +364,8 @@ class HipMasks:
     band: :func:`_beyond_band_edge`; not lesion), the part of the
     enclosed lesion continued from its band's shape where thick slices did not show the band
     (:func:`_band_surface_completion`; lesion), and the marrow inside that shape next to a lesion not so
-    continued (``band_sphere_marrow``; not lesion: a margin seen along the slices stopped it); and the
+    continued (``band_sphere_marrow``; not lesion: a margin seen along the slices stopped it), the largest
+    component set aside as anatomy (``set_aside``; not lesion, see SET_ASIDE_DOUBT_ML); and the
     enclosed lesion's margin as :func:`margin_reading` reads it (None without a lesion)."""
 
     head_anatomical: sitk.Image
@@ -366,6 +375,7 @@ class HipMasks:
     oedema: sitk.Image
     band_continued: sitk.Image
     band_sphere_marrow: sitk.Image
+    set_aside: sitk.Image
     margin: MarginReading | None = None
 
 
@@ -1202,13 +1212,18 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
     oedema = np.zeros_like(enclosed)
     continued = np.zeros_like(enclosed)
     left_out = np.zeros_like(enclosed)
+    set_aside = np.zeros_like(enclosed)
     if nlab:
         sizes = ndimage.sum_labels(enclosed, lab, np.arange(1, nlab + 1)) * voxel_mm3
         at_plate = ndimage.binary_dilation(shell) & enclosed
         reach = np.zeros(nlab + 1, bool)
         reach[np.unique(lab[at_plate])] = True
         keep = np.r_[False, (sizes >= min_lesion_mm3) & reach[1:]]
-        keep[1:] &= _encloses_marrow(lab, nlab, keep, m.d, m.r, fit, voxel_mm3)
+        segment = np.r_[False, _encloses_marrow(lab, nlab, keep, m.d, m.r, fit, voxel_mm3)]
+        aside = np.flatnonzero(keep & ~segment)          # labels set aside as anatomy; the largest is reported
+        if aside.size:
+            set_aside = lab == aside[np.argmax(sizes[aside - 1])]
+        keep &= segment
         # the lesions found lose the oedema around them (trimmed after the checks, so that trimming
         # never turns a rejected component into a lesion) and gain their through-slice edge
         oedema = _oedema(m, grid)
@@ -1240,5 +1255,6 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
         oedema=_paste(shape, lo, hi, oedema.astype(np.uint8), image),
         band_continued=_paste(shape, lo, hi, (continued & head).astype(np.uint8), image),
         band_sphere_marrow=_paste(shape, lo, hi, (left_out & head & ~enc_full).astype(np.uint8), image),
+        set_aside=_paste(shape, lo, hi, set_aside.astype(np.uint8), image),
         margin=margin_reading(enclosed, m, grid),     # enclosed lies in the marrow zone; None when empty
     )
