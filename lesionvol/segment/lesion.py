@@ -121,7 +121,8 @@ INFERIOR_MAX_SUPERIOR_COMPONENT = -0.5
 #: The largest component set aside as anatomy by the checks above (segment shape, junction, fovea, inferior head) is
 #: kept as ``HipMasks.set_aside`` (``lesionvol.study``: ``lesion_set_aside_doubtful`` above SET_ASIDE_DOUBT_ML): a
 #: large one may be a lesion whose centre was taken for marrow, its band left.  Normal heads: the 30 real development
-#: heads, on their own grids and moved onto follow-up grids (90 heads), 1.07 mL at most; the lesions written into them
+#: heads, on their own grids and moved onto follow-up grids (90 heads), 1.07 mL at most, their 150 copies in
+#: benchmarks/real_t1/variants.py (moved, shaded, noisy, coarse, contrast raised) 1.61 mL; the lesions written into them
 #: (LF 30-50 %, implant.py 4240, 4480, 4520, and 4260, 4500 moved; 135 heads) 1.20 mL at most but one, 5.40 mL, whose
 #: 46 % fat-centred lesion read 0.00 mL unflagged (4520 case 4 right: the band's deep part, pointing down from the
 #: centre, set aside as inferior head).  Twice the normal heads' largest (empirical).
