@@ -125,7 +125,7 @@ INFERIOR_MAX_SUPERIOR_COMPONENT = -0.5
 #: benchmarks/real_t1/variants.py (moved, shaded, noisy, coarse, contrast raised) 1.61 mL; the lesions written into them
 #: (LF 30-50 %, implant.py 4240, 4480, 4520, and 4260, 4500 moved; 135 heads) 1.20 mL at most but one, 5.40 mL, whose
 #: 46 % fat-centred lesion read 0.00 mL unflagged (4520 case 4 right: the band's deep part, pointing down from the
-#: centre, set aside as inferior head).  Twice the normal heads' largest (empirical).
+#: centre, set aside as inferior head).  Set above every normal head so far (empirical).
 SET_ASIDE_DOUBT_ML = 2.0
 #: The region of interest reaches this far beyond the head radius.
 ROI_MARGIN_MM = 3.0
