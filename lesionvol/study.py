@@ -72,6 +72,14 @@ MAX_BAND_CONTINUED_FRACTION = 0.10
 #: 6.1 % (+0.8 %).  Phantom family B's standard and held-out sets (lesions that are no balls): 7.0 % at most, on
 #: lesions read +0.5 to +6.1 %.
 MAX_BAND_SPHERE_MARROW_FRACTION = 0.08
+#: A segmented lesion on slices at least 3.5 mm thick whose margin fits no sphere (``HipMasks.band_unread``) could
+#: not be continued from its band's shape, nor checked against it: where that part is more than
+#: MAX_BAND_UNREAD_FRACTION of the lesion, it may read far too small.  Lesions written into real heads (implant.py,
+#: LF 30-50 %, 3980, 4100, 4160, 4240, 4480, 4520; about 170 lesions): 5 such, reading -54.3, -54.0, -23.4, +11.7 and
+#: -8.4 %, among them the one lesion over 10 % of the fresh draws that nothing else flagged (4480 case 13 left, a 50 %
+#: fat-centred lesion, -54.0 %: its centre read as marrow on three slices); every other lesion's margin fits one
+#: (empirical).
+MAX_BAND_UNREAD_FRACTION = 0.1
 #: A segmented lesion on slices thicker than MAX_LESION_SLICE_MM (mm) may read small: where its band lies
 #: within one slice, band and fat-bright centre average to marrow-like signal.  On axial-like slices (normal
 #: within 45 deg of the body's long axis) the superior dome's band face lies along the slices, so there
@@ -148,6 +156,14 @@ DEFINITIONS = {
                               "written into real heads: the three not continued that read 10.5-12.9 % small held "
                               "9.8-11.0 %, the others 7.7 % at most, phantom family B's 7.0 %); check its margin "
                               "across the slices",
+    "lesion_band_unread_ml": "segmented (enclosed) lesions on slices at least 3.5 mm thick: the part of the lesion whose "
+                             "margin against the healthy marrow fits no sphere, so that its band's shape could be "
+                             "neither continued nor checked (lesion_band_continued, lesion_extent_doubtful); included "
+                             "in lesion_volume_ml",
+    "lesion_band_unread": f"True when lesion_band_unread_ml exceeds {100 * MAX_BAND_UNREAD_FRACTION:g} % of the lesion: "
+                          "a centre read as marrow may be missing, and the lesion may read far too small (lesions "
+                          "written into real heads: 5 of about 170, reading -54.3 to +11.7 %, 4 of them more than 10 % "
+                          "off); check it",
     "lesion_set_aside_ml": "segmented (enclosed) lesions: the largest region of low signal reaching the plate that was "
                            "set aside as anatomy, not lesion (no subchondral segment, or at the head-neck junction, "
                            "the fovea or in the inferior head); not included in lesion_volume_ml",
@@ -282,6 +298,7 @@ class Timepoint:
     band_continued_ml: float | None = None  # segmented enclosed lesions, see DEFINITIONS
     band_sphere_marrow_ml: float | None = None  # segmented enclosed lesions, see DEFINITIONS
     set_aside_ml: float | None = None  # segmented enclosed lesions, see DEFINITIONS
+    band_unread_ml: float | None = None  # segmented enclosed lesions, see DEFINITIONS
     head_dome_marrow_fraction: float | None = None  # segmented heads, see DEFINITIONS
     head_radius_minus_other_side_mm: float | None = None  # segmented heads with the other one found, see DEFINITIONS
     head_radius_mm: float | None = None  # segmented heads: the fitted sphere's radius (head_size_doubtful)
@@ -322,6 +339,8 @@ class Timepoint:
                     self.band_sphere_marrow_ml = mask_volume_ml(seg.masks["band_sphere_marrow"])
                 if "set_aside" in seg.masks:
                     self.set_aside_ml = mask_volume_ml(seg.masks["set_aside"])
+                if "band_unread" in seg.masks:
+                    self.band_unread_ml = mask_volume_ml(seg.masks["band_unread"])
 
     @property
     def change_method(self) -> str:
@@ -388,7 +407,8 @@ def _number(value: object) -> float | None:
 def row_checks(row: dict) -> list[str]:
     """What a reader should check in one row of :meth:`StudyResult.rows`, a phrase per flag raised: a mask at
     the edge of the field, a lesion margin next to marrow oedema, a lesion on thick slices, a lesion that may be its
-    band alone, a lesion continued in part from its band's shape or left short of it, a large low-signal region set
+    band alone, a lesion continued in part from its band's shape or left short of it or whose band's shape could not
+    be read, a large low-signal region set
     aside as anatomy, a head whose dome a lesion hides or whose radius disagrees with the other head's, a doubtful
     registration.  ``lesionvol analyze`` prints
     them under its table, the napari table shows them on the row.
@@ -436,6 +456,10 @@ def row_checks(row: dict) -> list[str]:
         checks.append(f"the lesion's band, continued as a sphere, holds {ml('lesion_band_sphere_marrow_ml')} mL of "
                       f"marrow next to the {ml('lesion_volume_ml')} mL lesion that thick slices leave undecided: the "
                       "lesion may read small; check its margin across the slices")
+    if is_set(row.get("lesion_band_unread")):
+        checks.append(f"{ml('lesion_band_unread_ml')} mL of the {ml('lesion_volume_ml')} mL lesion has a margin that "
+                      "fits no sphere on thick slices, so its band's shape could not be read: a centre read as marrow "
+                      "may be missing (far too small); check it")
     if is_set(row.get("lesion_set_aside_doubtful")):
         checks.append(f"a {ml('lesion_set_aside_ml')} mL region of low signal in the head was set aside as anatomy, not "
                       "lesion: it may be a lesion's band whose centre was read as marrow (far too small); check it")
@@ -534,6 +558,9 @@ class StudyResult:
                 "lesion_extent_doubtful": (None if tp.band_sphere_marrow_ml is None else
                                            tp.band_sphere_marrow_ml > MAX_BAND_SPHERE_MARROW_FRACTION
                                            * v.lesion_volume_ml),
+                "lesion_band_unread_ml": tp.band_unread_ml,
+                "lesion_band_unread": (None if tp.band_unread_ml is None else
+                                       tp.band_unread_ml > MAX_BAND_UNREAD_FRACTION * v.lesion_volume_ml),
                 "lesion_set_aside_ml": tp.set_aside_ml,
                 "lesion_set_aside_doubtful": None if tp.set_aside_ml is None else tp.set_aside_ml > SET_ASIDE_DOUBT_ML,
                 "head_dome_marrow_fraction": tp.head_dome_marrow_fraction,
@@ -589,6 +616,7 @@ class StudyResult:
             tp.band_continued_ml = None
             tp.band_sphere_marrow_ml = None
             tp.set_aside_ml = None
+            tp.band_unread_ml = None
         else:
             tp.head_dome_marrow_fraction = None   # read off the segmented head's fit, not the reader's
             tp.head_radius_minus_other_side_mm = None

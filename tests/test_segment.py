@@ -496,6 +496,7 @@ def test_a_lesion_on_thick_slices_is_flagged():
     row = analyze_scans([Visit(normal)]).rows()[0]
     assert row["lesion_volume_ml"] == 0.0 and row["lesion_on_thick_slices"] is True
     assert row["lesion_set_aside_doubtful"] is False                     # a normal head sets nothing large aside
+    assert row["lesion_band_unread"] is False
     assert any("6.3 mm slices" in line and "or not at all" in line for line in _checks([row]))
 
 
@@ -1287,6 +1288,32 @@ def test_a_large_low_signal_region_set_aside_as_anatomy_is_flagged():
     assert aside_ml > SET_ASIDE_DOUBT_ML                                                       # measured 5.40 mL
     checks = row_checks({"lesion_volume_ml": 0.0, "lesion_set_aside_ml": aside_ml, "lesion_set_aside_doubtful": True})
     assert len(checks) == 1 and "set aside as anatomy" in checks[0]
+
+
+def test_a_lesion_whose_margin_fits_no_sphere_on_thick_slices_is_flagged():
+    """Real anatomy (tests/data/README.md): a 50 % lesion with a fat-bright centre written into a real left head, on
+    5.2 mm slices.  On three slices its centre reads as marrow and the lesion reads 13.2 of 28.7 mL (not fixed); its
+    margin fits no sphere (RMS 1.3 mm), so the band's shape can neither continue it nor say it is short.  That part of
+    the lesion is reported (``band_unread``) and the row flags it (``lesion_band_unread``) instead of returning -54 %
+    silently."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.segment.head import HeadFit
+    from lesionvol.study import MAX_BAND_UNREAD_FRACTION, row_checks
+
+    data = Path(__file__).parent / "data"
+    truth = json.loads((data / "real_t1_implanted_left_head_band_unread.json").read_text())
+    o = truth["own_fit"]
+    fit = HeadFit(np.array(o["centre_mm"]), o["radius_mm"], o["inner_radius_mm"], np.array(o["neck_axis"]),
+                  o["junction_mm"], o["side"], o["marrow_level"], dict(o["quality"]))
+    seg = ClassicalSegmenter().from_fit(sitk.ReadImage(str(data / "real_t1_implanted_left_head_band_unread.nii.gz")), fit)
+    lesion_ml, unread_ml = mask_volume_ml(seg.lesion), mask_volume_ml(seg.masks["band_unread"])
+    assert lesion_ml / truth["lesion_true_ml"] - 1 < -0.3                                      # measured -54 %
+    assert unread_ml > MAX_BAND_UNREAD_FRACTION * lesion_ml                                    # measured 11.05 of 13.23 mL
+    assert mask_volume_ml(seg.masks["band_continued"]) == 0.0
+    checks = row_checks({"lesion_volume_ml": lesion_ml, "lesion_band_unread_ml": unread_ml, "lesion_band_unread": True})
+    assert len(checks) == 1 and "could not be read" in checks[0]
 
 
 def test_a_lesion_at_the_dome_does_not_make_the_rim_read_as_a_resolved_plate():

@@ -33,7 +33,7 @@ Per hip: the head found on the implanted scan (or not), its volume against the s
 lesion, the lesion volume against truth (%), LF against truth LF (points), and the flags ``analyze``
 would raise (``lesion_margin_doubtful``: ``margin oedema`` for the oedema trimmed next to the lesion, ``margin``
 for a margin that reads like oedema, its band some mm inside it; ``lesion_on_thick_slices``, ``lesion_fill_doubtful``,
-``lesion_band_continued``, ``lesion_extent_doubtful``, ``lesion_set_aside_doubtful``, and ``head_size_doubtful`` from the head's dome marrow
+``lesion_band_continued``, ``lesion_extent_doubtful``, ``lesion_band_unread``, ``lesion_set_aside_doubtful``, and ``head_size_doubtful`` from the head's dome marrow
 fraction, also shown, and the two heads' radii; the summary gives that fraction for the same heads without the
 lesion).  Seed ``--seed + case``
 draws each scan's lesions: pick one no run has used for figures the method was not tuned on, at least 15 away
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     from lesionvol.segment.lesion import LESION_FILL_MIN, SET_ASIDE_DOUBT_ML, lesion_fill_ratio
     from lesionvol.segment.head import DOME_MARROW_MIN, HEAD_PAIR_RADIUS_MAX_MM, fit_size_doubt, head_size_doubt
-    from lesionvol.study import (MAX_BAND_CONTINUED_FRACTION, MAX_BAND_SPHERE_MARROW_FRACTION,
+    from lesionvol.study import (MAX_BAND_CONTINUED_FRACTION, MAX_BAND_SPHERE_MARROW_FRACTION, MAX_BAND_UNREAD_FRACTION,
                                  MAX_MARGIN_OEDEMA_FRACTION, thick_slice_reason)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(2)
     warnings.simplefilter("ignore")
@@ -229,6 +229,7 @@ def main(argv=None) -> int:
             continued = mask_volume_ml(s1.masks["band_continued"])
             left_out = mask_volume_ml(s1.masks["band_sphere_marrow"])
             aside = mask_volume_ml(s1.masks["set_aside"])
+            unread = mask_volume_ml(s1.masks["band_unread"])
             dome = f1.quality["dome_marrow_fraction"]
             size_doubt = bool(fit_size_doubt(f1))
             margin = s1.lesion_margin
@@ -245,6 +246,7 @@ def main(argv=None) -> int:
                                  f"left out {left_out:.1f} mL" if left_out > MAX_BAND_SPHERE_MARROW_FRACTION * les
                                  else "",
                                  f"set aside {aside:.1f} mL" if aside > SET_ASIDE_DOUBT_ML else "",
+                                 f"band unread {unread:.1f} mL" if unread > MAX_BAND_UNREAD_FRACTION * les else "",
                                  ("head size" if head_size_doubt(dome, f1.quality.get("radius_minus_other_side_mm"),
                                                                  f1.radius_mm, outer_fraction=f1.quality["outer_fraction"])
                                   else "head size: fitted to the acetabular roof" if f1.quality.get("fitted_to_roof")

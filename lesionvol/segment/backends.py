@@ -123,7 +123,7 @@ class ClassicalSegmenter:
         masks = {"head_anatomical": m.head_anatomical, "head_sphere": m.head_sphere,
                  "lesion_enclosed": m.lesion_enclosed, "lesion_dark": m.lesion_dark, "oedema": m.oedema,
                  "band_continued": m.band_continued, "band_sphere_marrow": m.band_sphere_marrow,
-                 "set_aside": m.set_aside}
+                 "set_aside": m.set_aside, "band_unread": m.band_unread}
         return HipSegmentation(masks[f"head_{head_definition}"], masks[f"lesion_{lesion_definition}"],
                                fit.side, head_definition, lesion_definition, self.name, fit, masks,
                                m.margin if lesion_definition == "enclosed" else None)

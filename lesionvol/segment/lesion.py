@@ -366,7 +366,8 @@ class HipMasks:
     enclosed lesion continued from its band's shape where thick slices did not show the band
     (:func:`_band_surface_completion`; lesion), and the marrow inside that shape next to a lesion not so
     continued (``band_sphere_marrow``; not lesion: a margin seen along the slices stopped it), the largest
-    component set aside as anatomy (``set_aside``; not lesion, see SET_ASIDE_DOUBT_ML); and the
+    component set aside as anatomy (``set_aside``; not lesion, see SET_ASIDE_DOUBT_ML), the lesion whose band's
+    shape could not be read on thick slices (``band_unread``; lesion); and the
     enclosed lesion's margin as :func:`margin_reading` reads it (None without a lesion)."""
 
     head_anatomical: sitk.Image
@@ -377,6 +378,7 @@ class HipMasks:
     band_continued: sitk.Image
     band_sphere_marrow: sitk.Image
     set_aside: sitk.Image
+    band_unread: sitk.Image
     margin: MarginReading | None = None
 
 
@@ -1040,12 +1042,14 @@ def _beyond_seen_margin(edge_mm: np.ndarray, out_mm: np.ndarray, c: np.ndarray, 
 
 
 def _band_surface_completion(lesion: np.ndarray, m: MarrowModel, grid: Grid, fit: HeadFit,
-                             oedema: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                             oedema: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Head voxels that a lesion's band encloses but that read as healthy marrow or oedema, or lie in the plate shell
     the marrow model leaves out, on slices at least CAPPED_SLAB_MM thick (see BAND_FIT_ROUNDS for the numbers); and
     the marrow-zone voxels inside the band's sphere, joined to a lesion that is not so continued and on no healthy
     side of a margin seen where the sphere crosses the slices: where a margin seen along them stopped it, the lesion
-    may read small (``HipMasks.band_sphere_marrow``, ``lesionvol.study.MAX_BAND_SPHERE_MARROW_FRACTION``).
+    may read small (``HipMasks.band_sphere_marrow``, ``lesionvol.study.MAX_BAND_SPHERE_MARROW_FRACTION``); and the
+    lesion components whose margin fits no sphere (BAND_MAX_RMS_MM, BAND_MIN_INLIERS), so that nothing of this could be
+    decided for them (``HipMasks.band_unread``, ``lesionvol.study.MAX_BAND_UNREAD_FRACTION``).
 
     Per lesion component: a sphere fitted to its margin against the healthy marrow (:func:`_band_sphere`).
     When it fits, its centre is not mostly dark (a dark centre cannot read as marrow) and the marrow-zone voxels
@@ -1065,17 +1069,18 @@ def _band_surface_completion(lesion: np.ndarray, m: MarrowModel, grid: Grid, fit
     >>> scan = make_visit(VisitSpec(lesions=(lesion_for_fraction(23.0, 20.0),)), seed=1)   # 3 mm slices
     >>> fit = find_heads(scan.image)[0]
     >>> m = marrow_model(scan.image, fit)
-    >>> continued, left_out = _band_surface_completion(m.interior & ~m.marrow, m, Grid.of(scan.image), fit,
-    ...                                                m.marrow & False)
-    >>> bool(continued.any()), bool(left_out.any())
-    (False, False)
+    >>> continued, left_out, unread = _band_surface_completion(m.interior & ~m.marrow, m, Grid.of(scan.image), fit,
+    ...                                                        m.marrow & False)
+    >>> bool(continued.any()), bool(left_out.any()), bool(unread.any())
+    (False, False, False)
     """
     fine = _fine_axes(grid)
     thick_mm = grid.spacing_mm[::-1][~fine]
     out = np.zeros_like(lesion)
     left_out = np.zeros_like(lesion)
+    unread = np.zeros_like(lesion)
     if not lesion.any() or not thick_mm.size or thick_mm.min() < CAPPED_SLAB_MM:
-        return out, left_out
+        return out, left_out, unread
     slab_mm = float(thick_mm.min())
     edge, out_mm = _boundary_points(lesion, m, grid, _within_axes(fine))
     edge_mm = m.p[edge] + 0.5 * out_mm                     # half-way to the healthy neighbours
@@ -1085,7 +1090,10 @@ def _band_surface_completion(lesion: np.ndarray, m: MarrowModel, grid: Grid, fit
         comp = lab == i
         e, o = edge_mm[edge_lab == i].astype(float), out_mm[edge_lab == i].astype(float)
         c, rho, rms, inliers = _band_sphere(e, o, fit.centre_mm)
-        if rms > BAND_MAX_RMS_MM or inliers < BAND_MIN_INLIERS or rho > 2 * fit.radius_mm:
+        if rms > BAND_MAX_RMS_MM or inliers < BAND_MIN_INLIERS:
+            unread |= comp
+            continue
+        if rho > 2 * fit.radius_mm:
             continue
         dist = np.linalg.norm(m.p - c.astype(np.float32), axis=-1)
         deep = comp & (dist < rho - BAND_CENTRE_INSET_MM)
@@ -1105,7 +1113,7 @@ def _band_surface_completion(lesion: np.ndarray, m: MarrowModel, grid: Grid, fit
             out |= joined(within & ~beyond_across)
         else:
             left_out |= joined(within & m.interior & ~beyond_across)
-    return out, left_out
+    return out, left_out, unread
 
 
 def _shell_across_slices(lesion: np.ndarray, m: MarrowModel, grid: Grid) -> np.ndarray:
@@ -1213,6 +1221,7 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
     oedema = np.zeros_like(enclosed)
     continued = np.zeros_like(enclosed)
     left_out = np.zeros_like(enclosed)
+    unread = np.zeros_like(enclosed)
     set_aside = np.zeros_like(enclosed)
     if nlab:
         sizes = ndimage.sum_labels(enclosed, lab, np.arange(1, nlab + 1)) * voxel_mm3
@@ -1233,7 +1242,7 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
         enclosed |= _through_slice_edge(enclosed, m, grid)
         enclosed |= _in_plane_edge(enclosed, m, grid, oedema)
         band_edge = _band_edge_under_oedema(enclosed, m, grid, fit)
-        continued, left_out = _band_surface_completion(enclosed, m, grid, fit, oedema)
+        continued, left_out, unread = _band_surface_completion(enclosed, m, grid, fit, oedema)
         enclosed |= continued & interior
         if band_edge is not None:      # after the completion, whose sphere needs the margin against healthy marrow
             outside = _beyond_band_edge(enclosed, m, grid, *band_edge)
@@ -1257,5 +1266,6 @@ def segment_masks(image: sitk.Image, fit: HeadFit, *, min_lesion_mm3: float = MI
         band_continued=_paste(shape, lo, hi, (continued & head).astype(np.uint8), image),
         band_sphere_marrow=_paste(shape, lo, hi, (left_out & head & ~enc_full).astype(np.uint8), image),
         set_aside=_paste(shape, lo, hi, set_aside.astype(np.uint8), image),
+        band_unread=_paste(shape, lo, hi, (unread & enclosed & head).astype(np.uint8), image),
         margin=margin_reading(enclosed, m, grid),     # enclosed lies in the marrow zone; None when empty
     )
