@@ -1090,10 +1090,10 @@ def _band_surface_completion(lesion: np.ndarray, m: MarrowModel, grid: Grid, fit
         comp = lab == i
         e, o = edge_mm[edge_lab == i].astype(float), out_mm[edge_lab == i].astype(float)
         c, rho, rms, inliers = _band_sphere(e, o, fit.centre_mm)
-        if rms > BAND_MAX_RMS_MM or inliers < BAND_MIN_INLIERS:
+        no_sphere = rms > BAND_MAX_RMS_MM or inliers < BAND_MIN_INLIERS
+        if no_sphere and np.isfinite(rms):        # enough margin points were fitted, and they make no sphere
             unread |= comp
-            continue
-        if rho > 2 * fit.radius_mm:
+        if no_sphere or rho > 2 * fit.radius_mm:
             continue
         dist = np.linalg.norm(m.p - c.astype(np.float32), axis=-1)
         deep = comp & (dist < rho - BAND_CENTRE_INSET_MM)
