@@ -161,9 +161,9 @@ DEFINITIONS = {
                              "neither continued nor checked (lesion_band_continued, lesion_extent_doubtful); included "
                              "in lesion_volume_ml",
     "lesion_band_unread": f"True when lesion_band_unread_ml exceeds {100 * MAX_BAND_UNREAD_FRACTION:g} % of the lesion: "
-                          "a centre read as marrow may be missing, and the lesion may read far too small (lesions "
-                          "written into real heads: 5 of about 170, reading -54.3 to +11.7 %, 4 of them more than 10 % "
-                          "off); check it",
+                          "the lesion may be far off, a centre read as marrow missing or marrow oedema taken in "
+                          "(lesions written into real heads: 5 of 176, reading -54.3 to +11.7 %, 4 of them more than "
+                          "10 % off; an 8 mm oedema halo +59 %); check it",
     "lesion_set_aside_ml": "segmented (enclosed) lesions: the largest region of low signal reaching the plate that was "
                            "set aside as anatomy, not lesion (no subchondral segment, or at the head-neck junction, "
                            "the fovea or in the inferior head); not included in lesion_volume_ml",
@@ -458,8 +458,8 @@ def row_checks(row: dict) -> list[str]:
                       "lesion may read small; check its margin across the slices")
     if is_set(row.get("lesion_band_unread")):
         checks.append(f"{ml('lesion_band_unread_ml')} mL of the {ml('lesion_volume_ml')} mL lesion has a margin that "
-                      "fits no sphere on thick slices, so its band's shape could not be read: a centre read as marrow "
-                      "may be missing (far too small); check it")
+                      "fits no sphere on thick slices, so its band's shape could not be read: the lesion may be far "
+                      "off (a centre read as marrow missing, or marrow oedema taken in); check it")
     if is_set(row.get("lesion_set_aside_doubtful")):
         checks.append(f"a {ml('lesion_set_aside_ml')} mL region of low signal in the head was set aside as anatomy, not "
                       "lesion: it may be a lesion's band whose centre was read as marrow (far too small); check it")

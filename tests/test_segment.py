@@ -401,7 +401,8 @@ def test_a_wide_oedema_halo_left_in_the_lesion_is_flagged_by_its_margin():
     """Real anatomy (tests/data/README.md): a 7.11 mL fat-centred lesion with 8 mm of marrow oedema around its band,
     whose margin's sphere the profile cannot use: the halo stays in (measured +59.2 %, 0.04 mL of oedema next to it).
     Its margin reads 0.64 of marrow with no band within 5.5 mm inside it, on 5.2 mm slices where the band is seen in
-    the plane: flagged and named in the check (flagged by nothing while the band had to lie 1.5-4.5 mm inside)."""
+    the plane: flagged and named in the check (flagged by nothing while the band had to lie 1.5-4.5 mm inside).  Its
+    margin, halo and all, fits no sphere either (``lesion_band_unread``: 9.47 of the 11.33 mL), the second check."""
     import json
     from pathlib import Path
 
@@ -415,8 +416,10 @@ def test_a_wide_oedema_halo_left_in_the_lesion_is_flagged_by_its_margin():
     assert row["margin_oedema_ml"] < 0.02 * row["lesion_volume_ml"]             # so not flagged by the oedema
     assert row["lesion_margin_band_gap_mm"] is None and 0.6 < row["lesion_margin_signal"] < 0.7
     assert row["lesion_margin_doubtful"] is True
-    assert row_checks(row) == ["the lesion's margin reads 0.64 of marrow with no band within 5.5 mm inside it: it may "
-                               "hold marrow oedema taken in with it (too large)"]
+    checks = row_checks(row)
+    assert checks[0] == ("the lesion's margin reads 0.64 of marrow with no band within 5.5 mm inside it: it may hold "
+                         "marrow oedema taken in with it (too large)")
+    assert row["lesion_band_unread"] is True and len(checks) == 2 and "could not be read" in checks[1]
 
 
 def test_a_fat_centred_lesion_on_5_mm_slices_is_not_read_as_marrow():
