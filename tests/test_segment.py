@@ -1272,20 +1272,11 @@ def test_a_large_low_signal_region_set_aside_as_anatomy_is_flagged():
     real right head.  Its centre reads as marrow and the lesion 0.00 mL (not fixed); the band's deep part, 5.4 mL
     pointing down from the head's centre, is set aside as inferior head.  Normal real heads set aside 1.07 mL at most,
     so the row flags it (``lesion_set_aside_doubtful``) instead of returning 0 mL silently."""
-    import json
-    from pathlib import Path
-
-    from lesionvol.segment.head import HeadFit
     from lesionvol.segment.lesion import SET_ASIDE_DOUBT_ML
     from lesionvol.study import row_checks
 
-    data = Path(__file__).parent / "data"
-    truth = json.loads((data / "real_t1_implanted_right_head_band_set_aside.json").read_text())
-    o = truth["own_fit"]
-    fit = HeadFit(np.array(o["centre_mm"]), o["radius_mm"], o["inner_radius_mm"], np.array(o["neck_axis"]),
-                  o["junction_mm"], o["side"], o["marrow_level"], dict(o["quality"]))
-    seg = ClassicalSegmenter().from_fit(sitk.ReadImage(str(data / "real_t1_implanted_right_head_band_set_aside.nii.gz")),
-                                        fit)
+    truth, image, fit = _fixture_with_own_fit("real_t1_implanted_right_head_band_set_aside")
+    seg = ClassicalSegmenter().from_fit(image, fit)
     aside_ml = mask_volume_ml(seg.masks["set_aside"])
     assert mask_volume_ml(seg.lesion) < 0.1 * truth["lesion_true_ml"]                          # measured 0.00 mL
     assert aside_ml > SET_ASIDE_DOUBT_ML                                                       # measured 5.40 mL
@@ -1299,18 +1290,10 @@ def test_a_lesion_whose_margin_fits_no_sphere_on_thick_slices_is_flagged():
     margin fits no sphere (RMS 1.3 mm), so the band's shape can neither continue it nor say it is short.  That part of
     the lesion is reported (``band_unread``) and the row flags it (``lesion_band_unread``) instead of returning -54 %
     silently."""
-    import json
-    from pathlib import Path
-
-    from lesionvol.segment.head import HeadFit
     from lesionvol.study import MAX_BAND_UNREAD_FRACTION, row_checks
 
-    data = Path(__file__).parent / "data"
-    truth = json.loads((data / "real_t1_implanted_left_head_band_unread.json").read_text())
-    o = truth["own_fit"]
-    fit = HeadFit(np.array(o["centre_mm"]), o["radius_mm"], o["inner_radius_mm"], np.array(o["neck_axis"]),
-                  o["junction_mm"], o["side"], o["marrow_level"], dict(o["quality"]))
-    seg = ClassicalSegmenter().from_fit(sitk.ReadImage(str(data / "real_t1_implanted_left_head_band_unread.nii.gz")), fit)
+    truth, image, fit = _fixture_with_own_fit("real_t1_implanted_left_head_band_unread")
+    seg = ClassicalSegmenter().from_fit(image, fit)
     lesion_ml, unread_ml = mask_volume_ml(seg.lesion), mask_volume_ml(seg.masks["band_unread"])
     assert lesion_ml / truth["lesion_true_ml"] - 1 < -0.3                                      # measured -54 %
     assert unread_ml > MAX_BAND_UNREAD_FRACTION * lesion_ml                                    # measured 11.05 of 13.23 mL
