@@ -217,10 +217,12 @@ DEFINITIONS = {
                            "small against it, or none was found beside the other head (a large lesion at the dome "
                            "hides both of the head's surfaces there, not the roof); read to about 0.5 mm in radius; "
                            "head_size_doubtful stays True",
-    "head_found_from_grid": "segmented heads: True when the head was missed from the vote's peaks beside a head whose "
-                            "own fit holds, and found only from a grid of starts around them, the fit whose radius is "
-                            f"nearest that head's (within {HEAD_PAIR_RADIUS_MAX_MM:g} mm) kept (a large lesion at the dome "
-                            "draws the peaks up); head_size_doubtful stays True",
+    "head_found_from_grid": "segmented heads: True when the head was missed from the vote's peaks and found only from "
+                            "a grid of starts around them (a large lesion at the dome draws the peaks up): beside the "
+                            "other head, the fit whose radius is nearest that head's (within "
+                            f"{HEAD_PAIR_RADIUS_MAX_MM:g} mm) kept, or, both heads missed, the right and left fits "
+                            f"that lie as one pelvis with the nearest radii (within {HEAD_PAIR_RADIUS_MAX_MM:g} mm); "
+                            "head_size_doubtful stays True",
     "head_size_doubtful_reason": "why head_size_doubtful is True",
     "lesion_outside_head_ml": f"lesion voxels outside the head mask (QC); a lesion with more than "
                               f"{100 * MAX_LESION_OUTSIDE_FRACTION:g} % of its volume outside is refused",

@@ -1213,6 +1213,21 @@ def test_a_head_whose_own_fit_is_doubtful_is_fitted_again_at_the_other_heads_rad
     assert "given the other head's radius" in fit_size_doubt(again)
 
 
+def test_refitting_a_head_where_no_dark_rim_reads_keeps_its_own_fit_instead_of_losing_both_heads():
+    """On a real scan with lesions written into both heads (implant draw 4500 moved, case 1) both heads were found,
+    then fitting the doubtful one again at the other's radius found no dark rim around it and raised: the scan read
+    "no femoral head found", its sound right head (+1.1 % of volume) lost with it.  Where no rim reads, the head keeps
+    its own fit (None: nothing to replace it with) and its roof gap is unknown (nan)."""
+    from lesionvol.segment.head import HeadFit, fit_at_radius_of, roof_gap_mm
+
+    flat = sitk.GetImageFromArray(np.full((40, 100, 100), 100.0, np.float32))
+    flat.SetSpacing((1.0, 1.0, 3.0))
+    doubtful = HeadFit(np.array([50.0, 50.0, 60.0]), 20.0, 19.0, np.array([-0.7, 0.1, -0.7]), 15.0, "right", 1.0)
+    sound = HeadFit(np.array([-130.0, 50.0, 60.0]), 22.0, 21.0, np.array([0.7, 0.1, -0.7]), 15.0, "left", 1.0)
+    assert fit_at_radius_of(flat, doubtful, sound, fat=100.0) is None
+    assert math.isnan(roof_gap_mm(flat, doubtful, fat=100.0))
+
+
 def test_a_head_whose_own_fit_is_doubtful_and_small_is_fitted_to_its_acetabular_roof():
     """Real anatomy (tests/data/README.md): a 31 % lesion with an intermediate centre (0.42 of marrow) at the dome of a
     real right head, on 5.2 mm coronal slices.  On the whole scan its own fit was doubtful (the dome's marrow surface
@@ -1265,6 +1280,71 @@ def test_a_head_missed_from_the_vote_peaks_beside_a_sound_head_is_found_from_a_g
     assert abs(mask_volume_ml(seg.head) / truth["head_true_ml"] - 1) < 0.05                     # measured -1.4 %
     assert abs(mask_volume_ml(seg.lesion) / truth["lesion_true_ml"] - 1) < 0.08                 # measured -3.6 %
     assert "grid of starts" in fit_size_doubt(fit)
+
+
+def test_a_head_missed_beside_a_doubtful_head_is_found_from_a_grid_of_starts():
+    """Real anatomy (tests/data/README.md): a 41 % lesion with an intermediate centre (0.41 of marrow) written into a
+    real left head on a follow-up grid (6.2 mm slices).  Every fit from the vote's peaks refuses it, and the right
+    head's own fit is doubtful (a lesion hides its dome).  Before, the grid ran only beside a sound head, so the left
+    hip was missed.  Beside a doubtful head the grid runs too, against the same 1 mm radius limit: the head is found
+    0.40 mm from its true centre, head +3.9 %, lesion +3.1 %, flagged."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.segment.head import HeadFit, _missed_head_from_grid, fit_head, fit_size_doubt, own_size_doubt
+
+    data = Path(__file__).parent / "data"
+    truth = json.loads((data / "real_t1_implanted_left_head_missed_beside_doubtful.json").read_text())
+    image = sitk.ReadImage(str(data / "real_t1_implanted_left_head_missed_beside_doubtful.nii.gz"))
+    o = truth["other_head"]
+    quality = {k: math.nan if v is None else v for k, v in o["quality"].items()}
+    right = HeadFit(np.array(o["centre_mm"]), o["radius_mm"], o["inner_radius_mm"], np.array(o["neck_axis"]),
+                    o["junction_mm"], o["side"], 1.0, quality)
+    assert "marrow surface under the dome" in own_size_doubt(right)
+    peaks = [(np.array(p["centre_mm"]), p["fat"]) for p in truth["vote_peaks"]]
+    for centre, fat in peaks:                                                   # the search before
+        with pytest.raises(NoFemoralHeadError):
+            fit_head(image, centre, fat=fat, side="left")
+    fit = _missed_head_from_grid(image, right, peaks, None)
+    seg = ClassicalSegmenter().from_fit(image, fit)
+    assert fit.side == "left" and fit.quality["found_from_grid"]
+    assert np.linalg.norm(fit.centre_mm - truth["head_true_centre_mm"]) < 1.0                   # measured 0.40 mm
+    assert abs(mask_volume_ml(seg.head) / truth["head_true_ml"] - 1) < 0.06                     # measured +3.9 %
+    assert abs(mask_volume_ml(seg.lesion) / truth["lesion_true_ml"] - 1) < 0.08                 # measured +3.1 %
+    assert "grid of starts" in fit_size_doubt(fit)
+
+
+def test_both_heads_missed_are_found_as_the_pair_of_grid_fits_most_starts_converge_on():
+    """Real anatomy (tests/data/README.md): lesions of LF 44 and 49 % with intermediate centres written into both real
+    heads of a scan on a follow-up grid; every fit from the vote's peaks missed both, and the scan read "no femoral
+    head found".  Fitted from a grid around each side's peak, the right and left fits that lie as one pelvis with radii
+    within 1 mm are paired.  The pair of nearest radii puts the right head 0.77 mm large (+10 % of volume), a fit one
+    start found; the pair most starts converge on (3 and 6) reads both heads within 2 %: right 0.14 mm from its
+    centre, head +1.8 %, lesion +4.8 %; left 1.20 mm, head +1.8 %, lesion +12.9 %; both flagged."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.segment.head import _both_heads_from_grid, fit_head, fit_size_doubt
+
+    data = Path(__file__).parent / "data"
+    truth = json.loads((data / "real_t1_implanted_both_heads_missed.json").read_text())
+    image = sitk.ReadImage(str(data / "real_t1_implanted_both_heads_missed.nii.gz"))
+    peaks = {side: [(np.array(p["centre_mm"]), p["fat"]) for p in truth[side]["vote_peaks"]]
+             for side in ("right", "left")}
+    for side in peaks:                                                          # the search before
+        for centre, fat in peaks[side]:
+            with pytest.raises(NoFemoralHeadError):
+                fit_head(image, centre, fat=fat, side=side)
+    both = _both_heads_from_grid(image, peaks, None)
+    assert sorted(both) == ["left", "right"]
+    measured = {"right": (0.5, 0.03, 0.08), "left": (1.5, 0.03, 0.15)}      # centre mm, head, lesion: see above
+    for side, fit in both.items():
+        t, (centre_mm, head, lesion) = truth[side], measured[side]
+        seg = ClassicalSegmenter().from_fit(image, fit)
+        assert fit.side == side and fit.quality["found_from_grid"] and "grid of starts" in fit_size_doubt(fit)
+        assert np.linalg.norm(fit.centre_mm - t["head_true_centre_mm"]) < centre_mm
+        assert abs(mask_volume_ml(seg.head) / t["head_true_ml"] - 1) < head
+        assert abs(mask_volume_ml(seg.lesion) / t["lesion_true_ml"] - 1) < lesion
 
 
 def test_a_large_low_signal_region_set_aside_as_anatomy_is_flagged():

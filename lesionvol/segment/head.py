@@ -403,9 +403,10 @@ ROOF_START_SPREAD_MAX_MM = 0.5
 #: roof fit read 0.6 mm or more larger all moved towards the truth, from -30..-5 % to -8..+7 %; of the 9 that read
 #: 0.6 mm or more smaller, 4 moved away).
 ROOF_LARGER_BY_MM = 0.6
-#: A head still missed beside a head whose own fit holds (:func:`_missed_head_from_grid`) is fitted from a grid of
-#: starts GRID_STEP_MM apart around the first GRID_MAX_PEAKS vote peaks where it would lie (3 across, 3 front to back,
-#: and the peak, 1 and 2 steps below it: the band of a large lesion at the dome draws the peak up), and of the fits
+#: A head still missed beside a head found (:func:`_missed_head_from_grid`; both missed: :func:`_both_heads_from_grid`)
+#: is fitted from a grid of starts GRID_STEP_MM apart around the first GRID_MAX_PEAKS vote peaks where it would lie
+#: (3 across, 3 front to back, and the peak, 1 and 2 steps below it: the band of a large lesion at the dome draws the
+#: peak up), and of the fits
 #: lying as the other hip of the pelvis, their radius within HEAD_PAIR_RADIUS_MAX_MM of the other head's, the one
 #: whose radius is nearest is kept, flagged.  Lesions written into the real development heads (LF 30-50 %, tuning draws
 #: 4160, 4240, and 4200 and 4260 moved): of 11 heads missed, the fits from the true centre converged for 9; from the
@@ -418,6 +419,13 @@ GRID_STEP_MM = 3.0
 GRID_STARTS_MM = GRID_STEP_MM * np.array([[x, y, z] for x in (-1, 0, 1) for y in (-1, 0, 1) for z in (-2, -1, 0)],
                                          float)
 GRID_MAX_PEAKS = 2
+#: Both heads missed (:func:`_both_heads_from_grid`): with no sound head to hold a radius against, a fit counts only
+#: where at least GRID_MIN_SUPPORT starts of its grid converge on it (centres within GRID_AGREE_MM, radii within
+#: GRID_AGREE_RADIUS_MM), and the pair most starts converge on is kept.  On implant draw 4200 moved case 13 the pair of
+#: nearest radii was two fits 7.5 and 5.1 mm off the heads, each from one start, at -37 and -32 % of head volume.
+GRID_MIN_SUPPORT = 2
+GRID_AGREE_MM = 1.0
+GRID_AGREE_RADIUS_MM = 0.3
 #: Head radius: median distance of the outer points within this distance of the outer fit.
 RADIUS_INLIER_MM = 2.0
 #: A head needs its outer surface (or its marrow surface, when that gives the centre) on at least
@@ -1587,6 +1595,14 @@ def refit_head(image: sitk.Image, fit: HeadFit, fat: float | None = None, requir
     return fit
 
 
+def _found_again_nowhere(fit: HeadFit) -> bool:
+    """Whether no start of :func:`refit_head` around ``fit`` finds a head: such a fit is not returned.  On 11 implant
+    draws (330 heads with lesions written in, 330 without) it is so for 5 fits, all on heads with lesions: two on no
+    head at all (41 and 65 mm from one), one at -64 % of the head's volume, one at +18 %, one at -5 %; never on a head
+    without a lesion."""
+    return fit.quality.get("refit_failed_starts") == len(REFIT_STARTS_MM)
+
+
 def _fit_where_bone_is_seen(image: sitk.Image, fit: HeadFit, fat: float | None, junction_fraction: float | None,
                             require_marrow: bool) -> HeadFit:
     """``fit``, or, where its bone surface is seen on fewer than OUTER_SURFACE_DOUBT_BELOW of the rays, the largest of
@@ -1650,10 +1666,10 @@ def fit_at_radius_of(image: sitk.Image, fit: HeadFit, other: HeadFit, fat: float
                      junction_fraction: float | None = None) -> HeadFit | None:
     """``fit`` given the radii of ``other``, the other head of the same scan, and its centre fitted again at that
     marrow-surface radius: the centre from which the marrow surface found on its rays lies on that sphere (the
-    points more than a trimmed band off it left out, :func:`_fit_sphere`).  None when too few rays show it,
-    or the centre moves more than AT_OTHER_RADIUS_MAX_MOVE_MM.  ``quality["radius_from_other_side"]`` is True and
-    ``quality["own_radius_mm"]`` holds ``fit``'s radius; its other figures are those of ``fit``'s own fit, which say
-    why its size was doubted.
+    points more than a trimmed band off it left out, :func:`_fit_sphere`).  None when no dark rim reads around it,
+    too few rays show it, or the centre moves more than AT_OTHER_RADIUS_MAX_MOVE_MM.
+    ``quality["radius_from_other_side"]`` is True and ``quality["own_radius_mm"]`` holds ``fit``'s radius; its other
+    figures are those of ``fit``'s own fit, which say why its size was doubted.
 
     A large lesion at the dome hides the head's marrow surface there, and the sphere through what is left, a cap,
     trades its radius against its centre; at a known radius the cap fixes the centre (a person's two femoral heads
@@ -1670,7 +1686,10 @@ def fit_at_radius_of(image: sitk.Image, fit: HeadFit, other: HeadFit, fat: float
     >>> again.radius_mm == fit.radius_mm, float(np.linalg.norm(again.centre_mm - fit.centre_mm)) < 0.3
     (True, True)
     """
-    rays, _, _ = _marrow_rays(image, fit.centre_mm, fat, require_marrow=False)
+    try:
+        rays, _, _ = _marrow_rays(image, fit.centre_mm, fat, require_marrow=False)
+    except NoFemoralHeadError:      # no dark rim reads around it at this fat level: its own fit stands
+        return None
     r_in = other.inner_radius_mm
     best, best_support = None, -1
     for start in fit.centre_mm + np.vstack([np.zeros(3), REFIT_STARTS_MM]):
@@ -1724,7 +1743,8 @@ def _roof_points(rays: _Rays, centre: np.ndarray, r_in: float, gap_mm: float) ->
 
 def roof_gap_mm(image: sitk.Image, fit: HeadFit, fat: float | None = None) -> float:
     """The gap (mm) between ``fit``'s marrow surface and the acetabular roof's marrow above it: the median over the roof
-    rays (:func:`_roof_points`, looked for ROOF_GAP_SEARCH_MM ± ROOF_WINDOW_MM out); nan when none shows it.
+    rays (:func:`_roof_points`, looked for ROOF_GAP_SEARCH_MM ± ROOF_WINDOW_MM out); nan when none shows it or no
+    dark rim reads around the head.
 
     Example
     -------
@@ -1733,7 +1753,10 @@ def roof_gap_mm(image: sitk.Image, fit: HeadFit, fat: float | None = None) -> fl
     >>> round(roof_gap_mm(scan.image, fit_head(scan.image, scan.truth.head_centre_mm)), 1)
     5.7
     """
-    rays, _, _ = _marrow_rays(image, fit.centre_mm, fat, require_marrow=False)
+    try:
+        rays, _, _ = _marrow_rays(image, fit.centre_mm, fat, require_marrow=False)
+    except NoFemoralHeadError:
+        return float("nan")
     roof, _ = _roof_points(rays, fit.centre_mm, fit.inner_radius_mm, ROOF_GAP_SEARCH_MM)
     d = np.linalg.norm(roof - fit.centre_mm, axis=1) - fit.inner_radius_mm
     return float(np.median(d)) if len(d) else float("nan")
@@ -1956,35 +1979,70 @@ def _missed_head_under_roof(image: sitk.Image, found: HeadFit, starts: list[np.n
     return None
 
 
+def _grid_fits(image: sitk.Image, start_mm: np.ndarray, fat: float | None, side: str,
+               junction_fraction: float | None) -> list[HeadFit]:
+    """The ``side`` heads fitted from each of GRID_STARTS_MM around ``start_mm`` (one region of rays shared; ``fat`` by
+    default the image's fat field there); the starts that find none, or one of the other side, are left out."""
+    fat = _fat_near(image, start_mm) if fat is None else fat
+    rays = _Rays(image, start_mm, HEAD_RADIUS_RANGE_MM[1] + ROI_MARGIN_MM, fat,
+                 reach_mm=float(np.linalg.norm(GRID_STARTS_MM, axis=1).max()))
+    fits = []
+    for offset in GRID_STARTS_MM:
+        try:
+            fit = fit_head(image, start_mm + offset, fat=fat, junction_fraction=junction_fraction, side=side, rays=rays)
+        except NoFemoralHeadError:
+            continue
+        if fit.side == side:
+            fits.append(fit)
+    return fits
+
+
 def _missed_head_from_grid(image: sitk.Image, found: HeadFit, peaks: list[tuple[np.ndarray, float | None]],
                            junction_fraction: float | None) -> HeadFit | None:
     """The other hip's head, missed by every fit from the vote's peaks and by :func:`_missed_head_under_roof`, fitted
-    from GRID_STARTS_MM around each of the first GRID_MAX_PEAKS of ``peaks`` (centre mm, fat level or None) in turn:
-    of the fits that lie where the other hip of ``found``'s pelvis would, their radius within HEAD_PAIR_RADIUS_MAX_MM of
-    ``found``'s, the one whose radius is nearest, with ``quality["found_from_grid"]`` True (it is always flagged); None
-    when ``found``'s own fit is doubtful or no start finds one."""
-    if own_size_doubt(found):
-        return None
+    from GRID_STARTS_MM around each of the first GRID_MAX_PEAKS of ``peaks`` (centre mm, fat level or None) in turn
+    (:func:`_grid_fits`): of the fits that lie where the other hip of ``found``'s pelvis would, their radius within
+    HEAD_PAIR_RADIUS_MAX_MM of ``found``'s, the one whose radius is nearest, with ``quality["found_from_grid"]`` True
+    (it is always flagged); None when no start finds one.  ``found``'s own fit may be doubtful: beside 5 such heads on
+    implant draws (4160 case 13, 4200 moved 12, 4260 moved 8, 4500 moved 12, 4620 moved 14) the other head is then
+    found at -15 to +6 % of its volume, 3 of them within 3 %."""
     missing = "left" if found.side == "right" else "right"
-    reach_mm = float(np.linalg.norm(GRID_STARTS_MM, axis=1).max())
     for start, fat in peaks[:GRID_MAX_PEAKS]:
-        fat = _fat_near(image, start) if fat is None else fat
-        rays = _Rays(image, start, HEAD_RADIUS_RANGE_MM[1] + ROI_MARGIN_MM, fat, reach_mm=reach_mm)
-        fits = []
-        for offset in GRID_STARTS_MM:
-            try:
-                fit = fit_head(image, start + offset, fat=fat, junction_fraction=junction_fraction, side=missing,
-                               rays=rays)
-            except NoFemoralHeadError:
-                continue
-            if fit.side == missing and _pair_plausible(fit, found) and \
-                    abs(fit.radius_mm - found.radius_mm) <= HEAD_PAIR_RADIUS_MAX_MM:
-                fits.append(fit)
+        fits = [fit for fit in _grid_fits(image, start, fat, missing, junction_fraction)
+                if _pair_plausible(fit, found) and abs(fit.radius_mm - found.radius_mm) <= HEAD_PAIR_RADIUS_MAX_MM]
         if fits:
             fit = min(fits, key=lambda f: abs(f.radius_mm - found.radius_mm))
             fit.quality["found_from_grid"] = True
             return fit
     return None
+
+
+def _support(fit: HeadFit, fits: list[HeadFit]) -> int:
+    """How many of ``fits`` (``fit`` among them) lie within GRID_AGREE_MM of its centre and GRID_AGREE_RADIUS_MM of
+    its radius: the starts of a grid that converge on it."""
+    return sum(1 for other in fits if np.linalg.norm(other.centre_mm - fit.centre_mm) <= GRID_AGREE_MM
+               and abs(other.radius_mm - fit.radius_mm) <= GRID_AGREE_RADIUS_MM)
+
+
+def _both_heads_from_grid(image: sitk.Image, peaks: dict[str, list[tuple[np.ndarray, float | None]]],
+                          junction_fraction: float | None) -> dict[str, HeadFit]:
+    """Both heads, when every fit from the vote's peaks missed both: the heads fitted from GRID_STARTS_MM around the
+    first GRID_MAX_PEAKS of each side's ``peaks`` (centre mm, fat level or None; :func:`_grid_fits`).  Of the right
+    and left fits that lie as one pelvis with radii within HEAD_PAIR_RADIUS_MAX_MM, each converged on from at least
+    GRID_MIN_SUPPORT starts (:func:`_support`), the pair most starts converge on (then the nearest radii), each with
+    ``quality["found_from_grid"]`` True (always flagged); empty when there is no such pair."""
+    fits = {side: [fit for start, fat in peaks[side][:GRID_MAX_PEAKS]
+                   for fit in _grid_fits(image, start, fat, side, junction_fraction)] for side in ("right", "left")}
+    support = {side: [_support(fit, fits[side]) for fit in fits[side]] for side in fits}
+    pairs = [(sr + sl, -abs(right.radius_mm - left.radius_mm), right, left)
+             for right, sr in zip(fits["right"], support["right"]) for left, sl in zip(fits["left"], support["left"])
+             if min(sr, sl) >= GRID_MIN_SUPPORT and _pair_plausible(right, left)
+             and abs(right.radius_mm - left.radius_mm) <= HEAD_PAIR_RADIUS_MAX_MM]
+    if not pairs:
+        return {}
+    *_, right, left = max(pairs, key=lambda pair: pair[:2])
+    right.quality["found_from_grid"] = left.quality["found_from_grid"] = True
+    return {"right": right, "left": left}
 
 
 def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | None = None,
@@ -1993,17 +2051,20 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
 
     The vote's peaks are tried best first; while a head is still missing after all of them, each is tried once
     more from RESTART_BELOW_MM below it.  Where the field shows both hips and one head was found, the other is
-    then looked for in a one-hip field where the other hip would be (:func:`_head_in_mirror_field`), and failing that
-    fitted to its acetabular roof from the peaks where it would lie (:func:`_missed_head_under_roof`), and failing that
-    from a grid of starts around those peaks (:func:`_missed_head_from_grid`).  A head whose
+    then looked for in a one-hip field where the other hip would be (:func:`_head_in_mirror_field`).  A head whose
     bone surface is seen on too few rays is fitted again from starts around it, and the largest fit whose bone surface
-    is seen replaces it when larger (:func:`_fit_where_bone_is_seen`).  Each head found is fitted again from starts around it
-    (:func:`refit_head`), which says whether its size is doubtful.  Where one head's own fit is doubtful, the other's is
-    not, and its radius is more than AT_OTHER_RADIUS_MIN_GAP_MM smaller, the doubtful head is given the other's radii
-    and its centre fitted again at them (:func:`fit_at_radius_of`); any other head whose own fit is doubtful, beside one
-    whose fit holds, is fitted to its acetabular roof where that fit's radius lies more than ROOF_LARGER_BY_MM above its
-    own (:func:`fit_to_roof`).  ``refine=False`` leaves both refits out (the one-hip field's search leaves them to
-    the search over both hips).  Raises :class:`NoFemoralHeadError` when there is none.
+    is seen replaces it when larger (:func:`_fit_where_bone_is_seen`).  Each head found is fitted again from starts
+    around it (:func:`refit_head`), which says whether its size is doubtful; one that none of those starts finds again
+    is dropped (:func:`_found_again_nowhere`; a fit from a grid is judged by its grid's starts instead).  Where one head
+    is found without a seed point, the other is fitted to its acetabular roof from the peaks where it would lie
+    (:func:`_missed_head_under_roof`), and failing that from a grid of starts around those peaks
+    (:func:`_missed_head_from_grid`); where the field shows both hips and neither was found, both from grids around each
+    side's first peaks (:func:`_both_heads_from_grid`).  Where one head's own fit is doubtful, the other's is not, and
+    its radius is more than AT_OTHER_RADIUS_MIN_GAP_MM smaller, the doubtful head is given the other's radii and its
+    centre fitted again at them (:func:`fit_at_radius_of`); any other head whose own fit is doubtful, beside one whose
+    fit holds, is fitted to its acetabular roof where that fit's radius lies more than ROOF_LARGER_BY_MM above its own
+    (:func:`fit_to_roof`).  ``refine=False`` leaves both refits out (the one-hip field's search leaves them to the
+    search over both hips).  Raises :class:`NoFemoralHeadError` when there is none.
 
     Example
     -------
@@ -2078,16 +2139,28 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
         fit = best[side] = _fit_where_bone_is_seen(image, best[side], fats.get(side), junction_fraction, seed_mm is None)
         if "refit_radius_shift_mm" not in fit.quality:     # the mirror field's own search measured its head's
             refit_head(image, fit, fats.get(side), require_marrow=seed_mm is None)
-    if paired and len(best) == 1:
+    if seed_mm is None:
+        for side in [side for side, fit in best.items() if _found_again_nowhere(fit)]:
+            reasons.append(f"a {side} head at {np.round(best.pop(side).centre_mm).tolist()} mm is found again from "
+                           f"none of {len(REFIT_STARTS_MM)} starts {REFIT_OFFSET_MM:g} mm around it")
+    if seed_mm is None and len(best) == 1:
+        # also on a field a little narrower than both hips (no midline): real copies on 278-279 mm fields hold both
         found = next(iter(best.values()))
         peaks = [(cand, fat_here) for cand, fat_here in candidates if _pair_place(cand, found)]
-        starts = [cand for cand, _ in peaks] + [
-            np.array([2.0 * midline - found.centre_mm[0], found.centre_mm[1], found.centre_mm[2]])]
+        starts = [cand for cand, _ in peaks]
+        if midline is not None:
+            starts.append(np.array([2.0 * midline - found.centre_mm[0], found.centre_mm[1], found.centre_mm[2]]))
         other = _missed_head_under_roof(image, found, starts, junction_fraction)
         if other is None and (other := _missed_head_from_grid(image, found, peaks, junction_fraction)) is not None:
             refit_head(image, other)
         if other is not None:
             best[other.side] = other
+    if paired and not best:
+        peaks = {"right": [(cand, f) for cand, f in candidates if midline - cand[0] >= SIDE_FROM_MIDLINE_MM],
+                 "left": [(cand, f) for cand, f in candidates if cand[0] - midline >= SIDE_FROM_MIDLINE_MM]}
+        best = _both_heads_from_grid(image, peaks, junction_fraction)
+        for fit in best.values():
+            refit_head(image, fit)
     if refine and len(best) == 2:
         # a head whose own fit is doubtful, smaller than one whose fit holds: the sound head's radius, its own centre
         doubt = {side: own_size_doubt(fit) for side, fit in best.items()}
