@@ -1253,26 +1253,37 @@ def test_a_head_whose_own_fit_is_doubtful_and_small_is_fitted_to_its_acetabular_
     assert "acetabular roof" in fit_size_doubt(roof)
 
 
+def _missed_beside_fixture(name: str):
+    """A fixture of a head missed beside the other head of its scan: its truth, the crop, the other head's fit (with
+    its figures where stored), the vote's peaks where the missed head would lie; each peak alone finds no head."""
+    import json
+    from pathlib import Path
+
+    from lesionvol.segment.head import HeadFit, fit_head
+
+    data = Path(__file__).parent / "data"
+    truth = json.loads((data / f"{name}.json").read_text())
+    image = sitk.ReadImage(str(data / f"{name}.nii.gz"))
+    o = truth["other_head"]
+    quality = {k: math.nan if v is None else v for k, v in o.get("quality", {}).items()}
+    other = HeadFit(np.array(o["centre_mm"]), o["radius_mm"], o["inner_radius_mm"], np.array(o["neck_axis"]),
+                    o["junction_mm"], o["side"], 1.0, quality)
+    peaks = [(np.array(p["centre_mm"]), p["fat"]) for p in truth["vote_peaks"]]
+    missing = "left" if other.side == "right" else "right"
+    for centre, fat in peaks:                                                   # the search before
+        with pytest.raises(NoFemoralHeadError):
+            fit_head(image, centre, fat=fat, side=missing)
+    return truth, image, other, peaks
+
+
 def test_a_head_missed_from_the_vote_peaks_beside_a_sound_head_is_found_from_a_grid_of_starts():
     """Real anatomy (tests/data/README.md): a 38 % lesion with an intermediate centre (0.38 of marrow) at the dome of
     a real right head.  The band draws the vote's peaks up and the fits from them find spheres 12-15 mm across, no head;
     the left head's fit held.  From a grid of starts around the first peak, the fit whose radius is nearest the left
     head's lies 0.5 mm from the true centre: the head reads -1.4 %, the lesion -3.6 %, and it is flagged, saying so."""
-    import json
-    from pathlib import Path
+    from lesionvol.segment.head import _missed_head_from_grid, fit_size_doubt
 
-    from lesionvol.segment.head import HeadFit, _missed_head_from_grid, fit_head, fit_size_doubt
-
-    data = Path(__file__).parent / "data"
-    truth = json.loads((data / "real_t1_implanted_right_head_missed_beside_sound.json").read_text())
-    image = sitk.ReadImage(str(data / "real_t1_implanted_right_head_missed_beside_sound.nii.gz"))
-    o = truth["other_head"]
-    left = HeadFit(np.array(o["centre_mm"]), o["radius_mm"], o["inner_radius_mm"], np.array(o["neck_axis"]),
-                   o["junction_mm"], o["side"], 1.0, {})
-    peaks = [(np.array(p["centre_mm"]), p["fat"]) for p in truth["vote_peaks"]]
-    for centre, fat in peaks:                                                   # the search before
-        with pytest.raises(NoFemoralHeadError):
-            fit_head(image, centre, fat=fat, side="right")
+    truth, image, left, peaks = _missed_beside_fixture("real_t1_implanted_right_head_missed_beside_sound")
     fit = _missed_head_from_grid(image, left, peaks, None)
     seg = ClassicalSegmenter().from_fit(image, fit)
     assert fit.side == "right" and fit.quality["found_from_grid"]
@@ -1288,23 +1299,10 @@ def test_a_head_missed_beside_a_doubtful_head_is_found_from_a_grid_of_starts():
     head's own fit is doubtful (a lesion hides its dome).  Before, the grid ran only beside a sound head, so the left
     hip was missed.  Beside a doubtful head the grid runs too, against the same 1 mm radius limit: the head is found
     0.40 mm from its true centre, head +3.9 %, lesion +3.1 %, flagged."""
-    import json
-    from pathlib import Path
+    from lesionvol.segment.head import _missed_head_from_grid, fit_size_doubt, own_size_doubt
 
-    from lesionvol.segment.head import HeadFit, _missed_head_from_grid, fit_head, fit_size_doubt, own_size_doubt
-
-    data = Path(__file__).parent / "data"
-    truth = json.loads((data / "real_t1_implanted_left_head_missed_beside_doubtful.json").read_text())
-    image = sitk.ReadImage(str(data / "real_t1_implanted_left_head_missed_beside_doubtful.nii.gz"))
-    o = truth["other_head"]
-    quality = {k: math.nan if v is None else v for k, v in o["quality"].items()}
-    right = HeadFit(np.array(o["centre_mm"]), o["radius_mm"], o["inner_radius_mm"], np.array(o["neck_axis"]),
-                    o["junction_mm"], o["side"], 1.0, quality)
+    truth, image, right, peaks = _missed_beside_fixture("real_t1_implanted_left_head_missed_beside_doubtful")
     assert "marrow surface under the dome" in own_size_doubt(right)
-    peaks = [(np.array(p["centre_mm"]), p["fat"]) for p in truth["vote_peaks"]]
-    for centre, fat in peaks:                                                   # the search before
-        with pytest.raises(NoFemoralHeadError):
-            fit_head(image, centre, fat=fat, side="left")
     fit = _missed_head_from_grid(image, right, peaks, None)
     seg = ClassicalSegmenter().from_fit(image, fit)
     assert fit.side == "left" and fit.quality["found_from_grid"]

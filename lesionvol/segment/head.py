@@ -424,6 +424,11 @@ GRID_MAX_PEAKS = 2
 #: GRID_AGREE_RADIUS_MM), and the pair most starts converge on is kept.  On implant draw 4200 moved case 13 the pair of
 #: nearest radii was two fits 7.5 and 5.1 mm off the heads, each from one start, at -37 and -32 % of head volume.
 GRID_MIN_SUPPORT = 2
+#: With both heads missed the grids run around the first GRID_MAX_PEAKS_BOTH peaks of each side: under large lesions
+#: the heads' own peaks ranked 1-6 on their side (0 first; implant draws 4200 and 4260 moved, 4500 moved, 4680),
+#: behind those of other round structures.  A grid around a peak takes 2-4 s; a scan on which no head is found then
+#: takes 30-50 s instead of 10-20 s.
+GRID_MAX_PEAKS_BOTH = 8
 GRID_AGREE_MM = 1.0
 GRID_AGREE_RADIUS_MM = 0.3
 #: Head radius: median distance of the outer points within this distance of the outer fit.
@@ -2027,11 +2032,11 @@ def _support(fit: HeadFit, fits: list[HeadFit]) -> int:
 def _both_heads_from_grid(image: sitk.Image, peaks: dict[str, list[tuple[np.ndarray, float | None]]],
                           junction_fraction: float | None) -> dict[str, HeadFit]:
     """Both heads, when every fit from the vote's peaks missed both: the heads fitted from GRID_STARTS_MM around the
-    first GRID_MAX_PEAKS of each side's ``peaks`` (centre mm, fat level or None; :func:`_grid_fits`).  Of the right
+    first GRID_MAX_PEAKS_BOTH of each side's ``peaks`` (centre mm, fat level or None; :func:`_grid_fits`).  Of the right
     and left fits that lie as one pelvis with radii within HEAD_PAIR_RADIUS_MAX_MM, each converged on from at least
     GRID_MIN_SUPPORT starts (:func:`_support`), the pair most starts converge on (then the nearest radii), each with
     ``quality["found_from_grid"]`` True (always flagged); empty when there is no such pair."""
-    fits = {side: [fit for start, fat in peaks[side][:GRID_MAX_PEAKS]
+    fits = {side: [fit for start, fat in peaks[side][:GRID_MAX_PEAKS_BOTH]
                    for fit in _grid_fits(image, start, fat, side, junction_fraction)] for side in ("right", "left")}
     support = {side: [_support(fit, fits[side]) for fit in fits[side]] for side in fits}
     pairs = [(sr + sl, -abs(right.radius_mm - left.radius_mm), right, left)
