@@ -403,18 +403,18 @@ ROOF_START_SPREAD_MAX_MM = 0.5
 #: roof fit read 0.6 mm or more larger all moved towards the truth, from -30..-5 % to -8..+7 %; of the 9 that read
 #: 0.6 mm or more smaller, 4 moved away).
 ROOF_LARGER_BY_MM = 0.6
-#: A head still missed beside a head found (:func:`_missed_head_from_grid`; both missed: :func:`_both_heads_from_grid`)
-#: is fitted from a grid of starts GRID_STEP_MM apart around the first GRID_MAX_PEAKS vote peaks where it would lie
-#: (3 across, 3 front to back, and the peak, 1 and 2 steps below it: the band of a large lesion at the dome draws the
-#: peak up), and of the fits
-#: lying as the other hip of the pelvis, their radius within HEAD_PAIR_RADIUS_MAX_MM of the other head's, the one
-#: whose radius is nearest is kept, flagged.  Lesions written into the real development heads (LF 30-50 %, tuning draws
-#: 4160, 4240, and 4200 and 4260 moved): of 11 heads missed, the fits from the true centre converged for 9; from the
-#: vote peak nearest each (1.6-8.2 mm off, most of it upwards) none did, from 5 mm along one axis 3 of 11, and from
-#: this grid all 11 (1 to 16 of the 27 starts), in 2.7-3.9 s each; so kept, beside a sound head, 3 (4160 1 right
-#: -1.1 %, 4260 3 right -0.3 %, 4 left +2.5 % of head volume), and on six fresh draws 1 of the 10 missed (+12.9 %).
-#: Without the radius limit, beside a phantom family B head whose neck runs 15 deg from straight down (refused), a
-#: 28.4 mm sphere 6.6 mm off it was returned beside the other head's 24.1 mm.
+#: A head still missed beside a head found (:func:`_missed_head_from_grid`; both missed:
+#: :func:`_both_heads_from_grid`) is fitted from a grid of starts GRID_STEP_MM apart around the first GRID_MAX_PEAKS
+#: vote peaks where it would lie (3 across, 3 front to back, and the peak, 1 and 2 steps below it: the band of a
+#: large lesion at the dome draws the peak up), and of the fits lying as the other hip of the pelvis, their radius
+#: within HEAD_PAIR_RADIUS_MAX_MM of the other head's, the one whose radius is nearest is kept, flagged.  Lesions
+#: written into the real development heads (LF 30-50 %, tuning draws 4160, 4240, and 4200 and 4260 moved): of 11
+#: heads missed, the fits from the true centre converged for 9; from the vote peak nearest each (1.6-8.2 mm off,
+#: most of it upwards) none did, from 5 mm along one axis 3 of 11, and from this grid all 11 (1 to 16 of the 27
+#: starts), in 2.7-3.9 s each; so kept, beside a sound head, 3 (4160 1 right -1.1 %, 4260 3 right -0.3 %, 4 left
+#: +2.5 % of head volume), and on six fresh draws 1 of the 10 missed (+12.9 %). Without the radius limit, beside a
+#: phantom family B head whose neck runs 15 deg from straight down (refused), a 28.4 mm sphere 6.6 mm off it was
+#: returned beside the other head's 24.1 mm.
 GRID_STEP_MM = 3.0
 GRID_STARTS_MM = GRID_STEP_MM * np.array([[x, y, z] for x in (-1, 0, 1) for y in (-1, 0, 1) for z in (-2, -1, 0)],
                                          float)
@@ -422,15 +422,16 @@ GRID_MAX_PEAKS = 2
 #: Both heads missed (:func:`_both_heads_from_grid`): with no sound head to hold a radius against, a fit counts only
 #: where at least GRID_MIN_SUPPORT starts of its grid converge on it (centres within GRID_AGREE_MM, radii within
 #: GRID_AGREE_RADIUS_MM), and the pair most starts converge on is kept.  On implant draw 4200 moved case 13 the pair of
-#: nearest radii was two fits 7.5 and 5.1 mm off the heads, each from one start, at -37 and -32 % of head volume.
+#: nearest radii read the right head +10.9 % from one start (on a crop of that scan, two fits 7.5 and 5.1 mm off the
+#: heads, one start each, at -37 and -32 %); the pair most starts converge on reads +2.2 and +4.1 %.
 GRID_MIN_SUPPORT = 2
+GRID_AGREE_MM = 1.0
+GRID_AGREE_RADIUS_MM = 0.3
 #: With both heads missed the grids run around the first GRID_MAX_PEAKS_BOTH peaks of each side: under large lesions
 #: the heads' own peaks ranked 1-6 on their side (0 first; implant draws 4200 and 4260 moved, 4500 moved, 4680),
 #: behind those of other round structures.  A grid around a peak takes 2-4 s; a scan on which no head is found then
 #: takes 30-50 s instead of 10-20 s.
 GRID_MAX_PEAKS_BOTH = 8
-GRID_AGREE_MM = 1.0
-GRID_AGREE_RADIUS_MM = 0.3
 #: Head radius: median distance of the outer points within this distance of the outer fit.
 RADIUS_INLIER_MM = 2.0
 #: A head needs its outer surface (or its marrow surface, when that gives the centre) on at least
@@ -1095,8 +1096,8 @@ def head_size_doubt(dome_marrow_fraction: float | None, radius_minus_other_side_
                        "7 % in volume")
     if found_from_grid:
         reasons.append("the head was missed from the vote's peaks and found only from a grid of starts around one, "
-                       "its radius the nearest to the other head's of the fits found: its fit depends on where it "
-                       "starts")
+                       f"held against the other head's radius (within {HEAD_PAIR_RADIUS_MAX_MM:g} mm): its fit depends "
+                       "on where it starts")
     return "; ".join(reasons)
 
 
