@@ -2061,15 +2061,15 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
     bone surface is seen on too few rays is fitted again from starts around it, and the largest fit whose bone surface
     is seen replaces it when larger (:func:`_fit_where_bone_is_seen`).  Each head found is fitted again from starts
     around it (:func:`refit_head`), which says whether its size is doubtful; one that none of those starts finds again
-    is dropped (:func:`_found_again_nowhere`; a fit from a grid is judged by its grid's starts instead).  Where one head
-    is found without a seed point, the other is fitted to its acetabular roof from the peaks where it would lie
-    (:func:`_missed_head_under_roof`), and failing that from a grid of starts around those peaks
-    (:func:`_missed_head_from_grid`); where the field shows both hips and neither was found, both from grids around each
-    side's first peaks (:func:`_both_heads_from_grid`).  Where one head's own fit is doubtful, the other's is not, and
-    its radius is more than AT_OTHER_RADIUS_MIN_GAP_MM smaller, the doubtful head is given the other's radii and its
-    centre fitted again at them (:func:`fit_at_radius_of`); any other head whose own fit is doubtful, beside one whose
-    fit holds, is fitted to its acetabular roof where that fit's radius lies more than ROOF_LARGER_BY_MM above its own
-    (:func:`fit_to_roof`).  ``refine=False`` leaves both refits out (the one-hip field's search leaves them to the
+    is dropped (:func:`_found_again_nowhere`; not a fit from a grid, held to the other head's radius or to its grid's
+    support instead).  Where one head is found without a seed point, the other is fitted to its acetabular roof from the
+    peaks where it would lie (:func:`_missed_head_under_roof`), and failing that from a grid of starts around those
+    peaks (:func:`_missed_head_from_grid`); where the field shows both hips and neither was found, both from grids
+    around each side's first peaks (:func:`_both_heads_from_grid`).  Where one head's own fit is doubtful, the other's
+    is not, and its radius is more than AT_OTHER_RADIUS_MIN_GAP_MM smaller, the doubtful head is given the other's radii
+    and its centre fitted again at them (:func:`fit_at_radius_of`); any other head whose own fit is doubtful, beside one
+    whose fit holds, is fitted to its acetabular roof where that fit's radius lies more than ROOF_LARGER_BY_MM above its
+    own (:func:`fit_to_roof`).  ``refine=False`` leaves both refits out (the one-hip field's search leaves them to the
     search over both hips).  Raises :class:`NoFemoralHeadError` when there is none.
 
     Example
