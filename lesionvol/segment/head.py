@@ -430,7 +430,9 @@ GRID_AGREE_RADIUS_MM = 0.3
 #: With both heads missed the grids run around the first GRID_MAX_PEAKS_BOTH peaks of each side: under large lesions
 #: the heads' own peaks ranked 1-6 on their side (0 first; implant draws 4200 and 4260 moved, 4500 moved, 4680),
 #: behind those of other round structures.  A grid around a peak takes 2-4 s, so a field showing both hips on which no
-#: head is found is refused in 21-70 s instead of 1-20 s (implant draws; real_other: a 351 mm abdomen, 4 localizers).
+#: head is found is refused in 15-47 s instead of 1-20 s (implant draws; real_other: a 351 mm abdomen 33 s, two
+#: localizers 15 and 22 s); the left side's grids run only where the right holds a supported fit (the abdomen: 70 s
+#: with both sides').
 GRID_MAX_PEAKS_BOTH = 8
 #: Head radius: median distance of the outer points within this distance of the outer fit.
 RADIUS_INLIER_MM = 2.0
@@ -2037,13 +2039,16 @@ def _both_heads_from_grid(image: sitk.Image, peaks: dict[str, list[tuple[np.ndar
     and left fits that lie as one pelvis with radii within HEAD_PAIR_RADIUS_MAX_MM, each converged on from at least
     GRID_MIN_SUPPORT starts (:func:`_support`), the pair most starts converge on (then the nearest radii), each with
     ``quality["found_from_grid"]`` True (always flagged); empty when there is no such pair."""
-    fits = {side: [fit for start, fat in peaks[side][:GRID_MAX_PEAKS_BOTH]
-                   for fit in _grid_fits(image, start, fat, side, junction_fraction)] for side in ("right", "left")}
-    support = {side: [_support(fit, fits[side]) for fit in fits[side]] for side in fits}
-    pairs = [(sr + sl, -abs(right.radius_mm - left.radius_mm), right, left)
-             for right, sr in zip(fits["right"], support["right"]) for left, sl in zip(fits["left"], support["left"])
-             if min(sr, sl) >= GRID_MIN_SUPPORT and _pair_plausible(right, left)
-             and abs(right.radius_mm - left.radius_mm) <= HEAD_PAIR_RADIUS_MAX_MM]
+    supported = {}
+    for side in ("right", "left"):
+        fits = [fit for start, fat in peaks[side][:GRID_MAX_PEAKS_BOTH]
+                for fit in _grid_fits(image, start, fat, side, junction_fraction)]
+        supported[side] = [(fit, n) for fit in fits if (n := _support(fit, fits)) >= GRID_MIN_SUPPORT]
+        if not supported[side]:         # no pair without this side: the other side's grids need not run
+            return {}
+    pairs = [(n_right + n_left, -abs(right.radius_mm - left.radius_mm), right, left)
+             for right, n_right in supported["right"] for left, n_left in supported["left"]
+             if _pair_plausible(right, left) and abs(right.radius_mm - left.radius_mm) <= HEAD_PAIR_RADIUS_MAX_MM]
     if not pairs:
         return {}
     *_, right, left = max(pairs, key=lambda pair: pair[:2])
@@ -2147,8 +2152,9 @@ def find_heads(image: sitk.Image, *, seed_mm=None, junction_fraction: float | No
             refit_head(image, fit, fats.get(side), require_marrow=seed_mm is None)
     if seed_mm is None:
         for side in [side for side, fit in best.items() if _found_again_nowhere(fit)]:
-            reasons.append(f"a {side} head at {np.round(best.pop(side).centre_mm).tolist()} mm is found again from "
-                           f"none of {len(REFIT_STARTS_MM)} starts {REFIT_OFFSET_MM:g} mm around it")
+            dropped = best.pop(side)
+            reasons.append(f"a {side} head at {np.round(dropped.centre_mm).tolist()} mm is found again from none of "
+                           f"{len(REFIT_STARTS_MM)} starts {REFIT_OFFSET_MM:g} mm around it")
     if seed_mm is None and len(best) == 1:
         # also on a field a little narrower than both hips (no midline): real copies on 278-279 mm fields hold both
         found = next(iter(best.values()))
