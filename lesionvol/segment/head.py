@@ -1597,7 +1597,8 @@ def refit_head(image: sitk.Image, fit: HeadFit, fat: float | None = None, requir
     >>> abs(fit.quality["refit_radius_shift_mm"]) < 0.1, fit.quality["refit_failed_starts"]
     (True, 0)
     """
-    radii = [other.radius_mm for other in _fits_around(image, fit, REFIT_STARTS_MM, fat, require_marrow)]
+    radii = [other.radius_mm for other in _fits_around(image, fit.centre_mm, fit.side, REFIT_STARTS_MM, fat,
+                                                        require_marrow)]
     fit.quality["refit_radius_shift_mm"] = float(np.median(radii)) - fit.radius_mm if radii else float("nan")
     fit.quality["refit_failed_starts"] = len(REFIT_STARTS_MM) - len(radii)
     return fit
@@ -1619,25 +1620,26 @@ def _fit_where_bone_is_seen(image: sitk.Image, fit: HeadFit, fat: float | None, 
     inside a large lesion's band, which makes a head small, never large."""
     if fit.quality["outer_fraction"] >= OUTER_SURFACE_DOUBT_BELOW:
         return fit
-    seen = [other for other in _fits_around(image, fit, RESCUE_STARTS_MM, fat, require_marrow, junction_fraction)
+    seen = [other for other in _fits_around(image, fit.centre_mm, fit.side, RESCUE_STARTS_MM, fat, require_marrow,
+                                            junction_fraction)
             if other.quality["outer_fraction"] >= OUTER_SURFACE_DOUBT_BELOW and other.radius_mm > fit.radius_mm]
     return max(seen, key=lambda other: other.radius_mm, default=fit)
 
 
-def _fits_around(image: sitk.Image, fit: HeadFit, offsets_mm: np.ndarray, fat: float | None, require_marrow: bool,
-                 junction_fraction: float | None = None) -> list[HeadFit]:
-    """The head fitted again from each of ``offsets_mm`` (mm, rows) around ``fit``'s centre, with its side, at the
-    fat level ``fat`` (by default the image's fat field at its centre), sharing one region of rays; the starts that
-    find no head are left out."""
+def _fits_around(image: sitk.Image, centre_mm: np.ndarray, side: str | None, offsets_mm: np.ndarray,
+                 fat: float | None, require_marrow: bool, junction_fraction: float | None = None) -> list[HeadFit]:
+    """The head fitted from each of ``offsets_mm`` (mm, rows) around ``centre_mm`` as a ``side`` head, at the fat
+    level ``fat`` (by default the image's fat field at the centre), sharing one region of rays; the starts that find
+    no head are left out."""
     if fat is None:
-        fat = _fat_near(image, fit.centre_mm)
+        fat = _fat_near(image, centre_mm)
     reach_mm = float(np.linalg.norm(offsets_mm, axis=1).max())
-    rays = _Rays(image, fit.centre_mm, HEAD_RADIUS_RANGE_MM[1] + ROI_MARGIN_MM, fat, reach_mm=reach_mm)
+    rays = _Rays(image, centre_mm, HEAD_RADIUS_RANGE_MM[1] + ROI_MARGIN_MM, fat, reach_mm=reach_mm)
     fits = []
     for offset in offsets_mm:
         try:
-            fits.append(fit_head(image, fit.centre_mm + offset, fat=fat, junction_fraction=junction_fraction,
-                                 side=fit.side, require_marrow=require_marrow, rays=rays))
+            fits.append(fit_head(image, centre_mm + offset, fat=fat, junction_fraction=junction_fraction,
+                                 side=side, require_marrow=require_marrow, rays=rays))
         except NoFemoralHeadError:
             pass
     return fits
@@ -1989,20 +1991,10 @@ def _missed_head_under_roof(image: sitk.Image, found: HeadFit, starts: list[np.n
 
 def _grid_fits(image: sitk.Image, start_mm: np.ndarray, fat: float | None, side: str,
                junction_fraction: float | None) -> list[HeadFit]:
-    """The ``side`` heads fitted from each of GRID_STARTS_MM around ``start_mm`` (one region of rays shared; ``fat`` by
+    """The ``side`` heads fitted from each of GRID_STARTS_MM around ``start_mm`` (:func:`_fits_around`; ``fat`` by
     default the image's fat field there); the starts that find none, or one of the other side, are left out."""
-    fat = _fat_near(image, start_mm) if fat is None else fat
-    rays = _Rays(image, start_mm, HEAD_RADIUS_RANGE_MM[1] + ROI_MARGIN_MM, fat,
-                 reach_mm=float(np.linalg.norm(GRID_STARTS_MM, axis=1).max()))
-    fits = []
-    for offset in GRID_STARTS_MM:
-        try:
-            fit = fit_head(image, start_mm + offset, fat=fat, junction_fraction=junction_fraction, side=side, rays=rays)
-        except NoFemoralHeadError:
-            continue
-        if fit.side == side:
-            fits.append(fit)
-    return fits
+    return [fit for fit in _fits_around(image, start_mm, side, GRID_STARTS_MM, fat, True, junction_fraction)
+            if fit.side == side]
 
 
 def _missed_head_from_grid(image: sitk.Image, found: HeadFit, peaks: list[tuple[np.ndarray, float | None]],
